@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// libomp comes from Debian's libomp-dev (LLVM 14); its header is not on clang's default path.
+let ompInclude = "/usr/lib/llvm-14/lib/clang/14.0.6/include"
+let ompLib = "/usr/lib/llvm-14/lib"
+
+let package = Package(
+    name: "Kiln",
+    products: [
+        .library(name: "Kiln", targets: ["Kiln"]),
+        .library(name: "KilnModels", targets: ["KilnModels"]),
+        .executable(name: "graphc", targets: ["graphc"]),
+        .executable(name: "kiln-bench", targets: ["KilnBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries (Debian: libopenblas-dev liblapacke-dev libjpeg-dev libtiff-dev libpng-dev).
+        .systemLibrary(name: "COpenBLAS", path: "Sources/CSystem/COpenBLAS"),
+        .systemLibrary(name: "CJPEG", path: "Sources/CSystem/CJPEG"),
+        .systemLibrary(name: "CTIFF", path: "Sources/CSystem/CTIFF"),
+        .systemLibrary(name: "CPNG", path: "Sources/CSystem/CPNG"),
+
+        // Hot loops: C11 + OpenMP + OpenBLAS, always optimised (debug Swift builds included).
+        .target(
+            name: "CKernels",
+            dependencies: ["COpenBLAS"],
+            cSettings: [
+                .unsafeFlags(["-O3", "-mavx2", "-mfma", "-fopenmp", "-I\(ompInclude)", "-std=gnu11"]),
+            ],
+            linkerSettings: [
+                .unsafeFlags(["-L\(ompLib)", "-Xlinker", "-rpath", "-Xlinker", ompLib]),
+                .linkedLibrary("omp"),
+                .linkedLibrary("openblas"),
+            ]
+        ),
+        .target(name: "Kiln", dependencies: ["CKernels"]),
+        .target(name: "KilnModels", dependencies: ["Kiln"], path: "Models"),
+        .executableTarget(
+            name: "graphc",
+            dependencies: ["Kiln", "KilnModels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "KilnBench",
+            dependencies: ["Kiln", "KilnModels", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/KilnBench"
+        ),
+        .testTarget(name: "KilnTests", dependencies: ["Kiln", "CKernels"]),
+        // Fixtures live in Tests/Fixtures and are found through #filePath (no resource bundle needed).
+        .testTarget(name: "KilnModelsTests", dependencies: ["Kiln", "KilnModels"]),
+    ]
+)

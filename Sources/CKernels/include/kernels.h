@@ -1,0 +1,83 @@
+// Kiln's compute kernels: NCHW float32, C11 + OpenMP + OpenBLAS.
+// Every function is pure over the buffers it is given; no allocation escapes a call.
+#ifndef KILN_KERNELS_H
+#define KILN_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- threads -------------------------------------------------------------------------------
+/// Sets the thread count used by OpenMP regions and by OpenBLAS. Results are bitwise
+/// deterministic for a fixed count.
+void kn_set_threads(int n);
+int kn_threads(void);
+
+// ---- convolution ---------------------------------------------------------------------------
+typedef struct {
+    int n, c, h, w;          // input
+    int o, kh, kw;           // output channels, kernel
+    int sh, sw;              // stride
+    int pt, pl, pb, pr;      // padding: top, left, bottom, right (asymmetric allowed)
+    int groups;
+    int oh, ow;              // output spatial size (filled by kn_conv2d_geometry)
+} kn_conv2d_desc;
+
+/// Fills oh/ow from the other fields; returns 0 when the geometry is valid.
+int kn_conv2d_geometry(kn_conv2d_desc *d);
+/// y[n,o,oh,ow] = sum w[o, c/g, kh, kw] * x[...] + bias[o]. bias may be NULL.
+/// im2col + sgemm (1x1 stride-1 unpadded convs skip im2col), depthwise convs use a direct kernel.
+void kn_conv2d_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y);
+/// Naive seven-loop convolution, accumulated in double. Kept as the reference for tests.
+void kn_conv2d_reference(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y);
+
+// ---- batch normalisation -------------------------------------------------------------------
+/// Inference: y = (x - mean) / sqrt(var + eps) * gamma + beta, per channel.
+void kn_batchnorm_inference(const float *x, float *y, const float *gamma, const float *beta,
+                            const float *mean, const float *var, float eps, int n, int c, int hw);
+/// Training: normalises with batch statistics (biased variance) and updates the running
+/// estimates with `momentum` (PyTorch: new = (1-m)*old + m*batch, unbiased batch variance).
+/// save_mean/save_invstd (may be NULL) receive the batch mean and 1/sqrt(var+eps).
+void kn_batchnorm_training(const float *x, float *y, const float *gamma, const float *beta,
+                           float *running_mean, float *running_var, float momentum, float eps,
+                           int n, int c, int hw, float *save_mean, float *save_invstd);
+
+// ---- elementwise ---------------------------------------------------------------------------
+void kn_relu(const float *x, float *y, int64_t count);
+void kn_relu6(const float *x, float *y, int64_t count);
+void kn_add(const float *a, const float *b, float *y, int64_t count);
+void kn_copy(const float *x, float *y, int64_t count);
+/// Inverted dropout with a counter-based generator: the mask depends only on (seed, index).
+/// mask (may be NULL) receives the scale applied to each element (0 or 1/(1-p)).
+void kn_dropout(const float *x, float *y, float *mask, int64_t count, float p, uint64_t seed);
+
+// ---- pooling and padding -------------------------------------------------------------------
+typedef struct {
+    int n, c, h, w;
+    int kh, kw, sh, sw, ph, pw;
+    int oh, ow;
+} kn_pool2d_desc;
+
+int kn_pool2d_geometry(kn_pool2d_desc *d);
+/// Max pool with implicit -inf padding; argmax (may be NULL) receives the flat h*w index.
+void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int32_t *argmax);
+/// Average pool; count_include_pad as PyTorch's default (true) or false.
+void kn_avgpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int count_include_pad);
+void kn_global_avgpool_forward(const float *x, float *y, int n, int c, int hw);
+void kn_zero_pad2d(const float *x, float *y, int n, int c, int h, int w, int pt, int pl, int pb, int pr);
+
+// ---- dense and losses ----------------------------------------------------------------------
+/// y[n, out] = x[n, in] * w[out, in]^T + bias[out]; bias may be NULL.
+void kn_linear_forward(const float *x, const float *w, const float *bias, float *y, int n, int in, int out);
+void kn_softmax(const float *x, float *y, int n, int k);
+void kn_log_softmax(const float *x, float *y, int n, int k);
+/// Mean cross-entropy of logits against integer labels. Returns -1 in *bad_label_index when all
+/// labels are in [0, k), else the first offending index (and the loss is NaN).
+float kn_cross_entropy(const float *logits, const int64_t *labels, int n, int k, int *bad_label_index);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,102 @@
+// Pooling and zero padding.
+#include "kernels.h"
+#include <float.h>
+#include <string.h>
+
+int kn_pool2d_geometry(kn_pool2d_desc *d) {
+    if (d->kh < 1 || d->kw < 1 || d->sh < 1 || d->sw < 1) return -1;
+    if (d->ph < 0 || d->pw < 0 || 2 * d->ph > d->kh || 2 * d->pw > d->kw) return -1;
+    int eh = d->h + 2 * d->ph - d->kh, ew = d->w + 2 * d->pw - d->kw;
+    if (eh < 0 || ew < 0) return -1;
+    d->oh = eh / d->sh + 1;
+    d->ow = ew / d->sw + 1;
+    return 0;
+}
+
+void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int32_t *argmax) {
+    const int planes = d->n * d->c;
+    #pragma omp parallel for schedule(static)
+    for (int p = 0; p < planes; p++) {
+        const float *xp = x + (int64_t)p * d->h * d->w;
+        float *yp = y + (int64_t)p * d->oh * d->ow;
+        int32_t *ap = argmax ? argmax + (int64_t)p * d->oh * d->ow : NULL;
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++) {
+                float best = -FLT_MAX;
+                int32_t where = -1;
+                for (int i = 0; i < d->kh; i++) {
+                    int iy = oy * d->sh - d->ph + i;
+                    if (iy < 0 || iy >= d->h) continue;
+                    for (int j = 0; j < d->kw; j++) {
+                        int ix = ox * d->sw - d->pw + j;
+                        if (ix < 0 || ix >= d->w) continue;
+                        float v = xp[iy * d->w + ix];
+                        if (v > best || where < 0 || v != v) { best = v; where = iy * d->w + ix; }
+                    }
+                }
+                yp[oy * d->ow + ox] = best;
+                if (ap) ap[oy * d->ow + ox] = where;
+            }
+    }
+}
+
+void kn_avgpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int count_include_pad) {
+    const int planes = d->n * d->c;
+    #pragma omp parallel for schedule(static)
+    for (int p = 0; p < planes; p++) {
+        const float *xp = x + (int64_t)p * d->h * d->w;
+        float *yp = y + (int64_t)p * d->oh * d->ow;
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++) {
+                float acc = 0.0f;
+                int inside = 0;
+                for (int i = 0; i < d->kh; i++) {
+                    int iy = oy * d->sh - d->ph + i;
+                    if (iy < 0 || iy >= d->h) continue;
+                    for (int j = 0; j < d->kw; j++) {
+                        int ix = ox * d->sw - d->pw + j;
+                        if (ix < 0 || ix >= d->w) continue;
+                        acc += xp[iy * d->w + ix];
+                        inside++;
+                    }
+                }
+                // PyTorch's divisor with padding counts the window clipped to the padded input.
+                int y0 = oy * d->sh - d->ph, x0 = ox * d->sw - d->pw;
+                int y1 = y0 + d->kh, x1 = x0 + d->kw;
+                if (y1 > d->h + d->ph) y1 = d->h + d->ph;
+                if (x1 > d->w + d->pw) x1 = d->w + d->pw;
+                int padded = (y1 - y0) * (x1 - x0);
+                int divisor = count_include_pad ? padded : inside;
+                yp[oy * d->ow + ox] = divisor > 0 ? acc / (float)divisor : 0.0f;
+            }
+    }
+}
+
+void kn_global_avgpool_forward(const float *x, float *y, int n, int c, int hw) {
+    const int planes = n * c;
+    #pragma omp parallel for schedule(static)
+    for (int p = 0; p < planes; p++) {
+        const float *xp = x + (int64_t)p * hw;
+        double acc = 0.0;
+        for (int i = 0; i < hw; i++) acc += xp[i];
+        y[p] = (float)(acc / hw);
+    }
+}
+
+void kn_zero_pad2d(const float *x, float *y, int n, int c, int h, int w, int pt, int pl, int pb, int pr) {
+    const int oh = h + pt + pb, ow = w + pl + pr, planes = n * c;
+    #pragma omp parallel for schedule(static)
+    for (int p = 0; p < planes; p++) {
+        const float *xp = x + (int64_t)p * h * w;
+        float *yp = y + (int64_t)p * oh * ow;
+        memset(yp, 0, sizeof(float) * oh * ow);
+        for (int iy = 0; iy < h; iy++) {
+            int oy = iy + pt;
+            if (oy < 0 || oy >= oh) continue;
+            for (int ix = 0; ix < w; ix++) {
+                int ox = ix + pl;
+                if (ox >= 0 && ox < ow) yp[oy * ow + ox] = xp[iy * w + ix];
+            }
+        }
+    }
+}
