@@ -1,1 +1,55 @@
 import Kiln
+
+/// The model registry: names as the CLIs accept them.
+public enum Zoo {
+    public struct Entry: Sendable {
+        public let name: String
+        public let summary: String
+        /// Input side the model was designed for.
+        public let defaultInputSize: Int
+        /// Module name of the classifier (what `--non-strict` and freezing treat as the head).
+        public let classifier: String
+        let make: @Sendable (_ classes: Int, _ width: Double?) -> any Layer
+    }
+
+    public static let entries: [Entry] = [
+        Entry(name: "resnet18", summary: "torchvision ResNet-18 (11.7M params at 1000 classes)",
+              defaultInputSize: 224, classifier: "fc") { classes, width in
+            ResNet18(classes: classes, width: Int(((width ?? 1) * 64).rounded()))
+        },
+        Entry(name: "basic-cnn", summary: "the course's 4-block baseline CNN",
+              defaultInputSize: 224, classifier: "fc") { classes, width in
+            BasicCNN(classes: classes, channels: [32, 64, 128, 256].map { Int((Double($0) * (width ?? 1)).rounded()) })
+        },
+        Entry(name: "mobilenet-v2", summary: "Keras MobileNetV2 with width multiplier (0.35, 0.5, 0.75, 1.0, …)",
+              defaultInputSize: 224, classifier: "predictions") { classes, width in
+            MobileNetV2(classes: classes, width: width ?? 1)
+        },
+    ]
+
+    public static var names: [String] { entries.map(\.name) }
+
+    public static func entry(_ name: String) throws -> Entry {
+        guard let entry = entries.first(where: { $0.name == name }) else { throw ZooError.unknownModel(name, known: names) }
+        return entry
+    }
+
+    /// The model's layers. `width` is the channel multiplier (1 = the published architecture).
+    public static func model(_ name: String, classes: Int, width: Double? = nil) throws -> any Layer {
+        guard classes >= 1 else { throw ZooError.invalidArgument("classes must be ≥ 1, got \(classes)") }
+        if let width, !(width > 0) { throw ZooError.invalidArgument("width must be > 0, got \(width)") }
+        return try entry(name).make(classes, width)
+    }
+}
+
+public enum ZooError: Error, CustomStringConvertible {
+    case unknownModel(String, known: [String])
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case let .unknownModel(name, known): "unknown model '\(name)' (known: \(known.joined(separator: ", ")))"
+        case let .invalidArgument(detail): detail
+        }
+    }
+}

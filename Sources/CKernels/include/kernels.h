@@ -77,6 +77,11 @@ void kn_log_softmax(const float *x, float *y, int n, int k);
 /// labels are in [0, k), else the first offending index (and the loss is NaN).
 float kn_cross_entropy(const float *logits, const int64_t *labels, int n, int k, int *bad_label_index);
 
+// ---- initialisation ------------------------------------------------------------------------
+void kn_fill_constant(float *x, int64_t count, float value);
+void kn_fill_uniform(float *x, int64_t count, float low, float high, uint64_t seed);
+void kn_fill_normal(float *x, int64_t count, float mean, float std, uint64_t seed);
+
 #ifdef __cplusplus
 }
 #endif

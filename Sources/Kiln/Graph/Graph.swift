@@ -1,0 +1,100 @@
+/// The static graph: values (inputs, parameters, buffers, activations) and the nodes that compute
+/// them, in a topological order. Compiler passes read a Graph and produce a Graph or a Plan.
+public struct Graph: Sendable {
+    public struct ValueID: Hashable, Comparable, Sendable, CustomStringConvertible {
+        public let index: Int
+        public static func < (a: Self, b: Self) -> Bool { a.index < b.index }
+        public var description: String { "%\(index)" }
+    }
+
+    public enum Role: String, Sendable {
+        /// Fed by the caller on every run (images, labels).
+        case input
+        /// Learnable weight, named by its state_dict key.
+        case parameter
+        /// Non-learnable state saved with the model (BN running statistics).
+        case buffer
+        /// Computed by a node.
+        case activation
+    }
+
+    public struct Value: Sendable {
+        public let id: ValueID
+        public let name: String
+        public let shape: Shape
+        public let dtype: DType
+        public let role: Role
+        /// How a parameter or buffer starts out; nil for inputs and activations.
+        public let initializer: Initializer?
+        /// Index of the node that produces an activation.
+        public let producer: Int?
+    }
+
+    public struct Node: Sendable {
+        public let index: Int
+        /// Full module path, e.g. `layer1.0.conv1`; unique in the graph.
+        public let name: String
+        public let op: any Operation
+        public let inputs: [ValueID]
+        public let output: ValueID
+    }
+
+    public private(set) var values: [Value] = []
+    public private(set) var nodes: [Node] = []
+    /// Graph outputs by role name: "logits", "loss", ….
+    public var outputs: [String: ValueID] = [:]
+    /// Names of parameters that do not train (see `freeze`). Buffers never train.
+    public var frozen: Set<String> = []
+
+    private var valueByName: [String: ValueID] = [:]
+    private var nodeNames: Set<String> = []
+
+    public init() {}
+
+    public subscript(id: ValueID) -> Value { values[id.index] }
+
+    public func value(named name: String) throws -> Value {
+        guard let id = valueByName[name] else { throw GraphError.unknownName(name) }
+        return values[id.index]
+    }
+
+    public func node(named name: String) -> Node? { nodes.first { $0.name == name } }
+
+    public var inputs: [Value] { values.filter { $0.role == .input } }
+    public var parameters: [Value] { values.filter { $0.role == .parameter } }
+    public var buffers: [Value] { values.filter { $0.role == .buffer } }
+    /// Parameters and buffers in declaration order: the keys of the model's state_dict.
+    public var stateValues: [Value] { values.filter { $0.role == .parameter || $0.role == .buffer } }
+
+    public func isTrainable(_ value: Value) -> Bool { value.role == .parameter && !frozen.contains(value.name) }
+
+    // MARK: construction (used by GraphBuilder and compiler passes)
+
+    mutating func addValue(name: String, shape: Shape, dtype: DType, role: Role,
+                           initializer: Initializer? = nil, producer: Int? = nil) throws -> ValueID {
+        guard valueByName[name] == nil else { throw GraphError.duplicateName(name) }
+        let id = ValueID(index: values.count)
+        values.append(Value(id: id, name: name, shape: shape, dtype: dtype, role: role,
+                            initializer: initializer, producer: producer))
+        valueByName[name] = id
+        return id
+    }
+
+    /// Appends a node after running its op's shape rule; a rejected shape becomes a
+    /// `GraphError.shapeMismatch` naming the node.
+    mutating func addNode(name: String, op: any Operation, inputs: [ValueID]) throws -> ValueID {
+        guard !nodeNames.contains(name) else { throw GraphError.duplicateName(name) }
+        let shapes = inputs.map { values[$0.index].shape }
+        let outShape: Shape
+        do {
+            outShape = try op.outputShape(for: shapes)
+        } catch let error as ShapeRuleError {
+            throw GraphError.shapeMismatch(node: name, op: op.kind, detail: error.detail)
+        }
+        let index = nodes.count
+        let out = try addValue(name: name, shape: outShape, dtype: op.outputDType, role: .activation, producer: index)
+        nodes.append(Node(index: index, name: name, op: op, inputs: inputs, output: out))
+        nodeNames.insert(name)
+        return out
+    }
+}

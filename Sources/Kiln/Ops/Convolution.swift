@@ -1,0 +1,72 @@
+import CKernels
+
+/// 2-D convolution (cross-correlation, as PyTorch). Inputs: x [N,C,H,W], weight [O, C/groups, kh, kw],
+/// optional bias [O]. Padding may be asymmetric (top, left, bottom, right).
+public struct Conv2DOp: Operation {
+    public var stride: (h: Int, w: Int)
+    public var padding: Padding
+    public var groups: Int
+
+    public init(stride: (Int, Int) = (1, 1), padding: Padding = .zero, groups: Int = 1) {
+        self.stride = (stride.0, stride.1)
+        self.padding = padding
+        self.groups = groups
+    }
+
+    public var kind: String { "Conv2d" }
+    public var attributes: String {
+        "s\(stride.h)x\(stride.w) p\(padding) g\(groups)"
+    }
+
+    public func outputShape(for inputs: [Shape]) throws -> Shape {
+        guard inputs.count == 2 || inputs.count == 3 else { throw ShapeRuleError("expects x, weight[, bias]") }
+        let x = inputs[0], w = inputs[1]
+        try expectRank(x, 4, "input")
+        try expectRank(w, 4, "weight")
+        guard x[1] == w[1] * groups else {
+            throw ShapeRuleError("input \(x) has \(x[1]) channels but weight \(w) with groups=\(groups) expects \(w[1] * groups)")
+        }
+        guard w[0] % groups == 0 else { throw ShapeRuleError("weight \(w): \(w[0]) output channels not divisible by groups=\(groups)") }
+        if inputs.count == 3, inputs[2] != [w[0]] {
+            throw ShapeRuleError("bias \(inputs[2]) does not match weight \(w) (expected [\(w[0])])")
+        }
+        var d = descriptor(x, w)
+        guard kn_conv2d_geometry(&d) == 0 else {
+            throw ShapeRuleError("kernel \(w[2])x\(w[3]) with padding \(padding) does not fit input \(x)")
+        }
+        return [x[0], w[0], Int(d.oh), Int(d.ow)]
+    }
+
+    func descriptor(_ x: Shape, _ w: Shape) -> kn_conv2d_desc {
+        kn_conv2d_desc(n: Int32(x[0]), c: Int32(x[1]), h: Int32(x[2]), w: Int32(x[3]),
+                       o: Int32(w[0]), kh: Int32(w[2]), kw: Int32(w[3]),
+                       sh: Int32(stride.h), sw: Int32(stride.w),
+                       pt: Int32(padding.top), pl: Int32(padding.left),
+                       pb: Int32(padding.bottom), pr: Int32(padding.right),
+                       groups: Int32(groups), oh: 0, ow: 0)
+    }
+
+    public func forward(_ call: KernelCall) {
+        var d = descriptor(call.inputs[0].shape, call.inputs[1].shape)
+        _ = kn_conv2d_geometry(&d)
+        let bias = call.inputs.count > 2 ? call.inputs[2].floats : nil
+        kn_conv2d_forward(&d, call.inputs[0].floats, call.inputs[1].floats, bias, call.output.floats)
+    }
+}
+
+/// Spatial padding, possibly asymmetric (Keras' ZeroPadding2D [[0,1],[0,1]] before stride-2 convs).
+public struct Padding: Sendable, Equatable, CustomStringConvertible {
+    public var top, left, bottom, right: Int
+
+    public init(top: Int, left: Int, bottom: Int, right: Int) {
+        (self.top, self.left, self.bottom, self.right) = (top, left, bottom, right)
+    }
+
+    public static func symmetric(_ p: Int) -> Padding { Padding(top: p, left: p, bottom: p, right: p) }
+    public static let zero = Padding.symmetric(0)
+
+    public var isSymmetric: Bool { top == bottom && left == right && top == left }
+    public var description: String {
+        isSymmetric ? "\(top)" : "(t\(top),l\(left),b\(bottom),r\(right))"
+    }
+}

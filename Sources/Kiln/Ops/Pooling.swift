@@ -1,0 +1,84 @@
+import CKernels
+
+/// Max or average pooling over square or rectangular windows with symmetric padding.
+public struct Pool2DOp: Operation {
+    public enum Reduction: Sendable { case max, average(countIncludePad: Bool) }
+
+    public var reduction: Reduction
+    public var kernel: (h: Int, w: Int)
+    public var stride: (h: Int, w: Int)
+    public var padding: (h: Int, w: Int)
+
+    public init(_ reduction: Reduction, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int) = (0, 0)) {
+        self.reduction = reduction
+        self.kernel = (kernel.0, kernel.1)
+        self.stride = (stride.0, stride.1)
+        self.padding = (padding.0, padding.1)
+    }
+
+    public var kind: String {
+        if case .max = reduction { return "MaxPool2d" }
+        return "AvgPool2d"
+    }
+    public var attributes: String { "k\(kernel.h)x\(kernel.w) s\(stride.h)x\(stride.w) p\(padding.h)x\(padding.w)" }
+
+    func descriptor(_ x: Shape) -> kn_pool2d_desc {
+        kn_pool2d_desc(n: Int32(x[0]), c: Int32(x[1]), h: Int32(x[2]), w: Int32(x[3]),
+                       kh: Int32(kernel.h), kw: Int32(kernel.w), sh: Int32(stride.h), sw: Int32(stride.w),
+                       ph: Int32(padding.h), pw: Int32(padding.w), oh: 0, ow: 0)
+    }
+
+    public func outputShape(for inputs: [Shape]) throws -> Shape {
+        try expectRank(inputs[0], 4, "input")
+        var d = descriptor(inputs[0])
+        guard kn_pool2d_geometry(&d) == 0 else {
+            throw ShapeRuleError("window \(kernel.h)x\(kernel.w) (padding \(padding.h)x\(padding.w)) does not fit input \(inputs[0])")
+        }
+        return [inputs[0][0], inputs[0][1], Int(d.oh), Int(d.ow)]
+    }
+
+    public func forward(_ call: KernelCall) {
+        var d = descriptor(call.inputs[0].shape)
+        _ = kn_pool2d_geometry(&d)
+        switch reduction {
+        case .max: kn_maxpool2d_forward(&d, call.inputs[0].floats, call.output.floats, nil)
+        case let .average(include): kn_avgpool2d_forward(&d, call.inputs[0].floats, call.output.floats, include ? 1 : 0)
+        }
+    }
+}
+
+/// Mean over H and W: [N,C,H,W] → [N,C,1,1] (AdaptiveAvgPool2d(1), Keras GlobalAveragePooling2D
+/// keeps [N,C] by following it with Flatten).
+public struct GlobalAvgPoolOp: Operation {
+    public init() {}
+    public var kind: String { "AdaptiveAvgPool2d" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape {
+        try expectRank(inputs[0], 4, "input")
+        return [inputs[0][0], inputs[0][1], 1, 1]
+    }
+    public func forward(_ call: KernelCall) {
+        let s = call.inputs[0].shape
+        kn_global_avgpool_forward(call.inputs[0].floats, call.output.floats, Int32(s[0]), Int32(s[1]), Int32(s[2] * s[3]))
+    }
+}
+
+/// Zero padding, possibly asymmetric (Keras ZeroPadding2D).
+public struct ZeroPad2DOp: Operation {
+    public var padding: Padding
+    public init(_ padding: Padding) { self.padding = padding }
+    public var kind: String { "ZeroPad2d" }
+    public var attributes: String { "p\(padding)" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape {
+        let x = inputs[0]
+        try expectRank(x, 4, "input")
+        guard min(padding.top, padding.left, padding.bottom, padding.right) >= 0 else {
+            throw ShapeRuleError("negative padding \(padding)")
+        }
+        return [x[0], x[1], x[2] + padding.top + padding.bottom, x[3] + padding.left + padding.right]
+    }
+    public func forward(_ call: KernelCall) {
+        let s = call.inputs[0].shape
+        kn_zero_pad2d(call.inputs[0].floats, call.output.floats, Int32(s[0]), Int32(s[1]), Int32(s[2]), Int32(s[3]),
+                      Int32(padding.top), Int32(padding.left), Int32(padding.bottom), Int32(padding.right))
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+
+/// A dense tensor owning 64-byte-aligned memory. A reference type: the executor hands the same
+/// buffers to consecutive kernels without copies.
+public final class Tensor: @unchecked Sendable {
+    public let shape: Shape
+    public let dtype: DType
+    public let data: UnsafeMutableRawPointer
+    /// The tensor that allocated `data` (self, or the tensor this one is a reshaped view of).
+    public private(set) unowned(unsafe) var storageOwner: Tensor! = nil
+    private let base: Tensor?
+
+    public init(zeros shape: Shape, dtype: DType = .float32) {
+        self.shape = shape
+        self.dtype = dtype
+        let bytes = max(shape.count * dtype.byteSize, 1)
+        data = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        data.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        base = nil
+        storageOwner = self
+    }
+
+    /// A view of `other`'s memory with a different shape of the same element count.
+    public init(sharing other: Tensor, as shape: Shape) {
+        precondition(shape.count == other.shape.count, "view \(shape) of \(other.shape)")
+        self.shape = shape
+        dtype = other.dtype
+        data = other.data
+        base = other.storageOwner
+        storageOwner = base
+    }
+
+    public convenience init(shape: Shape, values: [Float]) {
+        precondition(values.count == shape.count, "\(values.count) values for shape \(shape)")
+        self.init(zeros: shape)
+        values.withUnsafeBufferPointer { floats.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    public convenience init(shape: Shape, int64s values: [Int64]) {
+        precondition(values.count == shape.count, "\(values.count) values for shape \(shape)")
+        self.init(zeros: shape, dtype: .int64)
+        values.withUnsafeBufferPointer { int64s.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    deinit { if base == nil { data.deallocate() } }
+
+    public var count: Int { shape.count }
+    public var byteCount: Int { shape.count * dtype.byteSize }
+    public var floats: UnsafeMutablePointer<Float> { data.assumingMemoryBound(to: Float.self) }
+    public var int64s: UnsafeMutablePointer<Int64> { data.assumingMemoryBound(to: Int64.self) }
+
+    public var scalars: [Float] { Array(UnsafeBufferPointer(start: floats, count: count)) }
+    public var int64Scalars: [Int64] { Array(UnsafeBufferPointer(start: int64s, count: count)) }
+
+    public func copy(from other: Tensor) {
+        precondition(other.byteCount == byteCount, "copy between \(other.shape) and \(shape)")
+        data.copyMemory(from: other.data, byteCount: byteCount)
+    }
+
+    public func clone() -> Tensor {
+        let t = Tensor(zeros: shape, dtype: dtype)
+        t.copy(from: self)
+        return t
+    }
+}
