@@ -34,7 +34,7 @@ public struct Graph: Sendable {
         public let index: Int
         /// Full module path, e.g. `layer1.0.conv1`; unique in the graph.
         public let name: String
-        public let op: any Operation
+        public let op: any Primitive
         public let inputs: [ValueID]
         public let output: ValueID
     }
@@ -82,7 +82,7 @@ public struct Graph: Sendable {
 
     /// Appends a node after running its op's shape rule; a rejected shape becomes a
     /// `GraphError.shapeMismatch` naming the node.
-    mutating func addNode(name: String, op: any Operation, inputs: [ValueID]) throws -> ValueID {
+    mutating func addNode(name: String, op: any Primitive, inputs: [ValueID]) throws -> ValueID {
         guard !nodeNames.contains(name) else { throw GraphError.duplicateName(name) }
         let shapes = inputs.map { values[$0.index].shape }
         let outShape: Shape

@@ -31,7 +31,7 @@ public final class GraphBuilder {
 
     /// Adds a node named after the current module (suffixed `_1`, `_2`, … when a module such as
     /// torchvision's shared `relu` is applied more than once).
-    public func apply(_ op: any Operation, _ inputs: [Graph.ValueID]) throws -> Graph.ValueID {
+    public func apply(_ op: any Primitive, _ inputs: [Graph.ValueID]) throws -> Graph.ValueID {
         let base = scope.isEmpty ? op.kind.lowercased() : path
         let uses = nameUses[base, default: 0]
         nameUses[base] = uses + 1

@@ -76,8 +76,8 @@ public struct Linear: Layer {
 
 /// A parameterless layer that applies one op.
 public struct OpLayer: Layer {
-    public let op: any Operation
-    public init(_ op: any Operation) { self.op = op }
+    public let op: any Primitive
+    public init(_ op: any Primitive) { self.op = op }
     public func build(_ x: Graph.ValueID, in g: GraphBuilder) throws -> Graph.ValueID { try g.apply(op, [x]) }
 }
 

@@ -1,7 +1,7 @@
 import CKernels
 
 /// max(x, 0).
-public struct ReLUOp: Operation {
+public struct ReLUOp: Primitive {
     public init() {}
     public var kind: String { "ReLU" }
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
@@ -11,7 +11,7 @@ public struct ReLUOp: Operation {
 }
 
 /// min(max(x, 0), 6) (Keras' ReLU(max_value=6)).
-public struct ReLU6Op: Operation {
+public struct ReLU6Op: Primitive {
     public init() {}
     public var kind: String { "ReLU6" }
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
@@ -22,7 +22,7 @@ public struct ReLU6Op: Operation {
 
 /// Inverted dropout: identity in inference; in training zeroes with probability p and scales
 /// survivors by 1/(1-p). The mask depends only on the run seed, so runs are reproducible.
-public struct DropoutOp: Operation {
+public struct DropoutOp: Primitive {
     public var p: Float
     public init(p: Float) { self.p = p }
     public var kind: String { "Dropout" }

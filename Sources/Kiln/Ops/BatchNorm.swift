@@ -4,7 +4,7 @@ import CKernels
 /// Inputs: x, weight (gamma), bias (beta), running_mean, running_var, num_batches_tracked.
 /// Inference uses the running statistics; training uses batch statistics and updates the running
 /// ones in place with PyTorch's rule (momentum 0.1, unbiased variance for the running estimate).
-public struct BatchNormOp: Operation {
+public struct BatchNormOp: Primitive {
     public var eps: Float
     public var momentum: Float
 

@@ -2,7 +2,7 @@ import CKernels
 
 /// 2-D convolution (cross-correlation, as PyTorch). Inputs: x [N,C,H,W], weight [O, C/groups, kh, kw],
 /// optional bias [O]. Padding may be asymmetric (top, left, bottom, right).
-public struct Conv2DOp: Operation {
+public struct Conv2DOp: Primitive {
     public var stride: (h: Int, w: Int)
     public var padding: Padding
     public var groups: Int

@@ -1,7 +1,7 @@
 import CKernels
 
 /// y = x · Wᵀ + b. Inputs: x [N, in], weight [out, in], optional bias [out].
-public struct LinearOp: Operation {
+public struct LinearOp: Primitive {
     public init() {}
     public var kind: String { "Linear" }
     public func outputShape(for inputs: [Shape]) throws -> Shape {
@@ -24,7 +24,7 @@ public struct LinearOp: Operation {
 }
 
 /// Softmax or log-softmax over the last dimension of [N, K].
-public struct SoftmaxOp: Operation {
+public struct SoftmaxOp: Primitive {
     public var log: Bool
     public init(log: Bool) { self.log = log }
     public var kind: String { log ? "LogSoftmax" : "Softmax" }
@@ -39,7 +39,7 @@ public struct SoftmaxOp: Operation {
 }
 
 /// Mean cross-entropy of logits [N, K] against int64 labels [N]; a scalar.
-public struct CrossEntropyOp: Operation {
+public struct CrossEntropyOp: Primitive {
     public init() {}
     public var kind: String { "CrossEntropyLoss" }
     public func outputShape(for inputs: [Shape]) throws -> Shape {

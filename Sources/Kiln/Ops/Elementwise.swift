@@ -1,7 +1,7 @@
 import CKernels
 
 /// a + b with identical shapes (the residual join).
-public struct AddOp: Operation {
+public struct AddOp: Primitive {
     public init() {}
     public var kind: String { "Add" }
     public func outputShape(for inputs: [Shape]) throws -> Shape {
@@ -15,7 +15,7 @@ public struct AddOp: Operation {
 }
 
 /// [N, ...] → [N, prod(...)] (torch.flatten(x, 1)).
-public struct FlattenOp: Operation {
+public struct FlattenOp: Primitive {
     public init() {}
     public var kind: String { "Flatten" }
     public func outputShape(for inputs: [Shape]) throws -> Shape {

@@ -1,7 +1,7 @@
 import CKernels
 
 /// Max or average pooling over square or rectangular windows with symmetric padding.
-public struct Pool2DOp: Operation {
+public struct Pool2DOp: Primitive {
     public enum Reduction: Sendable { case max, average(countIncludePad: Bool) }
 
     public var reduction: Reduction
@@ -49,7 +49,7 @@ public struct Pool2DOp: Operation {
 
 /// Mean over H and W: [N,C,H,W] → [N,C,1,1] (AdaptiveAvgPool2d(1), Keras GlobalAveragePooling2D
 /// keeps [N,C] by following it with Flatten).
-public struct GlobalAvgPoolOp: Operation {
+public struct GlobalAvgPoolOp: Primitive {
     public init() {}
     public var kind: String { "AdaptiveAvgPool2d" }
     public func outputShape(for inputs: [Shape]) throws -> Shape {
@@ -63,7 +63,7 @@ public struct GlobalAvgPoolOp: Operation {
 }
 
 /// Zero padding, possibly asymmetric (Keras ZeroPadding2D).
-public struct ZeroPad2DOp: Operation {
+public struct ZeroPad2DOp: Primitive {
     public var padding: Padding
     public init(_ padding: Padding) { self.padding = padding }
     public var kind: String { "ZeroPad2d" }

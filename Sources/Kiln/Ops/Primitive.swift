@@ -1,6 +1,6 @@
 /// One op family: its shape rule and its forward kernel binding live together (MLX's Primitive).
 /// Ops are small value types holding only static attributes; parameters arrive as inputs.
-public protocol Operation: Sendable {
+public protocol Primitive: Sendable {
     /// The PyTorch-style type name shown in summaries and plans, e.g. "Conv2d".
     var kind: String { get }
     /// Attributes in a short human form for `graphc dump`, e.g. "k3 s2 p1".
@@ -12,7 +12,7 @@ public protocol Operation: Sendable {
     func forward(_ call: KernelCall) throws
 }
 
-extension Operation {
+extension Primitive {
     public var attributes: String { "" }
     public var outputDType: DType { .float32 }
 }

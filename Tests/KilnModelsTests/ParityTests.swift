@@ -1,0 +1,61 @@
+import Foundation
+import Kiln
+import KilnModels
+import Testing
+
+/// Forward parity with PyTorch (float64 reference, Tests/Fixtures/generate.py): eval-mode and
+/// training-mode logits within 1e-5 relative, the loss, and the running statistics after one
+/// training-mode forward.
+struct ParityTests {
+    static let models = ["resnet18", "basic-cnn"]
+
+    func setUp(_ model: String, mode: Mode) throws -> (Executor, Tensor, Tensor) {
+        let input = try NPY.read(FixtureWeights.url(model, "input.npy"))
+        let labels = try NPY.read(FixtureWeights.url(model, "labels.npy"))
+        let graph = try Graph.trace(try Zoo.model(model, classes: 21), input: input.shape, withLoss: true)
+        let executor = try Executor(graph: graph, parameters: FixtureWeights.store(for: graph), mode: mode)
+        return (executor, input, labels)
+    }
+
+    @Test(arguments: models)
+    func evalLogitsMatchPyTorch(_ model: String) throws {
+        let (executor, input, labels) = try setUp(model, mode: .inference)
+        let logits = try executor.run(["input": input, "labels": labels])["logits"]!
+        let reference = try NPY.readDoubles(FixtureWeights.url(model, "logits_eval.npy"))
+        #expect(logits.shape == reference.shape)
+        let error = relativeError(logits.scalars, reference.values)
+        #expect(error < 1e-5, "\(model) eval logits relative error \(error)")
+    }
+
+    @Test(arguments: models)
+    func trainModeForwardMatchesPyTorch(_ model: String) throws {
+        let (executor, input, labels) = try setUp(model, mode: .training)
+        let outputs = try executor.run(["input": input, "labels": labels])
+        let reference = try NPY.readDoubles(FixtureWeights.url(model, "logits_train.npy"))
+        let error = relativeError(outputs["logits"]!.scalars, reference.values)
+        #expect(error < 1e-5, "\(model) train logits relative error \(error)")
+        let loss = try NPY.readDoubles(FixtureWeights.url(model, "loss_train.npy")).values[0]
+        #expect(abs(Double(outputs["loss"]!.scalars[0]) - loss) / abs(loss) < 1e-5)
+
+        let files = try FileManager.default.contentsOfDirectory(atPath: FixtureWeights.directory.appendingPathComponent(model).path)
+        let stateFiles = files.filter { $0.hasPrefix("state_") }
+        #expect(!stateFiles.isEmpty)
+        for file in stateFiles {
+            let key = String(file.dropFirst("state_".count).dropLast(".npy".count))
+            let expected = try NPY.readDoubles(FixtureWeights.url(model, file)).values
+            let actual = try #require(executor.parameters[key]).scalars
+            #expect(relativeError(actual, expected) < 1e-5, "\(key)")
+        }
+        #expect(executor.parameters["fc.weight"] != nil)
+    }
+}
+
+func relativeError(_ a: [Float], _ b: [Double]) -> Double {
+    precondition(a.count == b.count, "\(a.count) vs \(b.count) elements")
+    var diff = 0.0, scale = 1e-30
+    for (x, y) in zip(a, b) {
+        diff = max(diff, abs(Double(x) - y))
+        scale = max(scale, abs(y))
+    }
+    return diff / scale
+}

@@ -1,0 +1,68 @@
+import CKernels
+import Testing
+@testable import Kiln
+
+/// The fast convolution (im2col + sgemm, pointwise GEMM, depthwise direct) against the naive
+/// seven-loop reference over the configurations the zoo uses and the corner cases around them.
+struct ConvolutionTests {
+    struct Case: CustomStringConvertible, Sendable {
+        var n = 2, c = 4, h = 9, w = 7, o = 6, k = 3, stride = 1
+        var padding = Padding.symmetric(1)
+        var groups = 1, bias = true
+        var description: String { "n\(n) c\(c) \(h)x\(w) o\(o) k\(k) s\(stride) p\(padding) g\(groups) bias \(bias)" }
+    }
+
+    static let cases: [Case] = [
+        Case(),
+        Case(n: 1, bias: false),
+        Case(n: 3, c: 3, h: 16, w: 16, o: 8, k: 7, stride: 2, padding: .symmetric(3), bias: false),  // ResNet stem
+        Case(c: 8, h: 5, w: 5, o: 16, k: 1, stride: 1, padding: .zero),                              // pointwise GEMM
+        Case(c: 8, h: 6, w: 6, o: 4, k: 1, stride: 2, padding: .zero, bias: false),                   // downsample
+        Case(c: 6, h: 8, w: 8, o: 6, k: 3, stride: 2, padding: Padding(top: 0, left: 0, bottom: 1, right: 1), groups: 6, bias: false),
+        Case(c: 6, h: 7, w: 7, o: 6, k: 3, stride: 1, padding: .symmetric(1), groups: 6),             // depthwise
+        Case(c: 4, h: 6, w: 6, o: 8, k: 3, stride: 1, padding: .symmetric(1), groups: 2),             // grouped
+        Case(c: 3, h: 6, w: 9, o: 5, k: 3, stride: 2, padding: Padding(top: 2, left: 0, bottom: 0, right: 1)),
+    ]
+
+    /// Batches of 1 take the serial path (threaded sgemm), larger ones the image-parallel path.
+    @Test(arguments: cases)
+    func matchesNaiveReference(_ t: Case) throws {
+        let x = randomTensor([t.n, t.c, t.h, t.w], seed: 1)
+        let w = randomTensor([t.o, t.c / t.groups, t.k, t.k], seed: 2)
+        var inputs = [x, w]
+        if t.bias { inputs.append(randomTensor([t.o], seed: 3)) }
+        let op = Conv2DOp(stride: (t.stride, t.stride), padding: t.padding, groups: t.groups)
+        let fast = try apply(op, inputs)
+
+        var d = op.descriptor(x.shape, w.shape)
+        #expect(kn_conv2d_geometry(&d) == 0)
+        let reference = Tensor(zeros: fast.shape)
+        kn_conv2d_reference(&d, x.floats, w.floats, t.bias ? inputs[2].floats : nil, reference.floats)
+        #expect(relativeError(fast.scalars, reference.scalars) < 1e-6, "\(t)")
+    }
+
+    @Test func referenceMatchesHandComputedValue() {
+        // 1 image, 1 channel 3x3 of 1…9, 2x2 kernel of ones, no padding: sums of 2x2 windows.
+        let x = Tensor(shape: [1, 1, 3, 3], values: (1...9).map(Float.init))
+        let w = Tensor(shape: [1, 1, 2, 2], values: [1, 1, 1, 1])
+        var d = Conv2DOp().descriptor(x.shape, w.shape)
+        #expect(kn_conv2d_geometry(&d) == 0)
+        let y = Tensor(zeros: [1, 1, 2, 2])
+        kn_conv2d_reference(&d, x.floats, w.floats, nil, y.floats)
+        #expect(y.scalars == [12, 16, 24, 28])
+    }
+
+    @Test func channelMismatchNamesBothShapes() {
+        let op = Conv2DOp()
+        #expect(throws: ShapeRuleError.self) { try op.outputShape(for: [[1, 3, 8, 8], [4, 5, 3, 3]]) }
+        do {
+            _ = try op.outputShape(for: [[1, 3, 8, 8], [4, 5, 3, 3]])
+        } catch let error as ShapeRuleError {
+            #expect(error.detail.contains("[1, 3, 8, 8]") && error.detail.contains("[4, 5, 3, 3]"))
+        } catch {}
+    }
+
+    @Test func kernelLargerThanInputIsAShapeError() {
+        #expect(throws: ShapeRuleError.self) { try Conv2DOp().outputShape(for: [[1, 3, 2, 2], [4, 3, 3, 3]]) }
+    }
+}
