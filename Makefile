@@ -1,0 +1,32 @@
+# Kiln: one-command set-up on a fresh Debian/Ubuntu machine.
+APT_PACKAGES := libopenblas-dev liblapacke-dev libjpeg-dev libtiff-dev libpng-dev libomp-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps build release test demo bench clean
+
+# Installs the system libraries only when one is missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	swift build
+
+release: deps
+	swift build -c release
+
+test: deps
+	swift test
+
+demo: release
+	.build/release/graphc summary --model resnet18 --classes 21
+	.build/release/kiln-bench --models resnet18 --iterations 3
+
+bench: release
+	.build/release/kiln-bench
+
+clean:
+	rm -rf .build
