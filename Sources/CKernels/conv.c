@@ -70,8 +70,7 @@ static void conv_image(const kn_conv2d_desc *d, const float *x, const float *w, 
         const float *xg = x + (int64_t)g * cg * d->h * d->w;
         const float *b = xg;
         if (!is_pointwise(d)) { im2col(d, xg, cg, col); b = col; }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, og, ohw, kdim, 1.0f,
-                    w + (int64_t)g * og * kdim, kdim, b, ohw, 0.0f, y + (int64_t)g * og * ohw, ohw);
+        kn_sgemm(0, 0, og, ohw, kdim, 1.0f, w + (int64_t)g * og * kdim, kdim, b, ohw, 0.0f, y + (int64_t)g * og * ohw, ohw);
     }
     add_bias(y, bias, d->o, ohw);
 }
@@ -111,9 +110,7 @@ void kn_conv2d_forward(const kn_conv2d_desc *d, const float *x, const float *w, 
     const int64_t col_size = is_pointwise(d) ? 1 : (int64_t)cg * d->kh * d->kw * d->oh * d->ow;
     const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
     if (d->n >= threads && threads > 1) {
-        // One image per thread, each calling a single-threaded sgemm: no oversubscription and no
-        // synchronisation inside the GEMM; deterministic for a fixed thread count.
-        openblas_set_num_threads(1);
+        // One image per thread, each GEMM single-threaded: no synchronisation inside the GEMM.
         #pragma omp parallel num_threads(threads)
         {
             float *col = malloc(sizeof(float) * col_size);
@@ -121,8 +118,8 @@ void kn_conv2d_forward(const kn_conv2d_desc *d, const float *x, const float *w, 
             for (int i = 0; i < d->n; i++) conv_image(d, x + i * xs, w, bias, y + i * ys, col);
             free(col);
         }
-        openblas_set_num_threads(threads);
     } else {
+        // Fewer images than threads: kn_sgemm splits each image's GEMM across the threads.
         float *col = malloc(sizeof(float) * col_size);
         for (int i = 0; i < d->n; i++) conv_image(d, x + i * xs, w, bias, y + i * ys, col);
         free(col);

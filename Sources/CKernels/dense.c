@@ -4,7 +4,7 @@
 #include <math.h>
 
 void kn_linear_forward(const float *x, const float *w, const float *bias, float *y, int n, int in, int out) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    kn_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
     if (!bias) return;
     for (int i = 0; i < n; i++)
         for (int o = 0; o < out; o++) y[(int64_t)i * out + o] += bias[o];

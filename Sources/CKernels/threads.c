@@ -9,7 +9,7 @@ void kn_set_threads(int n) {
     if (n < 1) n = 1;
     kn_thread_count = n;
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1);  // Kiln parallelises around BLAS (see gemm.c)
 }
 
 int kn_threads(void) {

@@ -79,21 +79,21 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """torchvision.models.resnet18, layer for layer."""
+    """torchvision.models.resnet18, layer for layer (`width` = 64 is torchvision's)."""
 
-    def __init__(self, classes):
+    def __init__(self, classes, width=64):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        widths = [64, 128, 256, 512]
+        widths = [width, width * 2, width * 4, width * 8]
         for i, w in enumerate(widths):
-            cin = 64 if i == 0 else widths[i - 1]
+            cin = width if i == 0 else widths[i - 1]
             stride = 1 if i == 0 else 2
             setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(cin, w, stride), BasicBlock(w, w, 1)))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512, classes)
+        self.fc = nn.Linear(widths[-1], classes)
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -157,7 +157,62 @@ def write(name, model, batch=2, side=64, classes=21):
     print(f"wrote {out}")
 
 
+def write_gradients(name, model, batch=4, side=64, classes=21):
+    """Training-mode loss and the gradient of every parameter (float64 reference, stored float32)."""
+    out = os.path.join(HERE, name)
+    os.makedirs(out, exist_ok=True)
+    load_fixture_weights(model)
+    model = model.double().train()
+    x = fixture_unit(f"{name}/input", batch * 3 * side * side).reshape(batch, 3, side, side)
+    labels = (np.arange(batch, dtype=np.int64) * 5 + 3) % classes
+    np.save(os.path.join(out, "input.npy"), x)
+    np.save(os.path.join(out, "labels.npy"), labels)
+    loss = nn.functional.cross_entropy(model(torch.from_numpy(x.astype(np.float64))), torch.from_numpy(labels))
+    loss.backward()
+    np.save(os.path.join(out, "loss.npy"), np.array(loss.item()))
+    for key, p in model.named_parameters():
+        np.save(os.path.join(out, f"grad_{key}.npy"), p.grad.numpy().astype(np.float32))
+    print(f"wrote {out}")
+
+
+OPTIMIZERS = {
+    "sgd": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4),
+    "sgd-nesterov": lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True),
+    "adam": lambda params: torch.optim.Adam(params, lr=1e-3),
+    # weight_decay 0.1: at 0.01 a max-pool winner of this batch flips between float32 and float64
+    # after step one, which makes the second-step gradient differ discretely (a fixture artefact).
+    "adamw": lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.1),
+}
+WATCHED = ["blocks.0.conv.weight", "blocks.3.bn.weight", "blocks.3.bn.bias", "fc.weight", "fc.bias"]
+
+
+def write_optimizer_steps(batch=4, side=32, classes=21, steps=2):
+    """Parameters of basic-cnn after `steps` optimizer steps on the same batch (training-mode BN)."""
+    out = os.path.join(HERE, "optimizers")
+    os.makedirs(out, exist_ok=True)
+    x = fixture_unit("optimizers/input", batch * 3 * side * side).reshape(batch, 3, side, side)
+    labels = (np.arange(batch, dtype=np.int64) * 3 + 1) % classes
+    np.save(os.path.join(out, "input.npy"), x)
+    np.save(os.path.join(out, "labels.npy"), labels)
+    for opt_name, make in OPTIMIZERS.items():
+        model = BasicCNN(classes)
+        load_fixture_weights(model)
+        model = model.double().train()
+        opt = make(model.parameters())
+        for _ in range(steps):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(torch.from_numpy(x.astype(np.float64))), torch.from_numpy(labels)).backward()
+            opt.step()
+        state = dict(model.named_parameters())
+        for key in WATCHED:
+            np.save(os.path.join(out, f"{opt_name}_{key}.npy"), state[key].detach().numpy())
+    print(f"wrote {out}")
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
     write("resnet18", ResNet18(21))
     write("basic-cnn", BasicCNN(21))
+    write_gradients("resnet18-w8-grad", ResNet18(21, width=8))
+    write_gradients("basic-cnn-grad", BasicCNN(21))
+    write_optimizer_steps()

@@ -15,6 +15,11 @@ extern "C" {
 void kn_set_threads(int n);
 int kn_threads(void);
 
+// ---- GEMM ----------------------------------------------------------------------------------
+/// Row-major C = alpha·op(A)·op(B) + beta·C, parallel over blocks of C (deterministic; see gemm.c).
+void kn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+              const float *b, int ldb, float beta, float *c, int ldc);
+
 // ---- convolution ---------------------------------------------------------------------------
 typedef struct {
     int n, c, h, w;          // input
@@ -76,6 +81,40 @@ void kn_log_softmax(const float *x, float *y, int n, int k);
 /// Mean cross-entropy of logits against integer labels. Returns -1 in *bad_label_index when all
 /// labels are in [0, k), else the first offending index (and the loss is NaN).
 float kn_cross_entropy(const float *logits, const int64_t *labels, int n, int k, int *bad_label_index);
+
+// ---- backward ------------------------------------------------------------------------------
+void kn_conv2d_backward_data(const kn_conv2d_desc *d, const float *dy, const float *w, float *dx);
+/// dw = sum over images of dy x im2col(x)^T; per-thread accumulators summed in a fixed order.
+void kn_conv2d_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw);
+void kn_conv2d_backward_bias(const float *dy, float *db, int n, int o, int ohw);
+/// Recomputes the batch statistics of x and reduces dy: out is [4, c] =
+/// (sum dy = d beta, sum dy*xhat = d gamma, batch mean, 1/sqrt(batch var + eps)).
+void kn_batchnorm_backward_reduce(const float *x, const float *dy, float eps, int n, int c, int hw, float *out);
+/// dx = gamma*invstd/M * (M*dy - sum dy - xhat * sum dy*xhat), with `reduced` from the reduce kernel.
+void kn_batchnorm_backward_input(const float *x, const float *dy, const float *gamma, const float *reduced,
+                                 int n, int c, int hw, float *dx);
+/// Backward of BN on running statistics: a per-channel scale.
+void kn_batchnorm_frozen_backward(const float *dy, const float *gamma, const float *var, float eps,
+                                  int n, int c, int hw, float *dx);
+void kn_relu_backward(const float *y, const float *dy, float *dx, int64_t count);
+void kn_relu6_backward(const float *y, const float *dy, float *dx, int64_t count);
+void kn_maxpool2d_backward(const kn_pool2d_desc *d, const float *x, const float *dy, float *dx);
+void kn_avgpool2d_backward(const kn_pool2d_desc *d, const float *dy, float *dx, int count_include_pad);
+void kn_global_avgpool_backward(const float *dy, float *dx, int n, int c, int hw);
+void kn_zero_pad2d_backward(const float *dy, float *dx, int n, int c, int h, int w, int pt, int pl, int pb, int pr);
+void kn_linear_backward_data(const float *dy, const float *w, float *dx, int n, int in, int out);
+void kn_linear_backward_weight(const float *x, const float *dy, float *dw, int n, int in, int out);
+/// y[j] = sum_i x[i, j] (bias gradients of linear layers).
+void kn_column_sum(const float *x, float *y, int rows, int cols);
+void kn_cross_entropy_backward(const float *logits, const int64_t *labels, float dloss, int n, int k, float *dlogits);
+
+// ---- optimisers (in place) -----------------------------------------------------------------
+/// torch.optim.SGD for one tensor; `first` is nonzero on the buffer's first step (buf = d_p).
+void kn_sgd_update(float *param, const float *grad, float *momentum_buf, int64_t count, float lr,
+                   float momentum, float dampening, float weight_decay, int nesterov, int first);
+/// torch.optim.Adam / AdamW (decoupled = 1) for one tensor at step t (1-based).
+void kn_adam_update(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, int64_t count,
+                    float lr, float beta1, float beta2, float eps, float weight_decay, int decoupled, int64_t t);
 
 // ---- initialisation ------------------------------------------------------------------------
 void kn_fill_constant(float *x, int64_t count, float value);

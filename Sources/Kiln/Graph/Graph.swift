@@ -16,6 +16,13 @@ public struct Graph: Sendable {
         case buffer
         /// Computed by a node.
         case activation
+        /// Optimiser state (momentum buffers, Adam moments), kept across steps, not in the state_dict.
+        case optimizerState
+    }
+
+    /// Where a node sits in a training step.
+    public enum Phase: String, Sendable {
+        case forward, backward, update
     }
 
     public struct Value: Sendable {
@@ -37,6 +44,7 @@ public struct Graph: Sendable {
         public let op: any Primitive
         public let inputs: [ValueID]
         public let output: ValueID
+        public let phase: Phase
     }
 
     public private(set) var values: [Value] = []
@@ -45,6 +53,8 @@ public struct Graph: Sendable {
     public var outputs: [String: ValueID] = [:]
     /// Names of parameters that do not train (see `freeze`). Buffers never train.
     public var frozen: Set<String> = []
+    /// Gradient value of each trainable parameter, once the autodiff pass has run.
+    public var gradients: [String: ValueID] = [:]
 
     private var valueByName: [String: ValueID] = [:]
     private var nodeNames: Set<String> = []
@@ -63,6 +73,9 @@ public struct Graph: Sendable {
     public var inputs: [Value] { values.filter { $0.role == .input } }
     public var parameters: [Value] { values.filter { $0.role == .parameter } }
     public var buffers: [Value] { values.filter { $0.role == .buffer } }
+    public var optimizerStates: [Value] { values.filter { $0.role == .optimizerState } }
+    /// Values whose tensors persist across runs and live in a `ParameterStore`.
+    public var persistentValues: [Value] { values.filter { [.parameter, .buffer, .optimizerState].contains($0.role) } }
     /// Parameters and buffers in declaration order: the keys of the model's state_dict.
     public var stateValues: [Value] { values.filter { $0.role == .parameter || $0.role == .buffer } }
 
@@ -70,7 +83,13 @@ public struct Graph: Sendable {
 
     // MARK: construction (used by GraphBuilder and compiler passes)
 
-    mutating func addValue(name: String, shape: Shape, dtype: DType, role: Role,
+    /// Swaps a node's op for one with the same inputs and output shape (used by the freezing pass).
+    mutating func replaceOp(ofNode index: Int, with op: any Primitive) {
+        let node = nodes[index]
+        nodes[index] = Node(index: index, name: node.name, op: op, inputs: node.inputs, output: node.output, phase: node.phase)
+    }
+
+    public mutating func addValue(name: String, shape: Shape, dtype: DType, role: Role,
                            initializer: Initializer? = nil, producer: Int? = nil) throws -> ValueID {
         guard valueByName[name] == nil else { throw GraphError.duplicateName(name) }
         let id = ValueID(index: values.count)
@@ -82,7 +101,7 @@ public struct Graph: Sendable {
 
     /// Appends a node after running its op's shape rule; a rejected shape becomes a
     /// `GraphError.shapeMismatch` naming the node.
-    mutating func addNode(name: String, op: any Primitive, inputs: [ValueID]) throws -> ValueID {
+    public mutating func addNode(name: String, op: any Primitive, inputs: [ValueID], phase: Phase = .forward) throws -> ValueID {
         guard !nodeNames.contains(name) else { throw GraphError.duplicateName(name) }
         let shapes = inputs.map { values[$0.index].shape }
         let outShape: Shape
@@ -93,7 +112,7 @@ public struct Graph: Sendable {
         }
         let index = nodes.count
         let out = try addValue(name: name, shape: outShape, dtype: op.outputDType, role: .activation, producer: index)
-        nodes.append(Node(index: index, name: name, op: op, inputs: inputs, output: out))
+        nodes.append(Node(index: index, name: name, op: op, inputs: inputs, output: out, phase: phase))
         nodeNames.insert(name)
         return out
     }

@@ -8,6 +8,10 @@ public struct ReLUOp: Primitive {
     public func forward(_ call: KernelCall) {
         kn_relu(call.inputs[0].floats, call.output.floats, Int64(call.output.count))
     }
+    /// The mask comes from the output (y > 0), as PyTorch's threshold_backward.
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        [try g.gradient(0) { try g.emit("grad_input", MaskedGradientOp(upper: .infinity), [g.output, g.gradOutput]) }]
+    }
 }
 
 /// min(max(x, 0), 6) (Keras' ReLU(max_value=6)).
@@ -17,6 +21,20 @@ public struct ReLU6Op: Primitive {
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     public func forward(_ call: KernelCall) {
         kn_relu6(call.inputs[0].floats, call.output.floats, Int64(call.output.count))
+    }
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        [try g.gradient(0) { try g.emit("grad_input", MaskedGradientOp(upper: 6), [g.output, g.gradOutput]) }]
+    }
+}
+
+/// Backward of ReLU (upper = ∞) and ReLU6 (upper = 6): dy where 0 < y < upper. Inputs: y, dy.
+public struct MaskedGradientOp: Primitive {
+    public let upper: Float
+    public var kind: String { upper.isInfinite ? "ReLUBackward" : "ReLU6Backward" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
+    public func forward(_ call: KernelCall) {
+        let n = Int64(call.output.count)
+        (upper.isInfinite ? kn_relu_backward : kn_relu6_backward)(call.inputs[0].floats, call.inputs[1].floats, call.output.floats, n)
     }
 }
 
@@ -35,7 +53,27 @@ public struct DropoutOp: Primitive {
         let count = Int64(call.output.count)
         switch call.mode {
         case .inference: kn_copy(call.inputs[0].floats, call.output.floats, count)
-        case .training: kn_dropout(call.inputs[0].floats, call.output.floats, nil, count, p, call.seed)
+        case .training: kn_dropout(call.inputs[0].floats, call.output.floats, nil, count, p, dropoutSeed(call.seed, call.node))
+        }
+    }
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        [try g.gradient(0) { try g.emit("grad_input", DropoutBackwardOp(p: p, forwardNode: g.node.name), [g.gradOutput]) }]
+    }
+}
+
+/// Regenerates the forward pass's mask from the run seed and the forward node's name (nothing is saved).
+public struct DropoutBackwardOp: Primitive {
+    public let p: Float
+    public let forwardNode: String
+    public var kind: String { "DropoutBackward" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
+    public func forward(_ call: KernelCall) {
+        let count = Int64(call.output.count)
+        switch call.mode {
+        case .inference: kn_copy(call.inputs[0].floats, call.output.floats, count)
+        case .training: kn_dropout(call.inputs[0].floats, call.output.floats, nil, count, p, dropoutSeed(call.seed, forwardNode))
         }
     }
 }
+
+func dropoutSeed(_ runSeed: UInt64, _ node: String) -> UInt64 { runSeed ^ fnv1a(node) }

@@ -7,14 +7,18 @@ import CKernels
 public struct BatchNormOp: Primitive {
     public var eps: Float
     public var momentum: Float
+    /// Normalise with the running statistics and leave them unchanged, even in training mode
+    /// (set by the freezing pass on BN layers whose affine parameters are frozen).
+    public var usesRunningStatistics: Bool
 
-    public init(eps: Float = 1e-5, momentum: Float = 0.1) {
+    public init(eps: Float = 1e-5, momentum: Float = 0.1, usesRunningStatistics: Bool = false) {
         self.eps = eps
         self.momentum = momentum
+        self.usesRunningStatistics = usesRunningStatistics
     }
 
     public var kind: String { "BatchNorm2d" }
-    public var attributes: String { "eps=\(eps)" }
+    public var attributes: String { "eps=\(eps)" + (usesRunningStatistics ? " running-stats" : "") }
 
     public func outputShape(for inputs: [Shape]) throws -> Shape {
         guard inputs.count == 6 else { throw ShapeRuleError("expects x, weight, bias, running_mean, running_var, num_batches_tracked") }
@@ -31,7 +35,7 @@ public struct BatchNormOp: Primitive {
         let n = Int32(x.shape[0]), c = Int32(x.shape[1])
         let hw = Int32(x.shape.count / max(x.shape[0] * x.shape[1], 1))
         let (gamma, beta, mean, variance) = (call.inputs[1], call.inputs[2], call.inputs[3], call.inputs[4])
-        switch call.mode {
+        switch usesRunningStatistics ? .inference : call.mode {
         case .inference:
             kn_batchnorm_inference(x.floats, call.output.floats, gamma.floats, beta.floats,
                                    mean.floats, variance.floats, eps, n, c, hw)
@@ -40,5 +44,61 @@ public struct BatchNormOp: Primitive {
                                   mean.floats, variance.floats, momentum, eps, n, c, hw, nil, nil)
             call.inputs[5].int64s.pointee += 1
         }
+    }
+}
+
+extension BatchNormOp {
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        let x = g.input(0), gamma = g.input(1), dy = g.gradOutput
+        if usesRunningStatistics {
+            guard !g.needs[1], !g.needs[2] else {
+                throw GraphError.invalid("BN '\(g.node.name)' runs on running statistics but its affine parameters train")
+            }
+            return [try g.gradient(0) { try g.emit("grad_input", BatchNormFrozenBackwardOp(eps: eps), [dy, gamma, g.input(4)]) },
+                    nil, nil, nil, nil, nil]
+        }
+        let reduced = try g.emit("grad_reduce", BatchNormBackwardReduceOp(eps: eps), [x, dy])
+        return [
+            try g.gradient(0) { try g.emit("grad_input", BatchNormBackwardInputOp(), [x, dy, gamma, reduced]) },
+            try g.gradient(1) { try g.emit("grad_weight", SelectRowOp(row: 1), [reduced]) },
+            try g.gradient(2) { try g.emit("grad_bias", SelectRowOp(row: 0), [reduced]) },
+            nil, nil, nil,
+        ]
+    }
+}
+
+/// Recomputes the batch statistics and reduces dy: [4, C] = (Σdy, Σdy·x̂, mean, 1/σ).
+/// Inputs: x, dy.
+public struct BatchNormBackwardReduceOp: Primitive {
+    public let eps: Float
+    public var kind: String { "BatchNormBackwardReduce" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { [4, inputs[0][1]] }
+    public func forward(_ call: KernelCall) {
+        let s = call.inputs[0].shape
+        kn_batchnorm_backward_reduce(call.inputs[0].floats, call.inputs[1].floats, eps, Int32(s[0]), Int32(s[1]),
+                                     Int32(s.count / (s[0] * s[1])), call.output.floats)
+    }
+}
+
+/// dx of training-mode BN. Inputs: x, dy, gamma, the reduce node's output.
+public struct BatchNormBackwardInputOp: Primitive {
+    public var kind: String { "BatchNormBackwardInput" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
+    public func forward(_ call: KernelCall) {
+        let s = call.inputs[0].shape
+        kn_batchnorm_backward_input(call.inputs[0].floats, call.inputs[1].floats, call.inputs[2].floats, call.inputs[3].floats,
+                                    Int32(s[0]), Int32(s[1]), Int32(s.count / (s[0] * s[1])), call.output.floats)
+    }
+}
+
+/// dx of BN on running statistics (a per-channel scale). Inputs: dy, gamma, running_var.
+public struct BatchNormFrozenBackwardOp: Primitive {
+    public let eps: Float
+    public var kind: String { "BatchNormFrozenBackward" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
+    public func forward(_ call: KernelCall) {
+        let s = call.inputs[0].shape
+        kn_batchnorm_frozen_backward(call.inputs[0].floats, call.inputs[1].floats, call.inputs[2].floats, eps,
+                                     Int32(s[0]), Int32(s[1]), Int32(s.count / (s[0] * s[1])), call.output.floats)
     }
 }

@@ -70,3 +70,64 @@ public struct Padding: Sendable, Equatable, CustomStringConvertible {
         isSymmetric ? "\(top)" : "(t\(top),l\(left),b\(bottom),r\(right))"
     }
 }
+
+extension Conv2DOp {
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        let x = g.input(0), w = g.input(1), dy = g.gradOutput
+        return [
+            try g.gradient(0) { try g.emit("grad_input", Conv2DBackwardDataOp(forward: self, inputShape: g.shape(x)), [dy, w]) },
+            try g.gradient(1) { try g.emit("grad_weight", Conv2DBackwardFilterOp(forward: self, weightShape: g.shape(w)), [x, dy]) },
+            try g.gradient(2) { try g.emit("grad_bias", ChannelSumOp(), [dy]) },
+        ]
+    }
+}
+
+/// dx of a convolution: inputs dy, weight.
+public struct Conv2DBackwardDataOp: Primitive {
+    public let forward: Conv2DOp
+    public let inputShape: Shape
+    public var kind: String { "Conv2dBackwardData" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape {
+        guard try forward.outputShape(for: [inputShape, inputs[1]]) == inputs[0] else {
+            throw ShapeRuleError("gradient \(inputs[0]) does not match the convolution of \(inputShape) by \(inputs[1])")
+        }
+        return inputShape
+    }
+    public func forward(_ call: KernelCall) {
+        var d = forward.descriptor(inputShape, call.inputs[1].shape)
+        _ = kn_conv2d_geometry(&d)
+        kn_conv2d_backward_data(&d, call.inputs[0].floats, call.inputs[1].floats, call.output.floats)
+    }
+}
+
+/// dW of a convolution: inputs x, dy.
+public struct Conv2DBackwardFilterOp: Primitive {
+    public let forward: Conv2DOp
+    public let weightShape: Shape
+    public var kind: String { "Conv2dBackwardFilter" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape {
+        guard try forward.outputShape(for: [inputs[0], weightShape]) == inputs[1] else {
+            throw ShapeRuleError("gradient \(inputs[1]) does not match the convolution of \(inputs[0]) by \(weightShape)")
+        }
+        return weightShape
+    }
+    public func forward(_ call: KernelCall) {
+        var d = forward.descriptor(call.inputs[0].shape, weightShape)
+        _ = kn_conv2d_geometry(&d)
+        kn_conv2d_backward_filter(&d, call.inputs[0].floats, call.inputs[1].floats, call.output.floats)
+    }
+}
+
+/// Sum over every axis but the channel axis 1: the bias gradient of conv ([N,C,H,W]) and linear ([N,C]) layers.
+public struct ChannelSumOp: Primitive {
+    public init() {}
+    public var kind: String { "ChannelSum" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape {
+        guard inputs[0].rank >= 2 else { throw ShapeRuleError("input \(inputs[0]) has no channel axis") }
+        return [inputs[0][1]]
+    }
+    public func forward(_ call: KernelCall) {
+        let s = call.inputs[0].shape
+        kn_conv2d_backward_bias(call.inputs[0].floats, call.output.floats, Int32(s[0]), Int32(s[1]), Int32(s.count / (s[0] * s[1])))
+    }
+}

@@ -59,3 +59,54 @@ public struct CrossEntropyOp: Primitive {
         }
     }
 }
+
+extension LinearOp {
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        let x = g.input(0), w = g.input(1), dy = g.gradOutput
+        return [
+            try g.gradient(0) { try g.emit("grad_input", LinearBackwardOp(wrt: .input), [dy, w]) },
+            try g.gradient(1) { try g.emit("grad_weight", LinearBackwardOp(wrt: .weight), [x, dy]) },
+            try g.gradient(2) { try g.emit("grad_bias", ChannelSumOp(), [dy]) },
+        ]
+    }
+}
+
+/// Linear backward: dx = dy·W (inputs dy, W) or dW = dyᵀ·x (inputs x, dy).
+public struct LinearBackwardOp: Primitive {
+    public enum Target: Sendable { case input, weight }
+    public let wrt: Target
+    public var kind: String { wrt == .input ? "LinearBackwardData" : "LinearBackwardWeight" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape {
+        switch wrt {
+        case .input: return [inputs[0][0], inputs[1][1]]
+        case .weight: return [inputs[1][1], inputs[0][1]]
+        }
+    }
+    public func forward(_ call: KernelCall) {
+        switch wrt {
+        case .input:
+            let dy = call.inputs[0].shape, w = call.inputs[1].shape
+            kn_linear_backward_data(call.inputs[0].floats, call.inputs[1].floats, call.output.floats, Int32(dy[0]), Int32(w[1]), Int32(w[0]))
+        case .weight:
+            let x = call.inputs[0].shape, dy = call.inputs[1].shape
+            kn_linear_backward_weight(call.inputs[0].floats, call.inputs[1].floats, call.output.floats, Int32(x[0]), Int32(x[1]), Int32(dy[1]))
+        }
+    }
+}
+
+extension CrossEntropyOp {
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        [try g.gradient(0) { try g.emit("grad_input", CrossEntropyBackwardOp(), [g.input(0), g.input(1), g.gradOutput]) }, nil]
+    }
+}
+
+/// (softmax(logits) − onehot(labels)) / N · dloss. Inputs: logits, labels, dloss.
+public struct CrossEntropyBackwardOp: Primitive {
+    public var kind: String { "CrossEntropyLossBackward" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
+    public func forward(_ call: KernelCall) {
+        let s = call.inputs[0].shape
+        kn_cross_entropy_backward(call.inputs[0].floats, call.inputs[1].int64s, call.inputs[2].floats.pointee,
+                                  Int32(s[0]), Int32(s[1]), call.output.floats)
+    }
+}

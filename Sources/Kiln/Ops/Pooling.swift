@@ -82,3 +82,61 @@ public struct ZeroPad2DOp: Primitive {
                       Int32(padding.top), Int32(padding.left), Int32(padding.bottom), Int32(padding.right))
     }
 }
+
+extension Pool2DOp {
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        [try g.gradient(0) { try g.emit("grad_input", Pool2DBackwardOp(forward: self), [g.input(0), g.gradOutput]) }]
+    }
+}
+
+/// Backward of max pooling (the argmax is recomputed from x, nothing is saved) and of average
+/// pooling. Inputs: x, dy.
+public struct Pool2DBackwardOp: Primitive {
+    public let forward: Pool2DOp
+    public var kind: String { forward.kind + "Backward" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
+    public func forward(_ call: KernelCall) {
+        var d = forward.descriptor(call.inputs[0].shape)
+        _ = kn_pool2d_geometry(&d)
+        switch forward.reduction {
+        case .max: kn_maxpool2d_backward(&d, call.inputs[0].floats, call.inputs[1].floats, call.output.floats)
+        case let .average(include): kn_avgpool2d_backward(&d, call.inputs[1].floats, call.output.floats, include ? 1 : 0)
+        }
+    }
+}
+
+extension GlobalAvgPoolOp {
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        [try g.gradient(0) { try g.emit("grad_input", GlobalAvgPoolBackwardOp(inputShape: g.shape(g.input(0))), [g.gradOutput]) }]
+    }
+}
+
+/// Spreads dy [N,C,1,1] evenly over each H×W plane.
+public struct GlobalAvgPoolBackwardOp: Primitive {
+    public let inputShape: Shape
+    public var kind: String { "AdaptiveAvgPool2dBackward" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { inputShape }
+    public func forward(_ call: KernelCall) {
+        let s = inputShape
+        kn_global_avgpool_backward(call.inputs[0].floats, call.output.floats, Int32(s[0]), Int32(s[1]), Int32(s[2] * s[3]))
+    }
+}
+
+extension ZeroPad2DOp {
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        [try g.gradient(0) { try g.emit("grad_input", ZeroPad2DBackwardOp(padding: padding, inputShape: g.shape(g.input(0))), [g.gradOutput]) }]
+    }
+}
+
+/// Crops the padding off dy.
+public struct ZeroPad2DBackwardOp: Primitive {
+    public let padding: Padding
+    public let inputShape: Shape
+    public var kind: String { "ZeroPad2dBackward" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { inputShape }
+    public func forward(_ call: KernelCall) {
+        let s = inputShape
+        kn_zero_pad2d_backward(call.inputs[0].floats, call.output.floats, Int32(s[0]), Int32(s[1]), Int32(s[2]), Int32(s[3]),
+                               Int32(padding.top), Int32(padding.left), Int32(padding.bottom), Int32(padding.right))
+    }
+}

@@ -8,13 +8,19 @@ public protocol Primitive: Sendable {
     var outputDType: DType { get }
     /// Output shape from input shapes; throws `ShapeRuleError` naming both shapes on mismatch.
     func outputShape(for inputs: [Shape]) throws -> Shape
-    /// Runs the forward kernel.
+    /// Runs the kernel.
     func forward(_ call: KernelCall) throws
+    /// Emits the vector-Jacobian product: backward nodes that turn the gradient of this node's
+    /// output into gradients of the inputs `g.needs` marks. Returns one entry per input.
+    func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?]
 }
 
 extension Primitive {
     public var attributes: String { "" }
     public var outputDType: DType { .float32 }
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        throw GraphError.invalid("op \(kind) at node '\(g.node.name)' has no gradient rule")
+    }
 }
 
 /// Whether a run computes with batch statistics and stochastic layers (training) or not.
@@ -28,8 +34,22 @@ public struct KernelCall {
     public let inputs: [Tensor]
     public let output: Tensor
     public let mode: Mode
-    /// Per-run, per-node seed for stochastic ops (dropout); fixed seed ⇒ identical runs.
+    /// Per-run seed for stochastic ops (dropout mixes in its forward node's name); fixed seed ⇒
+    /// identical runs.
     public let seed: UInt64
+    /// Scalar run inputs of a training step (learning rate, optimiser step), when present.
+    public var hyper: StepHyperparameters = StepHyperparameters()
+}
+
+/// Per-run scalars the update kernels read; set by the train step before each run.
+public struct StepHyperparameters: Sendable {
+    public var learningRate: Float = 0
+    /// 1-based optimiser step.
+    public var step: Int64 = 0
+    public init(learningRate: Float = 0, step: Int64 = 0) {
+        self.learningRate = learningRate
+        self.step = step
+    }
 }
 
 /// Raised by a kernel binding when runtime data is invalid (e.g. a label out of range).

@@ -20,9 +20,7 @@ public final class Executor {
         self.parameters = parameters
         self.seed = seed
         slots = Array(repeating: nil, count: graph.values.count)
-        for value in graph.values where value.role == .parameter || value.role == .buffer {
-            slots[value.id.index] = parameters[value.name]
-        }
+        for value in graph.persistentValues { slots[value.id.index] = parameters[value.name] }
         for value in graph.inputs { slots[value.id.index] = Tensor(zeros: value.shape, dtype: value.dtype) }
         allocateActivations(keep: keep.union(graph.outputs.values.map { graph[$0].name }))
     }
@@ -58,7 +56,7 @@ public final class Executor {
     /// Runs the graph on `feeds` (by input name: "input", "labels") and returns its outputs by role.
     /// Returned tensors are the executor's own buffers: copy them to keep them past the next run.
     @discardableResult
-    public func run(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
+    public func run(_ feeds: [String: Tensor], hyper: StepHyperparameters = StepHyperparameters()) throws -> [String: Tensor] {
         for value in graph.inputs {
             guard let feed = feeds[value.name] else { throw GraphError.unknownName("input '\(value.name)' was not fed") }
             guard feed.shape == value.shape, feed.dtype == value.dtype else {
@@ -68,9 +66,10 @@ public final class Executor {
         }
         runs += 1
         for node in graph.nodes {
-            let call = KernelCall(node: node.name, inputs: node.inputs.map { slots[$0.index]! },
+            var call = KernelCall(node: node.name, inputs: node.inputs.map { slots[$0.index]! },
                                   output: slots[node.output.index]!, mode: mode,
-                                  seed: seed ^ (runs &* 0x9E37_79B9_7F4A_7C15) ^ UInt64(node.index))
+                                  seed: seed ^ (runs &* 0x9E37_79B9_7F4A_7C15))
+            call.hyper = hyper
             try node.op.forward(call)
         }
         return graph.outputs.mapValues { slots[$0.index]! }

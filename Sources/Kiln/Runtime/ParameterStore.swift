@@ -11,7 +11,13 @@ public final class ParameterStore: @unchecked Sendable {
     /// tensor's seed derives from (seed, key): adding a layer does not reshuffle the others.
     public convenience init(graph: Graph, seed: UInt64 = 0) {
         self.init()
-        for value in graph.stateValues {
+        addMissing(from: graph, seed: seed)
+    }
+
+    /// Creates the persistent values of `graph` this store lacks (e.g. optimiser state when a
+    /// train step is compiled over an existing store), each with its initialiser.
+    public func addMissing(from graph: Graph, seed: UInt64 = 0) {
+        for value in graph.persistentValues where tensors[value.name] == nil {
             let t = Tensor(zeros: value.shape, dtype: value.dtype)
             if value.dtype == .float32, let initializer = value.initializer {
                 initializer.fill(t, seed: seed ^ fnv1a(value.name))
@@ -29,7 +35,7 @@ public final class ParameterStore: @unchecked Sendable {
 
     /// Checks that every state value of `graph` is present with the right shape.
     public func validate(against graph: Graph) throws {
-        for value in graph.stateValues {
+        for value in graph.persistentValues {
             guard let t = tensors[value.name] else { throw GraphError.unknownName(value.name) }
             guard t.shape == value.shape, t.dtype == value.dtype else {
                 throw GraphError.invalid("parameter '\(value.name)' has shape \(t.shape) \(t.dtype), graph expects \(value.shape) \(value.dtype)")

@@ -1,0 +1,109 @@
+/// A compiled training step: (model, trainable set, optimizer, batch shape) → one graph with the
+/// forward pass, the derived backward pass and the optimizer updates, run by one executor.
+///
+///     var step = try TrainStep(model: BasicCNN(classes: 21), inputShape: [32, 3, 64, 64],
+///                              optimizer: .sgd(.init(learningRate: 0.01, momentum: 0.9)))
+///     let result = try step.run(images: x, labels: y)   // result.loss, result.logits
+///
+/// Steps for other batch sizes (a last, smaller batch) and eval-mode executors are compiled on
+/// first use and share the same `ParameterStore`.
+public final class TrainStep {
+    public struct Configuration: Sendable {
+        public var optimizer: Optimizer
+        public var schedule: LRSchedule = .constant
+        /// Module prefixes to freeze, or nil.
+        public var freeze: [String] = []
+        /// When set, freeze everything except these module prefixes.
+        public var trainOnly: [String]? = nil
+        public var frozenBatchNorm: FrozenBatchNorm = .runningStatistics
+        public var seed: UInt64 = 0
+
+        public init(optimizer: Optimizer, schedule: LRSchedule = .constant, freeze: [String] = [],
+                    trainOnly: [String]? = nil, frozenBatchNorm: FrozenBatchNorm = .runningStatistics, seed: UInt64 = 0) {
+            (self.optimizer, self.schedule, self.freeze, self.trainOnly) = (optimizer, schedule, freeze, trainOnly)
+            (self.frozenBatchNorm, self.seed) = (frozenBatchNorm, seed)
+        }
+    }
+
+    public struct Result {
+        public let loss: Float
+        /// The executor's buffer: copy it to keep it past the next step.
+        public let logits: Tensor
+    }
+
+    public let model: any Layer
+    public let configuration: Configuration
+    public let parameters: ParameterStore
+    /// The compiled step for the batch size given at construction.
+    public let graph: Graph
+    /// Epoch for the learning-rate schedule (set by the training loop).
+    public var epoch = 0
+    /// Optimizer steps taken so far.
+    public private(set) var stepCount: Int64 = 0
+
+    private let sampleShape: Shape
+    private var trainExecutors: [Int: Executor] = [:]
+    private var evalExecutors: [Int: Executor] = [:]
+
+    public convenience init(model: any Layer, inputShape: Shape, parameters: ParameterStore? = nil,
+                            optimizer: Optimizer) throws {
+        try self.init(model: model, inputShape: inputShape, parameters: parameters, configuration: Configuration(optimizer: optimizer))
+    }
+
+    public init(model: any Layer, inputShape: Shape, parameters: ParameterStore? = nil, configuration: Configuration) throws {
+        self.model = model
+        self.configuration = configuration
+        sampleShape = Shape(Array(inputShape.dims.dropFirst()))
+        graph = try Self.compile(model, input: inputShape, configuration)
+        if let parameters {
+            parameters.addMissing(from: graph, seed: configuration.seed)
+            self.parameters = parameters
+        } else {
+            self.parameters = ParameterStore(graph: graph, seed: configuration.seed)
+        }
+        trainExecutors[inputShape[0]] = try Executor(graph: graph, parameters: self.parameters, mode: .training, seed: configuration.seed)
+    }
+
+    /// trace → freeze → autodiff → optimizer updates.
+    public static func compile(_ model: any Layer, input: Shape, _ configuration: Configuration) throws -> Graph {
+        var graph = try Graph.trace(model, input: input, withLoss: true)
+        graph.freeze(configuration.freeze)
+        if let keep = configuration.trainOnly { graph.freeze(allExcept: keep) }
+        FreezePass.apply(&graph, frozenBatchNorm: configuration.frozenBatchNorm)
+        graph = try Autodiff.differentiate(graph)
+        try configuration.optimizer.appendUpdates(to: &graph)
+        return graph
+    }
+
+    public var learningRate: Float {
+        configuration.schedule.learningRate(base: configuration.optimizer.learningRate, epoch: epoch)
+    }
+
+    /// One optimizer step on a batch: forward (BN batch statistics), backward, update.
+    @discardableResult
+    public func run(images: Tensor, labels: Tensor) throws -> Result {
+        let executor = try trainExecutor(batch: images.shape[0])
+        stepCount += 1
+        let outputs = try executor.run(["input": images, "labels": labels],
+                                       hyper: StepHyperparameters(learningRate: learningRate, step: stepCount))
+        return Result(loss: outputs["loss"]!.scalars[0], logits: outputs["logits"]!)
+    }
+
+    /// Eval-mode logits (BN on running statistics, dropout off); parameters are not touched.
+    public func evaluate(images: Tensor) throws -> Tensor {
+        let batch = images.shape[0]
+        if evalExecutors[batch] == nil {
+            let forward = try Graph.trace(model, input: Shape([batch] + sampleShape.dims))
+            evalExecutors[batch] = try Executor(graph: forward, parameters: parameters, mode: .inference)
+        }
+        return try evalExecutors[batch]!.run(["input": images])["logits"]!
+    }
+
+    private func trainExecutor(batch: Int) throws -> Executor {
+        if let executor = trainExecutors[batch] { return executor }
+        let graph = try Self.compile(model, input: Shape([batch] + sampleShape.dims), configuration)
+        let executor = try Executor(graph: graph, parameters: parameters, mode: .training, seed: configuration.seed)
+        trainExecutors[batch] = executor
+        return executor
+    }
+}
