@@ -44,7 +44,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "KilnBench",
-            dependencies: ["Kiln", "KilnModels", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Kiln", "KilnModels", "CKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/KilnBench"
         ),
         .testTarget(name: "KilnTests", dependencies: ["Kiln", "CKernels"]),

@@ -180,3 +180,14 @@ void kn_cross_entropy_backward(const float *logits, const int64_t *labels, float
         for (int j = 0; j < k; j++) row[j] *= scale;
     }
 }
+
+void kn_softmax_backward(const float *y, const float *dy, float *dx, int n, int k, int log_softmax) {
+    for (int i = 0; i < n; i++) {
+        const float *yr = y + (int64_t)i * k, *g = dy + (int64_t)i * k;
+        float *o = dx + (int64_t)i * k;
+        double dot = 0.0;
+        for (int j = 0; j < k; j++) dot += log_softmax ? g[j] : (double)g[j] * yr[j];
+        for (int j = 0; j < k; j++)
+            o[j] = log_softmax ? (float)(g[j] - exp(yr[j]) * dot) : (float)(yr[j] * (g[j] - dot));
+    }
+}

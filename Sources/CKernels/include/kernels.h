@@ -106,6 +106,8 @@ void kn_linear_backward_data(const float *dy, const float *w, float *dx, int n, 
 void kn_linear_backward_weight(const float *x, const float *dy, float *dw, int n, int in, int out);
 /// y[j] = sum_i x[i, j] (bias gradients of linear layers).
 void kn_column_sum(const float *x, float *y, int rows, int cols);
+/// From the output y: softmax dx = y·(dy − Σdy·y); log-softmax dx = dy − exp(y)·Σdy.
+void kn_softmax_backward(const float *y, const float *dy, float *dx, int n, int k, int log_softmax);
 void kn_cross_entropy_backward(const float *logits, const int64_t *labels, float dloss, int n, int k, float *dlogits);
 
 // ---- optimisers (in place) -----------------------------------------------------------------

@@ -94,6 +94,23 @@ public struct LinearBackwardOp: Primitive {
     }
 }
 
+extension SoftmaxOp {
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        [try g.gradient(0) { try g.emit("grad_input", SoftmaxBackwardOp(log: log), [g.output, g.gradOutput]) }]
+    }
+}
+
+/// Backward of softmax / log-softmax from their output. Inputs: y, dy.
+public struct SoftmaxBackwardOp: Primitive {
+    public let log: Bool
+    public var kind: String { log ? "LogSoftmaxBackward" : "SoftmaxBackward" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
+    public func forward(_ call: KernelCall) {
+        let s = call.inputs[0].shape
+        kn_softmax_backward(call.inputs[0].floats, call.inputs[1].floats, call.output.floats, Int32(s[0]), Int32(s[1]), log ? 1 : 0)
+    }
+}
+
 extension CrossEntropyOp {
     public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
         [try g.gradient(0) { try g.emit("grad_input", CrossEntropyBackwardOp(), [g.input(0), g.input(1), g.gradOutput]) }, nil]

@@ -1,0 +1,117 @@
+import Testing
+@testable import Kiln
+
+/// Every op's vjp against central finite differences of the loss. Each case is
+/// x → op → (flatten) → frozen probe Linear → cross-entropy, with x and the op's parameters
+/// trainable. Float32 central differences with eps = 1e-3 on a loss of order 1 carry ~1e-4 of
+/// rounding noise, so the tolerance is 1e-2 of the largest gradient checked. Ops with kinks
+/// (ReLU, ReLU6, max pool) get inputs on a shuffled grid whose spacing keeps every value farther
+/// than eps from a kink and from its neighbours.
+struct GradientCheckTests {
+    struct Case: CustomStringConvertible, Sendable {
+        let name: String
+        let input: Shape
+        var low: Float = -1, high: Float = 1
+        var freezeOp = false
+        let build: @Sendable (GraphBuilder, Graph.ValueID) throws -> Graph.ValueID
+        var description: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "conv 3x3 pad 1 + bias", input: [2, 3, 5, 5]) { g, x in try Conv2d(3, 4, kernel: 3, padding: 1).build(x, in: g) },
+        Case(name: "conv stride 2, asymmetric pad", input: [2, 3, 6, 6]) { g, x in
+            try Conv2d(3, 4, kernel: (3, 3), stride: (2, 2), padding: Padding(top: 0, left: 0, bottom: 1, right: 1), bias: false).build(x, in: g)
+        },
+        Case(name: "grouped conv", input: [2, 4, 5, 5]) { g, x in try Conv2d(4, 6, kernel: 3, padding: 1, groups: 2).build(x, in: g) },
+        Case(name: "depthwise conv stride 2", input: [2, 4, 6, 6]) { g, x in
+            try Conv2d(4, 4, kernel: 3, stride: 2, padding: 1, groups: 4, bias: false).build(x, in: g)
+        },
+        Case(name: "pointwise conv", input: [2, 5, 3, 3]) { g, x in try Conv2d(5, 3, kernel: 1).build(x, in: g) },
+        Case(name: "batchnorm, batch statistics", input: [3, 3, 4, 4]) { g, x in try BatchNorm2d(3).build(x, in: g) },
+        Case(name: "batchnorm, running statistics", input: [2, 3, 4, 4], freezeOp: true) { g, x in
+            let inputs = [x,
+                          try g.parameter("weight", shape: [3], initializer: .uniformFanIn(fanIn: 1)),
+                          try g.parameter("bias", shape: [3], initializer: .uniformFanIn(fanIn: 1)),
+                          try g.parameter("running_mean", shape: [3], initializer: .uniformFanIn(fanIn: 4), buffer: true),
+                          try g.parameter("running_var", shape: [3], initializer: .constant(1.7), buffer: true),
+                          try g.parameter("num_batches_tracked", shape: [], initializer: .zeros, buffer: true, dtype: .int64)]
+            return try g.apply(BatchNormOp(eps: 1e-3, usesRunningStatistics: true), inputs)
+        },
+        Case(name: "relu", input: [2, 3, 4, 4]) { g, x in try ReLU().build(x, in: g) },
+        Case(name: "relu6", input: [2, 3, 4, 4], low: -2, high: 8) { g, x in try ReLU6().build(x, in: g) },
+        Case(name: "max pool 3 s2 p1", input: [2, 2, 6, 6]) { g, x in try MaxPool2d(3, stride: 2, padding: 1).build(x, in: g) },
+        Case(name: "avg pool 3 s2 p1", input: [2, 2, 6, 6]) { g, x in try AvgPool2d(3, stride: 2, padding: 1).build(x, in: g) },
+        Case(name: "avg pool excluding pad", input: [2, 2, 5, 5]) { g, x in
+            try AvgPool2d(3, stride: 2, padding: 1, countIncludePad: false).build(x, in: g)
+        },
+        Case(name: "global average pool", input: [2, 3, 4, 5]) { g, x in try AdaptiveAvgPool2d(1).build(x, in: g) },
+        Case(name: "residual add with fan-out", input: [2, 3, 4, 4]) { g, x in
+            try Residual { Conv2d(3, 3, kernel: 3, padding: 1).named("conv") }.build(x, in: g)
+        },
+        Case(name: "linear", input: [3, 7]) { g, x in try Linear(7, 4).build(x, in: g) },
+        Case(name: "zero pad asymmetric", input: [2, 2, 3, 3]) { g, x in try ZeroPad2d(Padding(top: 0, left: 1, bottom: 2, right: 1)).build(x, in: g) },
+        Case(name: "dropout", input: [2, 24]) { g, x in try Dropout(0.3).build(x, in: g) },
+        Case(name: "softmax", input: [2, 6]) { g, x in try Softmax().build(x, in: g) },
+        Case(name: "log-softmax", input: [2, 6]) { g, x in try LogSoftmax().build(x, in: g) },
+    ]
+
+    @Test(arguments: cases)
+    func vjpMatchesFiniteDifferences(_ c: Case) throws {
+        let g = GraphBuilder()
+        let x = try g.parameter("x", shape: c.input, initializer: .zeros)
+        var h = try g.scoped("op") { try c.build(g, x) }
+        if g.graph[h].shape.rank != 2 { h = try g.scoped("flatten") { try g.apply(FlattenOp(), [h]) } }
+        let features = g.graph[h].shape[1]
+        let logits = try g.scoped("probe") { try Linear(features, 5).build(h, in: g) }
+        let labels = try g.input("labels", shape: [c.input[0]], dtype: .int64)
+        g.markOutput("loss", try g.scoped("loss") { try g.apply(CrossEntropyOp(), [logits, labels]) })
+        var forward = g.graph
+        forward.freeze("probe")
+        if c.freezeOp { forward.freeze("op") }
+        let graph = try Autodiff.differentiate(forward)
+
+        let store = ParameterStore(graph: graph, seed: 5)
+        fillGrid(store["x"]!, low: c.low, high: c.high, seed: 11)
+        let feeds = ["labels": Tensor(shape: [c.input[0]], int64s: (0..<c.input[0]).map { Int64(($0 * 3 + 1) % 5) })]
+        let keep = Set(graph.gradients.values.map { graph[$0].name })
+        let analytic = try Executor(graph: graph, parameters: store, mode: .training, keep: keep)
+        try analytic.run(feeds)
+        #expect(!graph.gradients.isEmpty)
+
+        func loss() throws -> Double {
+            Double(try Executor(graph: forward, parameters: store, mode: .training).run(feeds)["loss"]!.scalars[0])
+        }
+        let eps: Float = 1e-3
+        for (name, gradID) in graph.gradients.sorted(by: { $0.key < $1.key }) {
+            let grad = try analytic.tensor(named: graph[gradID].name).scalars
+            let param = store[name]!
+            let stride = max(1, param.count / 12)
+            var worst = 0.0, scale = 1e-6
+            for i in Swift.stride(from: 0, to: param.count, by: stride) {
+                let original = param.floats[i]
+                param.floats[i] = original + eps
+                let plus = try loss()
+                param.floats[i] = original - eps
+                let minus = try loss()
+                param.floats[i] = original
+                let numeric = (plus - minus) / (2 * Double(eps))
+                worst = max(worst, abs(numeric - Double(grad[i])))
+                scale = max(scale, abs(Double(grad[i])))
+            }
+            #expect(worst / scale < 1e-2, "\(c.name): d loss / d \(name) off by \(worst) (scale \(scale))")
+        }
+    }
+
+    /// Distinct values on an evenly spaced grid in [low, high), shuffled; none within half a step of 0 or 6.
+    func fillGrid(_ t: Tensor, low: Float, high: Float, seed: UInt64) {
+        let n = t.count
+        var order = Array(0..<n)
+        var state = seed
+        for i in stride(from: n - 1, to: 0, by: -1) {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            order.swapAt(i, Int(state >> 33) % (i + 1))
+        }
+        let step = (high - low) / Float(n)
+        for i in 0..<n { t.floats[i] = low + (Float(order[i]) + 0.5) * step }
+    }
+}
