@@ -5,58 +5,103 @@ import Foundation
 import Kiln
 import KilnModels
 
-/// Times zoo models' inference at a fixed batch and thread count and prints images/s and
-/// GFLOP/s, plus the ratio to the reference figures of DESIGN.md (same machine kind).
+/// Times inference and training steps of zoo models at a fixed batch and thread count and prints
+/// images/s, GFLOP/s and peak RSS, with ratios to DESIGN.md's reference figures (batch 32, 224²,
+/// 2 threads). Peak RSS is the process maximum: run one workload per process to attribute it.
 @main
 struct KilnBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiln-bench",
-        abstract: "Benchmark Kiln inference (ResNet-18 and the basic CNN by default)."
+        abstract: "Benchmark Kiln inference and training steps."
     )
 
-    @Option(help: "Comma-separated zoo models.") var models = "resnet18,basic-cnn"
+    @Option(help: "Comma-separated workloads: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var workloads = "resnet18-infer,basic-cnn-infer"
     @Option(help: "Batch size.") var batch = 32
     @Option(help: "Input side in pixels.") var inputSize = 224
-    @Option(help: "Threads for kernels and OpenBLAS.") var threads = 2
+    @Option(help: "Threads for kernels.") var threads = 2
     @Option(help: "Timed iterations (after one warm-up).") var iterations = 3
-    @Option(help: "Classes of the classifier.") var classes = 1000
+    @Option(help: "Classes of the classifier.") var classes = 21
 
-    /// Reference inference throughput (img/s, batch 32, 224², 2 threads) from DESIGN.md.
-    static let references: [String: [(String, Double)]] = [
-        "resnet18": [("PyTorch eager", 17.6), ("ONNX Runtime", 34.2)],
-    ]
+    enum Workload: String, CaseIterable {
+        case resnet18Infer = "resnet18-infer", resnet18Train = "resnet18-train", resnet18Frozen = "resnet18-frozen"
+        case basicCNNInfer = "basic-cnn-infer", basicCNNTrain = "basic-cnn-train"
+
+        var model: String { rawValue.hasPrefix("resnet18") ? "resnet18" : "basic-cnn" }
+
+        /// (label, img/s, peak RSS MiB) from DESIGN.md.
+        var references: [(String, Double, Double?)] {
+            switch self {
+            case .resnet18Infer: [("PyTorch eager", 17.6, 1025), ("ONNX Runtime", 34.2, nil)]
+            case .resnet18Train: [("PyTorch eager", 6.4, 1929), ("torch.compile", 6.5, nil)]
+            case .resnet18Frozen: [("PyTorch eager", 15.5, 1019), ("torch.compile", 26.2, nil)]
+            case .basicCNNTrain: [("PyTorch eager", 7.7, 1873)]
+            case .basicCNNInfer: []
+            }
+        }
+    }
 
     func run() throws {
         Threads.count = threads
         print("kiln-bench: batch \(batch), \(inputSize)², \(threads) threads, \(iterations) iterations after warm-up")
         let sgemm = Self.sgemmRate()
         print(String(format: "sgemm 1024³ (OpenBLAS, one block per thread): %.1f GFLOP/s", sgemm))
-        for name in models.split(separator: ",").map(String.init) {
-            let graph = try Graph.trace(try Zoo.model(name, classes: classes), input: [batch, 3, inputSize, inputSize])
-            let executor = try Executor(graph: graph, parameters: ParameterStore(graph: graph, seed: 1))
-            let input = Tensor(zeros: [batch, 3, inputSize, inputSize])
-            for i in 0..<input.count { input.floats[i] = Float(i % 251) / 251 - 0.5 }
-            try executor.run(["input": input])
-            var times: [Double] = []
-            for _ in 0..<iterations {
-                let start = DispatchTime.now().uptimeNanoseconds
-                try executor.run(["input": input])
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        for name in workloads.split(separator: ",") {
+            guard let workload = Workload(rawValue: String(name)) else {
+                throw ValidationError("unknown workload '\(name)'")
             }
-            let best = times.min()!, median = times.sorted()[times.count / 2]
-            let flops = FlopCounter.forward(graph)
-            let ips = Double(batch) / median
-            print(String(format: "%@ inference: %.1f img/s (median %.3f s/batch, best %.3f s), %.1f GFLOP/s, %.2f GFLOP/img, activations %.0f MiB",
-                         name, ips, median, best, flops / median / 1e9, flops / Double(batch) / 1e9,
-                         Double(executor.activationBytes) / 1_048_576))
-            print(String(format: "  conv+linear efficiency vs sgemm: %.0f%%", 100 * flops / median / 1e9 / sgemm))
-            for (label, reference) in Self.references[name] ?? [] {
-                print(String(format: "  vs %@ %.1f img/s: ratio %.2f", label, reference, ips / reference))
-            }
+            try measure(workload, sgemm: sgemm)
         }
     }
 
-    /// Best of five 1024×1024×1024 sgemm calls, in GFLOP/s.
+    func measure(_ workload: Workload, sgemm: Double) throws {
+        let model = try Zoo.model(workload.model, classes: classes)
+        let shape: Shape = [batch, 3, inputSize, inputSize]
+        let input = Tensor(zeros: shape)
+        for i in 0..<input.count { input.floats[i] = Float(i % 251) / 251 - 0.5 }
+        let labels = Tensor(shape: [batch], int64s: (0..<batch).map { Int64($0 % classes) })
+        let step: () throws -> Void
+        switch workload {
+        case .resnet18Infer, .basicCNNInfer:
+            let graph = try Graph.trace(model, input: shape)
+            let executor = try Executor(graph: graph, parameters: ParameterStore(graph: graph, seed: 1))
+            step = { try executor.run(["input": input]) }
+        case .resnet18Train, .resnet18Frozen, .basicCNNTrain:
+            let train = try TrainStep(model: model, inputShape: shape, configuration: .init(
+                optimizer: .sgd(.init(learningRate: 0.01, momentum: 0.9)),
+                trainOnly: workload == .resnet18Frozen ? ["fc"] : nil))
+            step = { try train.run(images: input, labels: labels) }
+        }
+        try step()
+        var times: [Double] = []
+        for _ in 0..<iterations {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try step()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        let median = times.sorted()[times.count / 2]
+        let forwardFlops = FlopCounter.forward(try Graph.trace(model, input: shape))
+        let ips = Double(batch) / median
+        let rss = Self.peakRSSMiB()
+        print(String(format: "%@: %.1f img/s (median %.3f s/batch, best %.3f s), forward %.2f GFLOP/img, peak RSS %.0f MiB",
+                     workload.rawValue, ips, median, times.min()!, forwardFlops / Double(batch) / 1e9, rss))
+        if workload == .resnet18Infer || workload == .basicCNNInfer {
+            print(String(format: "  %.1f GFLOP/s, %.0f%% of sgemm", forwardFlops / median / 1e9, 100 * forwardFlops / median / 1e9 / sgemm))
+        }
+        for (label, reference, referenceRSS) in workload.references {
+            var line = String(format: "  vs %@ %.1f img/s: speed ratio %.2f", label, reference, ips / reference)
+            if let referenceRSS { line += String(format: ", memory ratio %.2f (%.0f MiB)", rss / referenceRSS, referenceRSS) }
+            print(line)
+        }
+    }
+
+    static func peakRSSMiB() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024
+    }
+
+    /// Best of five 1024×1024×1024 GEMMs, in GFLOP/s.
     static func sgemmRate(size n: Int = 1024) -> Double {
         let a = [Float](repeating: 0.5, count: n * n), b = [Float](repeating: 0.25, count: n * n)
         var c = [Float](repeating: 0, count: n * n)
