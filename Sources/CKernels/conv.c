@@ -103,8 +103,48 @@ static void conv_depthwise(const kn_conv2d_desc *d, const float *x, const float 
     }
 }
 
+// The fused epilogue for one image's output y[o, ohw]: either per-channel (sum, sum of squares)
+// for batch statistics, or the residual add and activation, while the image is still in cache.
+static void epilogue_image(const kn_conv2d_desc *d, const kn_conv_epilogue *ep, int image, float *y) {
+    const int ohw = d->oh * d->ow;
+    if (ep->stats) {
+        double *st = ep->stats + (int64_t)image * d->o * 2;
+        for (int k = 0; k < d->o; k++) {
+            const float *row = y + (int64_t)k * ohw;
+            double s = 0.0, sq = 0.0;
+            for (int p = 0; p < ohw; p++) { s += row[p]; sq += (double)row[p] * row[p]; }
+            st[2 * k] = s;
+            st[2 * k + 1] = sq;
+        }
+        return;
+    }
+    const int64_t count = (int64_t)d->o * ohw;
+    if (ep->residual) {
+        const float *r = ep->residual + (int64_t)image * count;
+        for (int64_t i = 0; i < count; i++) y[i] += r[i];
+    }
+    if (ep->activation == KN_ACT_RELU) {
+        for (int64_t i = 0; i < count; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    } else if (ep->activation == KN_ACT_RELU6) {
+        for (int64_t i = 0; i < count; i++) y[i] = y[i] > 0.0f ? (y[i] < 6.0f ? y[i] : 6.0f) : 0.0f;
+    }
+}
+
 void kn_conv2d_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
-    if (d->groups == d->c && d->o == d->c && d->groups > 1) { conv_depthwise(d, x, w, bias, y); return; }
+    kn_conv2d_forward_fused(d, x, w, bias, y, NULL);
+}
+
+void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
+                             const kn_conv_epilogue *ep) {
+    if (d->groups == d->c && d->o == d->c && d->groups > 1) {
+        conv_depthwise(d, x, w, bias, y);
+        if (ep) {
+            const int64_t ys = (int64_t)d->o * d->oh * d->ow;
+            #pragma omp parallel for schedule(static)
+            for (int i = 0; i < d->n; i++) epilogue_image(d, ep, i, y + i * ys);
+        }
+        return;
+    }
     const int threads = kn_threads();
     const int cg = d->c / d->groups;
     const int64_t col_size = is_pointwise(d) ? 1 : (int64_t)cg * d->kh * d->kw * d->oh * d->ow;
@@ -115,13 +155,19 @@ void kn_conv2d_forward(const kn_conv2d_desc *d, const float *x, const float *w, 
         {
             float *col = malloc(sizeof(float) * col_size);
             #pragma omp for schedule(static)
-            for (int i = 0; i < d->n; i++) conv_image(d, x + i * xs, w, bias, y + i * ys, col);
+            for (int i = 0; i < d->n; i++) {
+                conv_image(d, x + i * xs, w, bias, y + i * ys, col);
+                if (ep) epilogue_image(d, ep, i, y + i * ys);
+            }
             free(col);
         }
     } else {
         // Fewer images than threads: kn_sgemm splits each image's GEMM across the threads.
         float *col = malloc(sizeof(float) * col_size);
-        for (int i = 0; i < d->n; i++) conv_image(d, x + i * xs, w, bias, y + i * ys, col);
+        for (int i = 0; i < d->n; i++) {
+            conv_image(d, x + i * xs, w, bias, y + i * ys, col);
+            if (ep) epilogue_image(d, ep, i, y + i * ys);
+        }
         free(col);
     }
 }

@@ -13,12 +13,12 @@ struct TrainingParityTests {
         ("basic-cnn-grad", { BasicCNN(classes: 21) }),
     ]
 
-    @Test(arguments: [0, 1])
-    func lossAndEveryGradientMatchPyTorch(_ index: Int) throws {
+    @Test(arguments: [0, 1], [true, false])
+    func lossAndEveryGradientMatchPyTorch(_ index: Int, fuse: Bool) throws {
         let (fixture, makeModel) = Self.gradientCases[index]
         let input = try NPY.read(FixtureWeights.url(fixture, "input.npy"))
         let labels = try NPY.read(FixtureWeights.url(fixture, "labels.npy"))
-        let graph = try Autodiff.differentiate(Graph.trace(makeModel(), input: input.shape, withLoss: true))
+        let graph = try Compiler.gradients(makeModel(), input: input.shape, fuse: fuse)
         let keep = Set(graph.gradients.values.map { graph[$0].name })
         let executor = try Executor(graph: graph, parameters: FixtureWeights.store(for: graph), mode: .training, keep: keep)
         let outputs = try executor.run(["input": input, "labels": labels])
@@ -35,7 +35,7 @@ struct TrainingParityTests {
             if error > worst.0 { worst = (error, parameter.name) }
             #expect(error < 1e-4, "\(parameter.name): relative error \(error)")
         }
-        print("\(fixture): \(graph.parameters.count) gradients, worst relative error \(worst.0) at \(worst.1)")
+        print("\(fixture) \(fuse ? "fused" : "unfused"): \(graph.parameters.count) gradients, worst relative error \(worst.0) at \(worst.1)")
     }
 
     static let optimizers: [(String, Optimizer)] = [

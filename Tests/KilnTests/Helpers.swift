@@ -13,7 +13,7 @@ func randomTensor(_ shape: Shape, seed: UInt64, low: Float = -1, high: Float = 1
 func apply(_ op: any Primitive, _ inputs: [Tensor], mode: Mode = .inference, seed: UInt64 = 1) throws -> Tensor {
     let shape = try op.outputShape(for: inputs.map(\.shape))
     let out = Tensor(zeros: shape, dtype: op.outputDType)
-    try op.forward(KernelCall(node: "test", inputs: inputs, output: out, mode: mode, seed: seed))
+    try op.forward(KernelCall(node: "test", inputs: inputs, outputs: [out], mode: mode, seed: seed))
     return out
 }
 

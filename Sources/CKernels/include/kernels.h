@@ -35,6 +35,36 @@ int kn_conv2d_geometry(kn_conv2d_desc *d);
 /// y[n,o,oh,ow] = sum w[o, c/g, kh, kw] * x[...] + bias[o]. bias may be NULL.
 /// im2col + sgemm (1x1 stride-1 unpadded convs skip im2col), depthwise convs use a direct kernel.
 void kn_conv2d_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y);
+enum { KN_ACT_NONE = 0, KN_ACT_RELU = 1, KN_ACT_RELU6 = 2 };
+
+/// Work done on each image's output right after its GEMM, while it is in cache.
+typedef struct {
+    /// When set: [n][o][2] per-image (sum, sum of squares) of the output, nothing else is applied.
+    double *stats;
+    /// Otherwise: y += residual (may be NULL), then the activation.
+    const float *residual;
+    int activation;
+} kn_conv_epilogue;
+
+/// Convolution with a fused epilogue (ep may be NULL).
+void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
+                             const kn_conv_epilogue *ep);
+/// Folds inference BN into conv weights: w'[o] = w[o]·γ/σ, b' = β + (b − μ)·γ/σ. bias may be NULL.
+void kn_fold_batchnorm(const float *w, const float *bias, const float *gamma, const float *beta, const float *mean,
+                       const float *var, float eps, int o, int64_t per_output, float *w_out, float *b_out);
+/// Training BN after a fused conv: reduces the per-image stats (image order), updates the running
+/// statistics (momentum, unbiased variance), then y = act(γ·(z − μ)/σ + β [+ residual]).
+void kn_batchnorm_apply_training(const float *z, float *y, const double *stats, const float *gamma, const float *beta,
+                                 float *running_mean, float *running_var, float momentum, float eps,
+                                 const float *residual, int activation, int n, int c, int hw);
+/// One pass over z, y and dy: out [4, c] = (Σg, Σg·ẑ, μ, 1/σ) with g = dy masked by the activation
+/// (from y; y may be NULL for no activation).
+void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *dy, int activation, float eps,
+                                 int n, int c, int hw, float *out);
+/// dz = γ/σ/M · (M·g − Σg − ẑ·Σg·ẑ), g masked on the fly.
+void kn_fused_bn_backward_input(const float *z, const float *y, const float *dy, int activation, const float *gamma,
+                                const float *reduced, int n, int c, int hw, float *dz);
+
 /// Naive seven-loop convolution, accumulated in double. Kept as the reference for tests.
 void kn_conv2d_reference(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y);
 

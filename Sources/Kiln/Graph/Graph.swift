@@ -43,8 +43,13 @@ public struct Graph: Sendable {
         public let name: String
         public let op: any Primitive
         public let inputs: [ValueID]
-        public let output: ValueID
+        /// outputs[0] is the node's result; further outputs are tensors saved for backward.
+        public let outputs: [ValueID]
         public let phase: Phase
+        /// Names of the nodes of the unfused graph this node computes (itself when not fused).
+        public let fused: [String]
+
+        public var output: ValueID { outputs[0] }
     }
 
     public private(set) var values: [Value] = []
@@ -86,7 +91,8 @@ public struct Graph: Sendable {
     /// Swaps a node's op for one with the same inputs and output shape (used by the freezing pass).
     mutating func replaceOp(ofNode index: Int, with op: any Primitive) {
         let node = nodes[index]
-        nodes[index] = Node(index: index, name: node.name, op: op, inputs: node.inputs, output: node.output, phase: node.phase)
+        nodes[index] = Node(index: index, name: node.name, op: op, inputs: node.inputs, outputs: node.outputs,
+                            phase: node.phase, fused: node.fused)
     }
 
     public mutating func addValue(name: String, shape: Shape, dtype: DType, role: Role,
@@ -101,19 +107,29 @@ public struct Graph: Sendable {
 
     /// Appends a node after running its op's shape rule; a rejected shape becomes a
     /// `GraphError.shapeMismatch` naming the node.
-    public mutating func addNode(name: String, op: any Primitive, inputs: [ValueID], phase: Phase = .forward) throws -> ValueID {
+    /// - Parameters:
+    ///   - fused: the unfused nodes this one replaces (default: itself).
+    ///   - outputNames: names of the output values (default: the node's name, then
+    ///     `<node>:saved<k>` for saved outputs).
+    @discardableResult
+    public mutating func addNode(name: String, op: any Primitive, inputs: [ValueID], phase: Phase = .forward,
+                                 fused: [String]? = nil, outputNames: [String]? = nil) throws -> ValueID {
         guard !nodeNames.contains(name) else { throw GraphError.duplicateName(name) }
         let shapes = inputs.map { values[$0.index].shape }
-        let outShape: Shape
+        let outShapes: [Shape]
         do {
-            outShape = try op.outputShape(for: shapes)
+            outShapes = try op.outputShapes(for: shapes)
         } catch let error as ShapeRuleError {
             throw GraphError.shapeMismatch(node: name, op: op.kind, detail: error.detail)
         }
         let index = nodes.count
-        let out = try addValue(name: name, shape: outShape, dtype: op.outputDType, role: .activation, producer: index)
-        nodes.append(Node(index: index, name: name, op: op, inputs: inputs, output: out, phase: phase))
+        var outs: [ValueID] = []
+        for (k, shape) in outShapes.enumerated() {
+            let valueName = outputNames.map { $0[k] } ?? (k == 0 ? name : "\(name):saved\(k)")
+            outs.append(try addValue(name: valueName, shape: shape, dtype: op.outputDType, role: .activation, producer: index))
+        }
+        nodes.append(Node(index: index, name: name, op: op, inputs: inputs, outputs: outs, phase: phase, fused: fused ?? [name]))
         nodeNames.insert(name)
-        return out
+        return outs[0]
     }
 }

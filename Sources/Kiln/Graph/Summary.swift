@@ -69,6 +69,6 @@ extension Int {
 }
 
 extension String {
-    func padLeft(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
-    func padRight(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+    public func padLeft(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+    public func padRight(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }

@@ -4,6 +4,7 @@ import CKernels
 public struct ReLUOp: Primitive {
     public init() {}
     public var kind: String { "ReLU" }
+    public var inPlaceInput: Int? { 0 }
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     public func forward(_ call: KernelCall) {
         kn_relu(call.inputs[0].floats, call.output.floats, Int64(call.output.count))
@@ -18,6 +19,7 @@ public struct ReLUOp: Primitive {
 public struct ReLU6Op: Primitive {
     public init() {}
     public var kind: String { "ReLU6" }
+    public var inPlaceInput: Int? { 0 }
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     public func forward(_ call: KernelCall) {
         kn_relu6(call.inputs[0].floats, call.output.floats, Int64(call.output.count))
@@ -31,6 +33,7 @@ public struct ReLU6Op: Primitive {
 public struct MaskedGradientOp: Primitive {
     public let upper: Float
     public var kind: String { upper.isInfinite ? "ReLUBackward" : "ReLU6Backward" }
+    public var inPlaceInput: Int? { 1 }
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     public func forward(_ call: KernelCall) {
         let n = Int64(call.output.count)
@@ -44,6 +47,7 @@ public struct DropoutOp: Primitive {
     public var p: Float
     public init(p: Float) { self.p = p }
     public var kind: String { "Dropout" }
+    public var inPlaceInput: Int? { 0 }
     public var attributes: String { "p=\(p)" }
     public func outputShape(for inputs: [Shape]) throws -> Shape {
         guard (0...1).contains(p) else { throw ShapeRuleError("dropout probability \(p) outside [0, 1]") }
@@ -66,6 +70,7 @@ public struct DropoutBackwardOp: Primitive {
     public let p: Float
     public let forwardNode: String
     public var kind: String { "DropoutBackward" }
+    public var inPlaceInput: Int? { 0 }
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     public func forward(_ call: KernelCall) {
         let count = Int64(call.output.count)

@@ -19,6 +19,7 @@ public struct BatchNormOp: Primitive {
 
     public var kind: String { "BatchNorm2d" }
     public var attributes: String { "eps=\(eps)" + (usesRunningStatistics ? " running-stats" : "") }
+    public var inPlaceInput: Int? { 0 }
 
     public func outputShape(for inputs: [Shape]) throws -> Shape {
         guard inputs.count == 6 else { throw ShapeRuleError("expects x, weight, bias, running_mean, running_var, num_batches_tracked") }
@@ -83,6 +84,7 @@ public struct BatchNormBackwardReduceOp: Primitive {
 /// dx of training-mode BN. Inputs: x, dy, gamma, the reduce node's output.
 public struct BatchNormBackwardInputOp: Primitive {
     public var kind: String { "BatchNormBackwardInput" }
+    public var inPlaceInput: Int? { 1 }
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     public func forward(_ call: KernelCall) {
         let s = call.inputs[0].shape
@@ -95,6 +97,7 @@ public struct BatchNormBackwardInputOp: Primitive {
 public struct BatchNormFrozenBackwardOp: Primitive {
     public let eps: Float
     public var kind: String { "BatchNormFrozenBackward" }
+    public var inPlaceInput: Int? { 0 }
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     public func forward(_ call: KernelCall) {
         let s = call.inputs[0].shape

@@ -4,6 +4,7 @@ import CKernels
 public struct AddOp: Primitive {
     public init() {}
     public var kind: String { "Add" }
+    public var inPlaceInput: Int? { 0 }
     public func outputShape(for inputs: [Shape]) throws -> Shape {
         guard inputs.count == 2 else { throw ShapeRuleError("expects two inputs") }
         guard inputs[0] == inputs[1] else { throw ShapeRuleError("cannot add \(inputs[0]) and \(inputs[1])") }
@@ -22,6 +23,7 @@ public struct AddOp: Primitive {
 public struct FlattenOp: Primitive {
     public init() {}
     public var kind: String { "Flatten" }
+    public var inPlaceInput: Int? { 0 }
     public func outputShape(for inputs: [Shape]) throws -> Shape {
         guard inputs[0].rank >= 1 else { throw ShapeRuleError("cannot flatten a scalar") }
         return [inputs[0][0], inputs[0].count / max(inputs[0][0], 1)]
@@ -39,6 +41,7 @@ public struct ReshapeOp: Primitive {
     public let shape: Shape
     public init(_ shape: Shape) { self.shape = shape }
     public var kind: String { "Reshape" }
+    public var inPlaceInput: Int? { 0 }
     public func outputShape(for inputs: [Shape]) throws -> Shape {
         guard inputs[0].count == shape.count else { throw ShapeRuleError("cannot reshape \(inputs[0]) to \(shape)") }
         return shape

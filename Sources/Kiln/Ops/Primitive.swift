@@ -8,6 +8,10 @@ public protocol Primitive: Sendable {
     var outputDType: DType { get }
     /// Output shape from input shapes; throws `ShapeRuleError` naming both shapes on mismatch.
     func outputShape(for inputs: [Shape]) throws -> Shape
+    /// All outputs: the result first, then tensors the op saves for its backward (fused steps).
+    func outputShapes(for inputs: [Shape]) throws -> [Shape]
+    /// Index of an input whose buffer the output may overwrite (elementwise ops), or nil.
+    var inPlaceInput: Int? { get }
     /// Runs the kernel.
     func forward(_ call: KernelCall) throws
     /// Emits the vector-Jacobian product: backward nodes that turn the gradient of this node's
@@ -16,6 +20,8 @@ public protocol Primitive: Sendable {
 }
 
 extension Primitive {
+    public func outputShapes(for inputs: [Shape]) throws -> [Shape] { [try outputShape(for: inputs)] }
+    public var inPlaceInput: Int? { nil }
     public var attributes: String { "" }
     public var outputDType: DType { .float32 }
     public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
@@ -32,7 +38,8 @@ public enum Mode: String, Sendable, CaseIterable {
 public struct KernelCall {
     public let node: String
     public let inputs: [Tensor]
-    public let output: Tensor
+    public let outputs: [Tensor]
+    public var output: Tensor { outputs[0] }
     public let mode: Mode
     /// Per-run seed for stochastic ops (dropout mixes in its forward node's name); fixed seed ⇒
     /// identical runs.

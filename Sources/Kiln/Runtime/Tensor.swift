@@ -6,9 +6,9 @@ public final class Tensor: @unchecked Sendable {
     public let shape: Shape
     public let dtype: DType
     public let data: UnsafeMutableRawPointer
-    /// The tensor that allocated `data` (self, or the tensor this one is a reshaped view of).
-    public private(set) unowned(unsafe) var storageOwner: Tensor! = nil
-    private let base: Tensor?
+    /// Whatever owns `data` when this tensor is a view (an arena, or another tensor); nil when the
+    /// tensor allocated it.
+    private let owner: AnyObject?
 
     public init(zeros shape: Shape, dtype: DType = .float32) {
         self.shape = shape
@@ -16,8 +16,7 @@ public final class Tensor: @unchecked Sendable {
         let bytes = max(shape.count * dtype.byteSize, 1)
         data = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         data.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        base = nil
-        storageOwner = self
+        owner = nil
     }
 
     /// A view of `other`'s memory with a different shape of the same element count.
@@ -26,8 +25,15 @@ public final class Tensor: @unchecked Sendable {
         self.shape = shape
         dtype = other.dtype
         data = other.data
-        base = other.storageOwner
-        storageOwner = base
+        owner = other
+    }
+
+    /// A view of memory owned by `owner` (e.g. a slice of the executor's arena).
+    public init(viewing data: UnsafeMutableRawPointer, shape: Shape, dtype: DType, owner: AnyObject) {
+        self.shape = shape
+        self.dtype = dtype
+        self.data = data
+        self.owner = owner
     }
 
     public convenience init(shape: Shape, values: [Float]) {
@@ -42,7 +48,7 @@ public final class Tensor: @unchecked Sendable {
         values.withUnsafeBufferPointer { int64s.update(from: $0.baseAddress!, count: values.count) }
     }
 
-    deinit { if base == nil { data.deallocate() } }
+    deinit { if owner == nil { data.deallocate() } }
 
     public var count: Int { shape.count }
     public var byteCount: Int { shape.count * dtype.byteSize }

@@ -17,11 +17,14 @@ public final class TrainStep {
         public var trainOnly: [String]? = nil
         public var frozenBatchNorm: FrozenBatchNorm = .runningStatistics
         public var seed: UInt64 = 0
+        /// Run the fusion pass (off: the unfused graph, for tests and debugging).
+        public var fuse = true
 
         public init(optimizer: Optimizer, schedule: LRSchedule = .constant, freeze: [String] = [],
-                    trainOnly: [String]? = nil, frozenBatchNorm: FrozenBatchNorm = .runningStatistics, seed: UInt64 = 0) {
+                    trainOnly: [String]? = nil, frozenBatchNorm: FrozenBatchNorm = .runningStatistics, seed: UInt64 = 0,
+                    fuse: Bool = true) {
             (self.optimizer, self.schedule, self.freeze, self.trainOnly) = (optimizer, schedule, freeze, trainOnly)
-            (self.frozenBatchNorm, self.seed) = (frozenBatchNorm, seed)
+            (self.frozenBatchNorm, self.seed, self.fuse) = (frozenBatchNorm, seed, fuse)
         }
     }
 
@@ -64,15 +67,9 @@ public final class TrainStep {
         trainExecutors[inputShape[0]] = try Executor(graph: graph, parameters: self.parameters, mode: .training, seed: configuration.seed)
     }
 
-    /// trace → freeze → autodiff → optimizer updates.
+    /// See `Compiler.training`.
     public static func compile(_ model: any Layer, input: Shape, _ configuration: Configuration) throws -> Graph {
-        var graph = try Graph.trace(model, input: input, withLoss: true)
-        graph.freeze(configuration.freeze)
-        if let keep = configuration.trainOnly { graph.freeze(allExcept: keep) }
-        FreezePass.apply(&graph, frozenBatchNorm: configuration.frozenBatchNorm)
-        graph = try Autodiff.differentiate(graph)
-        try configuration.optimizer.appendUpdates(to: &graph)
-        return graph
+        try Compiler.training(model, input: input, configuration)
     }
 
     public var learningRate: Float {
@@ -93,7 +90,7 @@ public final class TrainStep {
     public func evaluate(images: Tensor) throws -> Tensor {
         let batch = images.shape[0]
         if evalExecutors[batch] == nil {
-            let forward = try Graph.trace(model, input: Shape([batch] + sampleShape.dims))
+            let forward = try Compiler.inference(model, input: Shape([batch] + sampleShape.dims), fuse: configuration.fuse)
             evalExecutors[batch] = try Executor(graph: forward, parameters: parameters, mode: .inference)
         }
         return try evalExecutors[batch]!.run(["input": images])["logits"]!

@@ -1,0 +1,90 @@
+/// The fusion pass: Conv → BatchNorm [→ Add] [→ ReLU | ReLU6] chains become one `FusedConvBNOp`
+/// step, when every intermediate has exactly one reader and is not a graph output. The fused node
+/// takes the conv's name, its result the name of the chain's last node, and `fused` lists the
+/// members. It sits where the chain's last node was, so the residual is ready when it runs.
+enum FusionPass {
+    struct Chain {
+        var conv: Graph.Node
+        var bn: Graph.Node
+        var add: Graph.Node?
+        var residual: Graph.ValueID?
+        var activation: Graph.Node?
+        var members: [Graph.Node] { [conv, bn] + [add, activation].compactMap { $0 } }
+        var last: Graph.Node { members.last! }
+    }
+
+    static func apply(_ graph: Graph) throws -> Graph {
+        let chains = findChains(graph)
+        var chainOfLast: [Int: Chain] = [:]
+        var absorbed = Set<Int>()
+        for chain in chains {
+            chainOfLast[chain.last.index] = chain
+            absorbed.formUnion(chain.members.dropLast().map(\.index))
+        }
+
+        var fused = Graph()
+        var map: [Int: Graph.ValueID] = [:]
+        for value in graph.values where value.role != .activation {
+            map[value.id.index] = try fused.addValue(name: value.name, shape: value.shape, dtype: value.dtype,
+                                                     role: value.role, initializer: value.initializer)
+        }
+        for node in graph.nodes where !absorbed.contains(node.index) {
+            if let chain = chainOfLast[node.index] {
+                let op = fusedOp(chain, graph)
+                var inputs = chain.conv.inputs + chain.bn.inputs.dropFirst()
+                if let residual = chain.residual { inputs.append(residual) }
+                let names = [chain.last.name] + (op.bn.usesRunningStatistics ? [] : [chain.conv.name])
+                let out = try fused.addNode(name: chain.conv.name, op: op, inputs: inputs.map { map[$0.index]! },
+                                            phase: node.phase, fused: chain.members.flatMap(\.fused), outputNames: names)
+                map[chain.last.output.index] = out
+            } else {
+                _ = try fused.addNode(name: node.name, op: node.op, inputs: node.inputs.map { map[$0.index]! }, phase: node.phase,
+                                      fused: node.fused, outputNames: node.outputs.map { graph[$0].name })
+                for (old, new) in zip(node.outputs, fused.nodes.last!.outputs) { map[old.index] = new }
+            }
+        }
+        fused.outputs = graph.outputs.mapValues { map[$0.index]! }
+        fused.frozen = graph.frozen
+        fused.gradients = graph.gradients.mapValues { map[$0.index]! }
+        return fused
+    }
+
+    static func findChains(_ graph: Graph) -> [Chain] {
+        var readers: [Int: [Graph.Node]] = [:]
+        for node in graph.nodes { for input in Set(node.inputs) { readers[input.index, default: []].append(node) } }
+        let outputs = Set(graph.outputs.values)
+        /// The only reader of `value`, if it has exactly one and is not a graph output.
+        func soleReader(_ value: Graph.ValueID) -> Graph.Node? {
+            guard !outputs.contains(value), let r = readers[value.index], r.count == 1 else { return nil }
+            return r[0]
+        }
+        var chains: [Chain] = []
+        var claimed = Set<Int>()  // an Add joins the first chain that reaches it (the residual's chain ends before it)
+        for conv in graph.nodes where conv.op is Conv2DOp && conv.phase == .forward {
+            guard let bn = soleReader(conv.output), bn.op is BatchNormOp, bn.inputs[0] == conv.output else { continue }
+            var chain = Chain(conv: conv, bn: bn)
+            var tail = bn.output
+            if let add = soleReader(tail), add.op is AddOp, add.inputs[0] != add.inputs[1], !claimed.contains(add.index) {
+                chain.add = add
+                chain.residual = add.inputs[0] == tail ? add.inputs[1] : add.inputs[0]
+                tail = add.output
+            }
+            if let act = soleReader(tail), act.op is ReLUOp || act.op is ReLU6Op {
+                chain.activation = act
+            }
+            claimed.formUnion(chain.members.map(\.index))
+            chains.append(chain)
+        }
+        return chains
+    }
+
+    static func fusedOp(_ chain: Chain, _ graph: Graph) -> FusedConvBNOp {
+        let activation: FusedConvBNOp.Activation = switch chain.activation?.op {
+        case is ReLUOp: .relu
+        case is ReLU6Op: .relu6
+        default: .none
+        }
+        return FusedConvBNOp(conv: chain.conv.op as! Conv2DOp, bn: chain.bn.op as! BatchNormOp,
+                             hasConvBias: chain.conv.inputs.count == 3, hasResidual: chain.add != nil, activation: activation)
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+
+/// The printable form of a plan: `graphc dump`'s text and JSON.
+public struct PlanDescription: Encodable {
+    public struct Tensor: Encodable {
+        public let name: String
+        public let shape: [Int]
+        /// Arena offset, or nil for values in the parameter or gradient stores.
+        public let offset: Int?
+        public let bytes: Int
+        public let store: String
+    }
+
+    public struct Step: Encodable {
+        public let index: Int
+        public let name: String
+        public let kind: String
+        public let fused: [String]
+        public let phase: String
+        public let attributes: String
+        public let inputs: [Tensor]
+        public let outputs: [Tensor]
+    }
+
+    public struct Memory: Encodable {
+        public let arena_bytes: Int
+        public let naive_bytes: Int
+        public let lower_bound_bytes: Int
+        public let gradient_bytes: Int
+        public let parameter_bytes: Int
+        public let optimizer_state_bytes: Int
+    }
+
+    public struct Param: Encodable {
+        public let name: String
+        public let shape: [Int]
+        public let trainable: Bool
+    }
+
+    public struct Counts: Encodable {
+        public let forward: Int
+        public let backward: Int
+        public let update: Int
+    }
+
+    public let steps: [Step]
+    public let memory: Memory
+    public let params: [Param]
+    public let counts: Counts
+
+    public init(_ plan: Plan) {
+        let graph = plan.graph
+        let gradients = Set(graph.gradients.values)
+        func tensor(_ id: Graph.ValueID) -> Tensor {
+            let v = graph[id]
+            let store: String = switch v.role {
+            case .parameter, .buffer: "parameters"
+            case .optimizerState: "optimizer"
+            case .input, .activation: gradients.contains(id) ? "gradients" : "arena"
+            }
+            return Tensor(name: v.name, shape: v.shape.dims, offset: plan.regionOfValue[id.index].map { plan.regions[$0].offset },
+                          bytes: v.shape.count * v.dtype.byteSize, store: store)
+        }
+        steps = plan.order.enumerated().map { i, index in
+            let node = graph.nodes[index]
+            return Step(index: i, name: node.name, kind: node.op.kind, fused: node.fused, phase: node.phase.rawValue,
+                        attributes: node.op.attributes, inputs: node.inputs.map(tensor), outputs: node.outputs.map(tensor))
+        }
+        let bytes = { (values: [Graph.Value]) in values.reduce(0) { $0 + $1.shape.count * $1.dtype.byteSize } }
+        memory = Memory(arena_bytes: plan.arenaBytes, naive_bytes: plan.naiveBytes, lower_bound_bytes: plan.lowerBoundBytes,
+                        gradient_bytes: plan.gradientBytes, parameter_bytes: bytes(graph.parameters + graph.buffers),
+                        optimizer_state_bytes: bytes(graph.optimizerStates))
+        params = graph.parameters.map { Param(name: $0.name, shape: $0.shape.dims, trainable: graph.isTrainable($0)) }
+        let counts = plan.stepCounts
+        self.counts = Counts(forward: counts[.forward] ?? 0, backward: counts[.backward] ?? 0, update: counts[.update] ?? 0)
+    }
+
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// One line per step: index, phase, kind, name [+ fused members], output shape, arena slot.
+    public var text: String {
+        func mib(_ b: Int) -> String { String(format: "%.1f MiB", Double(b) / 1_048_576) }
+        var lines = ["#    phase     kind                         step (fused members)                                   output            arena"]
+        for step in steps {
+            let out = step.outputs[0]
+            let members = step.fused == [step.name] ? "" : " [" + step.fused.dropFirst().joined(separator: ", ") + "]"
+            let slot = out.offset.map { "@\(String(format: "%9.1f", Double($0) / 1_048_576)) MiB +\(mib(out.bytes))" } ?? out.store
+            lines.append([
+                String(step.index).padRight(5), step.phase.padRight(10), step.kind.padRight(29),
+                (step.name + members).padRight(55), Shape(out.shape).description.padRight(18), slot,
+            ].joined())
+        }
+        lines += [
+            "",
+            "steps: \(counts.forward) forward, \(counts.backward) backward, \(counts.update) update",
+            "arena: \(mib(memory.arena_bytes)) (naive \(mib(memory.naive_bytes)), lower bound \(mib(memory.lower_bound_bytes)); " +
+                String(format: "%.2f× naive", Double(memory.arena_bytes) / Double(max(memory.naive_bytes, 1))) + ")",
+            "parameters: \(mib(memory.parameter_bytes)), gradients: \(mib(memory.gradient_bytes)), optimizer state: \(mib(memory.optimizer_state_bytes))",
+        ]
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,30 @@
+/// Execution order of a compiled step. Forward and backward nodes keep the graph's order (autodiff
+/// already emits backward in reverse, so activations die as early as the graph allows); each
+/// optimizer update moves up to just after the last node that reads its parameter or produces its
+/// gradient, so gradients and parameters are never read after being overwritten and a gradient's
+/// buffer is free as early as possible.
+enum Schedule {
+    static func order(_ graph: Graph) -> [Int] {
+        var position = [Int](repeating: 0, count: graph.nodes.count)
+        var lastReader = [Int](repeating: -1, count: graph.values.count)
+        for node in graph.nodes where node.phase != .update {
+            for input in node.inputs { lastReader[input.index] = node.index }
+        }
+        var updatesAfter: [Int: [Int]] = [:]
+        var regular: [Int] = []
+        for node in graph.nodes {
+            guard node.phase == .update else { regular.append(node.index); continue }
+            let after = node.inputs.map { input -> Int in
+                max(lastReader[input.index], graph[input].producer ?? -1)
+            }.max() ?? -1
+            updatesAfter[after, default: []].append(node.index)
+        }
+        var order = updatesAfter[-1] ?? []
+        for index in regular {
+            order.append(index)
+            order += updatesAfter[index] ?? []
+        }
+        for (i, index) in order.enumerated() { position[index] = i }
+        return order
+    }
+}

@@ -1,0 +1,127 @@
+import CKernels
+
+/// Conv → BatchNorm [→ + residual] [→ ReLU/ReLU6] as one step (built by the fusion pass).
+/// Inputs: x, weight, [conv bias], gamma, beta, running_mean, running_var, num_batches_tracked, [residual].
+///
+/// * On running statistics (inference, or frozen BN): BN is folded into the conv's weights and
+///   bias at the start of the call (one pass over the weights), and the residual add and the
+///   activation run in the GEMM's epilogue: one pass over the output, nothing saved.
+/// * On batch statistics: the conv output z is written with per-image channel sums taken in the
+///   epilogue (cache-hot), then one pass normalises, adds the residual and activates. Outputs: y and
+///   the saved z (what BN backward needs; y gives the activation mask and is the next layer's input).
+public struct FusedConvBNOp: Primitive {
+    public enum Activation: Int32, Sendable { case none = 0, relu = 1, relu6 = 2 }
+
+    public let conv: Conv2DOp
+    public let bn: BatchNormOp
+    public let hasConvBias: Bool
+    public let hasResidual: Bool
+    public let activation: Activation
+
+    public var kind: String { "FusedConvBN" + (hasResidual ? "Add" : "") + ["", "ReLU", "ReLU6"][Int(activation.rawValue)] }
+    public var attributes: String { conv.attributes + (bn.usesRunningStatistics ? " bn=folded" : " bn=batch-stats") }
+
+    var bnOffset: Int { hasConvBias ? 3 : 2 }
+
+    public func outputShapes(for inputs: [Shape]) throws -> [Shape] {
+        let z = try conv.outputShape(for: Array(inputs[0..<bnOffset]))
+        _ = try bn.outputShape(for: [z] + Array(inputs[bnOffset..<(bnOffset + 5)]))
+        if hasResidual, inputs[bnOffset + 5] != z {
+            throw ShapeRuleError("residual \(inputs[bnOffset + 5]) does not match the conv output \(z)")
+        }
+        return bn.usesRunningStatistics ? [z] : [z, z]
+    }
+
+    public func outputShape(for inputs: [Shape]) throws -> Shape { try outputShapes(for: inputs)[0] }
+
+    public func forward(_ call: KernelCall) {
+        let x = call.inputs[0], w = call.inputs[1]
+        let bias = hasConvBias ? call.inputs[2].floats : nil
+        let (gamma, beta, mean, variance) = (call.inputs[bnOffset], call.inputs[bnOffset + 1], call.inputs[bnOffset + 2], call.inputs[bnOffset + 3])
+        let residual = hasResidual ? call.inputs[bnOffset + 5].floats : nil
+        var d = conv.descriptor(x.shape, w.shape)
+        _ = kn_conv2d_geometry(&d)
+        let y = call.output
+        if bn.usesRunningStatistics || call.mode == .inference {
+            let folded = Tensor(zeros: w.shape), foldedBias = Tensor(zeros: [w.shape[0]])
+            kn_fold_batchnorm(w.floats, bias, gamma.floats, beta.floats, mean.floats, variance.floats, bn.eps,
+                              Int32(w.shape[0]), Int64(w.shape.count / w.shape[0]), folded.floats, foldedBias.floats)
+            var epilogue = kn_conv_epilogue(stats: nil, residual: residual, activation: activation.rawValue)
+            kn_conv2d_forward_fused(&d, x.floats, folded.floats, foldedBias.floats, y.floats, &epilogue)
+            return
+        }
+        let z = call.outputs[1]
+        let n = Int(d.n), c = Int(d.o), hw = Int(d.oh * d.ow)
+        let stats = UnsafeMutablePointer<Double>.allocate(capacity: n * c * 2)
+        defer { stats.deallocate() }
+        var epilogue = kn_conv_epilogue(stats: stats, residual: nil, activation: 0)
+        kn_conv2d_forward_fused(&d, x.floats, w.floats, bias, z.floats, &epilogue)
+        kn_batchnorm_apply_training(z.floats, y.floats, stats, gamma.floats, beta.floats, mean.floats, variance.floats,
+                                    bn.momentum, bn.eps, residual, activation.rawValue, Int32(n), Int32(c), Int32(hw))
+        call.inputs[bnOffset + 4].int64s.pointee += 1
+    }
+
+    public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
+        let x = g.input(0), w = g.input(1), gamma = g.input(bnOffset), dy = g.gradOutput
+        let y = g.output
+        var grads = [Graph.ValueID?](repeating: nil, count: g.node.inputs.count)
+        let dz: Graph.ValueID
+        var masked: Graph.ValueID? = nil
+        func maskedGradient() throws -> Graph.ValueID {
+            if let masked { return masked }
+            let m = activation == .none ? dy
+                : try g.emit("grad_act", MaskedGradientOp(upper: activation == .relu ? .infinity : 6), [y, dy])
+            masked = m
+            return m
+        }
+        if bn.usesRunningStatistics {
+            guard !g.needs[bnOffset], !g.needs[bnOffset + 1] else {
+                throw GraphError.invalid("fused BN '\(g.node.name)' runs on running statistics but its affine parameters train")
+            }
+            dz = try g.emit("grad_bn", BatchNormFrozenBackwardOp(eps: bn.eps), [maskedGradient(), gamma, g.input(bnOffset + 3)])
+        } else {
+            let z = g.node.outputs[1]
+            let maskInputs = activation == .none ? [z, dy] : [z, y, dy]
+            let reduced = try g.emit("grad_reduce", FusedBNBackwardReduceOp(activation: activation, eps: bn.eps), maskInputs)
+            dz = try g.emit("grad_bn", FusedBNBackwardInputOp(activation: activation), maskInputs + [gamma, reduced])
+            grads[bnOffset] = try g.gradient(bnOffset) { try g.emit("grad_weight_bn", SelectRowOp(row: 1), [reduced]) }
+            grads[bnOffset + 1] = try g.gradient(bnOffset + 1) { try g.emit("grad_bias_bn", SelectRowOp(row: 0), [reduced]) }
+        }
+        grads[0] = try g.gradient(0) { try g.emit("grad_input", Conv2DBackwardDataOp(forward: conv, inputShape: g.shape(x)), [dz, w]) }
+        grads[1] = try g.gradient(1) { try g.emit("grad_weight", Conv2DBackwardFilterOp(forward: conv, weightShape: g.shape(w)), [x, dz]) }
+        if hasConvBias { grads[2] = try g.gradient(2) { try g.emit("grad_bias", ChannelSumOp(), [dz]) } }
+        if hasResidual { grads[bnOffset + 5] = try g.gradient(bnOffset + 5) { try maskedGradient() } }
+        return grads
+    }
+}
+
+/// (Σg, Σg·ẑ, μ, 1/σ) in one pass; inputs z, [y], dy (g = dy masked by the activation of y).
+public struct FusedBNBackwardReduceOp: Primitive {
+    public let activation: FusedConvBNOp.Activation
+    public let eps: Float
+    public var kind: String { "FusedBNBackwardReduce" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { [4, inputs[0][1]] }
+    public func forward(_ call: KernelCall) {
+        let s = call.inputs[0].shape
+        let y = activation == .none ? nil : call.inputs[1].floats
+        kn_fused_bn_backward_reduce(call.inputs[0].floats, y, call.inputs.last!.floats, activation.rawValue, eps,
+                                    Int32(s[0]), Int32(s[1]), Int32(s[2] * s[3]), call.output.floats)
+    }
+}
+
+/// dz of the fused step; inputs z, [y], dy, gamma, reduced.
+public struct FusedBNBackwardInputOp: Primitive {
+    public let activation: FusedConvBNOp.Activation
+    public var kind: String { "FusedBNBackwardInput" }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
+    /// dz may overwrite dy.
+    public var inPlaceInput: Int? { activation == .none ? 1 : 2 }
+    public func forward(_ call: KernelCall) {
+        let s = call.inputs[0].shape
+        let k = activation == .none ? 1 : 2
+        let y = activation == .none ? nil : call.inputs[1].floats
+        kn_fused_bn_backward_input(call.inputs[0].floats, y, call.inputs[k].floats, activation.rawValue,
+                                   call.inputs[k + 1].floats, call.inputs[k + 2].floats,
+                                   Int32(s[0]), Int32(s[1]), Int32(s[2] * s[3]), call.output.floats)
+    }
+}

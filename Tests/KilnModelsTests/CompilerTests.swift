@@ -1,0 +1,139 @@
+import Foundation
+@testable import Kiln
+import KilnModels
+import Testing
+
+/// The fusion pass and the memory planner on the zoo: fused and unfused graphs compute the same
+/// thing, every zoo plan verifies, and a broken plan does not.
+struct CompilerTests {
+    struct Case: CustomStringConvertible, Sendable {
+        let name: String
+        let model: @Sendable () -> Sequential
+        let input: Shape
+        var description: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "resnet18", model: { ResNet18(classes: 7, width: 8) }, input: [4, 3, 48, 48]),
+        Case(name: "mobilenet-v2", model: { MobileNetV2(classes: 7, width: 0.35) }, input: [4, 3, 64, 64]),
+        Case(name: "basic-cnn", model: { BasicCNN(classes: 7, channels: [8, 16, 16, 32]) }, input: [4, 3, 32, 32]),
+    ]
+
+    func feeds(_ shape: Shape) -> [String: Tensor] {
+        let x = Tensor(zeros: shape)
+        for i in 0..<x.count { x.floats[i] = Float((i * 7919) % 1000) / 500 - 1 }
+        return ["input": x, "labels": Tensor(shape: [shape[0]], int64s: (0..<shape[0]).map { Int64($0 % 7) })]
+    }
+
+    @Test(arguments: cases)
+    func fusedInferenceMatchesUnfused(_ c: Case) throws {
+        let unfused = try Compiler.inference(c.model(), input: c.input, fuse: false)
+        let fused = try Compiler.inference(c.model(), input: c.input)
+        let store = ParameterStore(graph: unfused, seed: 3)
+        randomizeRunningStatistics(store)
+        let a = try Executor(graph: unfused, parameters: store).run(feeds(c.input))["logits"]!.scalars
+        let b = try Executor(graph: fused, parameters: store).run(feeds(c.input))["logits"]!.scalars
+        #expect(relativeError(b, a.map(Double.init)) < 1e-5)
+        #expect(!fused.nodes.contains { $0.op is BatchNormOp }, "standalone BN left in \(c.name)")
+        #expect(fused.nodes.count < unfused.nodes.count)
+    }
+
+    @Test(arguments: cases, [false, true])
+    func fusedTrainingMatchesUnfused(_ c: Case, frozen: Bool) throws {
+        let trainOnly: [String]? = frozen ? [c.name == "mobilenet-v2" ? "predictions" : "fc"] : nil
+        let unfused = try Compiler.gradients(c.model(), input: c.input, trainOnly: trainOnly, fuse: false)
+        let fused = try Compiler.gradients(c.model(), input: c.input, trainOnly: trainOnly)
+        let reference = ParameterStore(graph: unfused, seed: 4)
+        randomizeRunningStatistics(reference)
+        let copy = ParameterStore()
+        for key in reference.keys { copy.set(key, reference[key]!.clone()) }
+        func run(_ graph: Graph, _ store: ParameterStore) throws -> (Executor, [String: Tensor]) {
+            let keep = Set(graph.gradients.values.map { graph[$0].name })
+            let executor = try Executor(graph: graph, parameters: store, mode: .training, keep: keep)
+            return (executor, try executor.run(feeds(c.input)))
+        }
+        let (ue, uo) = try run(unfused, reference)
+        let (fe, fo) = try run(fused, copy)
+        #expect(relativeError(fo["logits"]!.scalars, uo["logits"]!.scalars.map(Double.init)) < 1e-5)
+        #expect(abs(fo["loss"]!.scalars[0] - uo["loss"]!.scalars[0]) < 1e-5 * abs(uo["loss"]!.scalars[0]))
+        #expect(fused.gradients.keys.sorted() == unfused.gradients.keys.sorted())
+        for (name, id) in unfused.gradients {
+            let a = try ue.tensor(named: unfused[id].name).scalars
+            let b = try fe.tensor(named: fused[fused.gradients[name]!].name).scalars
+            #expect(relativeError(b, a.map(Double.init)) < 1e-4, "\(c.name) d/d\(name)")
+        }
+        for key in reference.keys where key.contains("running") {
+            #expect(relativeError(copy[key]!.scalars, reference[key]!.scalars.map(Double.init)) < 1e-5, "\(key)")
+        }
+    }
+
+    @Test(arguments: cases)
+    func everyZooPlanVerifies(_ c: Case) throws {
+        let graphs = [
+            try Compiler.inference(c.model(), input: c.input),
+            try Compiler.inference(c.model(), input: c.input, fuse: false),
+            try Compiler.training(c.model(), input: c.input, .init(optimizer: .sgd(.init(learningRate: 0.1, momentum: 0.9)))),
+            try Compiler.training(c.model(), input: c.input, .init(optimizer: .adam(.init()), fuse: false)),
+        ]
+        for graph in graphs {
+            let plan = Plan(graph)
+            try PlanVerifier.verify(plan)
+            #expect(plan.arenaBytes >= plan.lowerBoundBytes)
+            #expect(plan.arenaBytes <= plan.naiveBytes)
+        }
+    }
+
+    @Test func brokenPlansAreRejected() throws {
+        let graph = try Compiler.training(ResNet18(classes: 7, width: 8), input: [2, 3, 32, 32], .init(optimizer: .sgd(.init(learningRate: 0.1))))
+        let plan = Plan(graph)
+        try PlanVerifier.verify(plan)
+        // Move one region onto another that is alive at the same time.
+        let regions = plan.regions
+        var pair: (Int, Int)? = nil
+        search: for i in regions.indices {
+            for j in regions.indices where i != j && regions[i].offset != regions[j].offset {
+                if regions[i].start <= regions[j].end && regions[j].start <= regions[i].end { pair = (i, j); break search }
+            }
+        }
+        let (i, j) = try #require(pair)
+        var overlapping = plan
+        overlapping.regions[i].offset = regions[j].offset
+        #expect(throws: PlanVerifier.Violation.self) { try PlanVerifier.verify(overlapping) }
+        // A region past the end of the arena.
+        var outside = plan
+        outside.regions[0].offset = plan.arenaBytes
+        #expect(throws: PlanVerifier.Violation.self) { try PlanVerifier.verify(outside) }
+    }
+
+    @Test func resnet18TrainPlanFusesEveryConv() throws {
+        let graph = try Compiler.training(ResNet18(classes: 21), input: [2, 3, 64, 64], .init(optimizer: .sgd(.init(learningRate: 0.1))))
+        let forward = graph.nodes.filter { $0.phase == .forward }
+        #expect(forward.filter { $0.op is FusedConvBNOp }.count == 20)
+        #expect(!graph.nodes.contains { $0.op is BatchNormOp || $0.op is Conv2DOp })
+        let residual = forward.compactMap { $0.op as? FusedConvBNOp }.filter(\.hasResidual)
+        #expect(residual.count == 8)
+        #expect(forward.first { $0.name == "layer1.0.conv2" }!.fused == ["layer1.0.conv2", "layer1.0.bn2", "layer1.0.add", "layer1.0.relu_1"])
+    }
+
+    @Test func frozenPlanHasNoBackwardStepBeforeTheClassifier() throws {
+        let graph = try Compiler.training(ResNet18(classes: 21), input: [2, 3, 64, 64],
+                                          .init(optimizer: .sgd(.init(learningRate: 0.1)), trainOnly: ["fc"]))
+        let plan = Plan(graph)
+        let steps = plan.order.map { graph.nodes[$0] }
+        let firstBackward = try #require(steps.firstIndex { $0.phase == .backward })
+        #expect(steps[..<firstBackward].last { $0.phase == .forward }?.name == "loss")
+        for step in steps where step.phase == .backward {
+            #expect(step.name.hasPrefix("fc.") || step.name.hasPrefix("loss."), "\(step.name)")
+        }
+        // No activation of the backbone is alive after the forward pass: the frozen arena is the inference arena.
+        let inference = Plan(try Compiler.inference(ResNet18(classes: 21), input: [2, 3, 64, 64]))
+        #expect(Double(plan.arenaBytes) <= 1.05 * Double(inference.arenaBytes))
+    }
+
+    func randomizeRunningStatistics(_ store: ParameterStore) {
+        for key in store.keys where key.hasSuffix("running_mean") || key.hasSuffix("running_var") {
+            let t = store[key]!
+            for i in 0..<t.count { t.floats[i] = key.hasSuffix("var") ? 0.5 + Float(i % 7) / 7 : Float(i % 5) / 10 - 0.2 }
+        }
+    }
+}
