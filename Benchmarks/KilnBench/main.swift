@@ -22,6 +22,8 @@ struct KilnBench: ParsableCommand {
     @Option(help: "Threads for kernels.") var threads = 2
     @Option(help: "Timed iterations (after one warm-up).") var iterations = 3
     @Option(help: "Classes of the classifier.") var classes = 21
+    @Flag(help: "Run the unfused graphs.") var unfused = false
+    @Flag(help: "Print the slowest steps of inference workloads.") var profile = false
 
     enum Workload: String, CaseIterable {
         case resnet18Infer = "resnet18-infer", resnet18Train = "resnet18-train", resnet18Frozen = "resnet18-frozen"
@@ -43,7 +45,7 @@ struct KilnBench: ParsableCommand {
 
     func run() throws {
         Threads.count = threads
-        print("kiln-bench: batch \(batch), \(inputSize)², \(threads) threads, \(iterations) iterations after warm-up")
+        print("kiln-bench: batch \(batch), \(inputSize)², \(threads) threads, \(iterations) iterations after warm-up\(unfused ? ", unfused" : "")")
         let sgemm = Self.sgemmRate()
         print(String(format: "sgemm 1024³ (OpenBLAS, one block per thread): %.1f GFLOP/s", sgemm))
         for name in workloads.split(separator: ",") {
@@ -61,15 +63,17 @@ struct KilnBench: ParsableCommand {
         for i in 0..<input.count { input.floats[i] = Float(i % 251) / 251 - 0.5 }
         let labels = Tensor(shape: [batch], int64s: (0..<batch).map { Int64($0 % classes) })
         let step: () throws -> Void
+        var profiled: Executor?
         switch workload {
         case .resnet18Infer, .basicCNNInfer:
-            let graph = try Graph.trace(model, input: shape)
+            let graph = try Compiler.inference(model, input: shape, fuse: !unfused)
             let executor = try Executor(graph: graph, parameters: ParameterStore(graph: graph, seed: 1))
+            if profile { executor.stepTimes = [:]; profiled = executor }
             step = { try executor.run(["input": input]) }
         case .resnet18Train, .resnet18Frozen, .basicCNNTrain:
             let train = try TrainStep(model: model, inputShape: shape, configuration: .init(
                 optimizer: .sgd(.init(learningRate: 0.01, momentum: 0.9)),
-                trainOnly: workload == .resnet18Frozen ? ["fc"] : nil))
+                trainOnly: workload == .resnet18Frozen ? ["fc"] : nil, fuse: !unfused))
             step = { try train.run(images: input, labels: labels) }
         }
         try step()
@@ -87,6 +91,9 @@ struct KilnBench: ParsableCommand {
                      workload.rawValue, ips, median, times.min()!, forwardFlops / Double(batch) / 1e9, rss))
         if workload == .resnet18Infer || workload == .basicCNNInfer {
             print(String(format: "  %.1f GFLOP/s, %.0f%% of sgemm", forwardFlops / median / 1e9, 100 * forwardFlops / median / 1e9 / sgemm))
+        }
+        for (name, t) in (profiled?.stepTimes ?? [:]).sorted(by: { $0.value > $1.value }).prefix(14) {
+            print("  " + name.padRight(36) + String(format: "%.1f ms/run", 1000 * t / Double(iterations + 1)))
         }
         for (label, reference, referenceRSS) in workload.references {
             var line = String(format: "  vs %@ %.1f img/s: speed ratio %.2f", label, reference, ips / reference)

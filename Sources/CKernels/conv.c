@@ -5,6 +5,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include "conv_common.h"
 
 int kn_conv2d_geometry(kn_conv2d_desc *d) {
     if (d->groups < 1 || d->c % d->groups || d->o % d->groups) return -1;
@@ -16,63 +17,33 @@ int kn_conv2d_geometry(kn_conv2d_desc *d) {
     return 0;
 }
 
-static int is_pointwise(const kn_conv2d_desc *d) {
-    return d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 &&
-           d->pt == 0 && d->pl == 0 && d->pb == 0 && d->pr == 0;
-}
-
-// col[(c*kh + i)*kw + j][oy*ow + ox] = x[c][oy*sh - pt + i][ox*sw - pl + j] (0 outside).
-static void im2col(const kn_conv2d_desc *d, const float *x, int channels, float *col) {
-    const int ohw = d->oh * d->ow;
-    for (int c = 0; c < channels; c++) {
-        const float *xc = x + (int64_t)c * d->h * d->w;
-        for (int i = 0; i < d->kh; i++) {
-            for (int j = 0; j < d->kw; j++) {
-                float *row = col + ((int64_t)(c * d->kh + i) * d->kw + j) * ohw;
-                for (int oy = 0; oy < d->oh; oy++) {
-                    int iy = oy * d->sh - d->pt + i;
-                    float *dst = row + oy * d->ow;
-                    if (iy < 0 || iy >= d->h) { memset(dst, 0, sizeof(float) * d->ow); continue; }
-                    const float *src = xc + (int64_t)iy * d->w;
-                    if (d->sw == 1) {
-                        int ix0 = -d->pl + j;
-                        for (int ox = 0; ox < d->ow; ox++) {
-                            int ix = ix0 + ox;
-                            dst[ox] = (ix >= 0 && ix < d->w) ? src[ix] : 0.0f;
-                        }
-                    } else {
-                        for (int ox = 0; ox < d->ow; ox++) {
-                            int ix = ox * d->sw - d->pl + j;
-                            dst[ox] = (ix >= 0 && ix < d->w) ? src[ix] : 0.0f;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-static void add_bias(float *y, const float *bias, int o, int ohw) {
-    if (!bias) return;
-    for (int k = 0; k < o; k++) {
-        float b = bias[k];
-        float *row = y + (int64_t)k * ohw;
-        for (int p = 0; p < ohw; p++) row[p] += b;
-    }
-}
-
-// One image, all groups. col is scratch of cg*kh*kw*oh*ow floats (unused for pointwise).
-static void conv_image(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias,
-                       float *y, float *col) {
+// One chunk of `count` images, all groups. Single images with a pointwise conv read x directly;
+// otherwise the chunk's columns are gathered side by side (im2col), multiplied in one GEMM per
+// group into `tmp` [o, count*ohw] and scattered back to NCHW.
+static void conv_chunk_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias,
+                               float *y, int count, float *col, float *tmp) {
     const int cg = d->c / d->groups, og = d->o / d->groups;
     const int ohw = d->oh * d->ow, kdim = cg * d->kh * d->kw;
+    const int64_t cols = (int64_t)count * ohw, xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * ohw;
+    const int direct = count == 1;
     for (int g = 0; g < d->groups; g++) {
-        const float *xg = x + (int64_t)g * cg * d->h * d->w;
-        const float *b = xg;
-        if (!is_pointwise(d)) { im2col(d, xg, cg, col); b = col; }
-        kn_sgemm(0, 0, og, ohw, kdim, 1.0f, w + (int64_t)g * og * kdim, kdim, b, ohw, 0.0f, y + (int64_t)g * og * ohw, ohw);
+        const float *b;
+        if (conv_is_pointwise(d) && count == 1) {
+            b = x + (int64_t)g * cg * d->h * d->w;
+        } else {
+            for (int j = 0; j < count; j++) conv_im2col(d, x + j * xs + (int64_t)g * cg * d->h * d->w, cg, col + (int64_t)j * ohw, cols);
+            b = col;
+        }
+        float *out = direct ? y + (int64_t)g * og * ohw : tmp + (int64_t)g * og * cols;
+        kn_sgemm(0, 0, og, (int)cols, kdim, 1.0f, w + (int64_t)g * og * kdim, kdim, b, (int)cols, 0.0f, out, (int)cols);
     }
-    add_bias(y, bias, d->o, ohw);
+    if (!direct) conv_scatter(tmp, count, d->o, ohw, y, ys);
+    if (bias)
+        for (int j = 0; j < count; j++)
+            for (int k = 0; k < d->o; k++) {
+                float *row = y + j * ys + (int64_t)k * ohw;
+                for (int p = 0; p < ohw; p++) row[p] += bias[k];
+            }
 }
 
 // Depthwise (groups == c == o): direct 2-D correlation per channel plane.
@@ -147,28 +118,24 @@ void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const floa
     }
     const int threads = kn_threads();
     const int cg = d->c / d->groups;
-    const int64_t col_size = is_pointwise(d) ? 1 : (int64_t)cg * d->kh * d->kw * d->oh * d->ow;
-    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
-    if (d->n >= threads && threads > 1) {
-        // One image per thread, each GEMM single-threaded: no synchronisation inside the GEMM.
-        #pragma omp parallel num_threads(threads)
-        {
-            float *col = malloc(sizeof(float) * col_size);
-            #pragma omp for schedule(static)
-            for (int i = 0; i < d->n; i++) {
-                conv_image(d, x + i * xs, w, bias, y + i * ys, col);
-                if (ep) epilogue_image(d, ep, i, y + i * ys);
-            }
-            free(col);
-        }
-    } else {
-        // Fewer images than threads: kn_sgemm splits each image's GEMM across the threads.
-        float *col = malloc(sizeof(float) * col_size);
-        for (int i = 0; i < d->n; i++) {
-            conv_image(d, x + i * xs, w, bias, y + i * ys, col);
-            if (ep) epilogue_image(d, ep, i, y + i * ys);
+    const int ohw = d->oh * d->ow;
+    const int chunk = conv_chunk(d, threads);
+    const int chunks = (d->n + chunk - 1) / chunk;
+    const int64_t col_size = (int64_t)cg * d->kh * d->kw * chunk * ohw, tmp_size = chunk > 1 ? (int64_t)d->o * chunk * ohw : 1;
+    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * ohw;
+    // Chunks in parallel, each GEMM single-threaded; with fewer chunks than threads, kn_sgemm
+    // splits each GEMM across the threads instead.
+    #pragma omp parallel num_threads(chunks >= threads ? threads : 1)
+    {
+        float *col = malloc(sizeof(float) * col_size), *tmp = malloc(sizeof(float) * tmp_size);
+        #pragma omp for schedule(static)
+        for (int ci = 0; ci < chunks; ci++) {
+            const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
+            conv_chunk_forward(d, x + first * xs, w, bias, y + first * ys, count, col, tmp);
+            if (ep) for (int j = first; j < first + count; j++) epilogue_image(d, ep, j, y + j * ys);
         }
         free(col);
+        free(tmp);
     }
 }
 

@@ -13,30 +13,56 @@ int kn_pool2d_geometry(kn_pool2d_desc *d) {
     return 0;
 }
 
+// First maximum of one window clipped to the input (PyTorch's tie rule; NaN propagates).
+static inline float window_max(const kn_pool2d_desc *d, const float *xp, int oy, int ox, int32_t *where_out) {
+    float best = -FLT_MAX;
+    int32_t where = -1;
+    for (int i = 0; i < d->kh; i++) {
+        int iy = oy * d->sh - d->ph + i;
+        if (iy < 0 || iy >= d->h) continue;
+        for (int j = 0; j < d->kw; j++) {
+            int ix = ox * d->sw - d->pw + j;
+            if (ix < 0 || ix >= d->w) continue;
+            float v = xp[iy * d->w + ix];
+            if (v > best || where < 0 || v != v) { best = v; where = iy * d->w + ix; }
+        }
+    }
+    *where_out = where;
+    return best;
+}
+
 void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int32_t *argmax) {
     const int planes = d->n * d->c;
+    // Output rows/columns whose window lies wholly inside the input take the branch-free path.
+    const int oy0 = (d->ph + d->sh - 1) / d->sh, ox0 = (d->pw + d->sw - 1) / d->sw;
+    int oy1 = (d->h - d->kh + d->ph) / d->sh + 1, ox1 = (d->w - d->kw + d->pw) / d->sw + 1;
+    if (oy1 > d->oh) oy1 = d->oh;
+    if (ox1 > d->ow) ox1 = d->ow;
     #pragma omp parallel for schedule(static)
     for (int p = 0; p < planes; p++) {
         const float *xp = x + (int64_t)p * d->h * d->w;
         float *yp = y + (int64_t)p * d->oh * d->ow;
         int32_t *ap = argmax ? argmax + (int64_t)p * d->oh * d->ow : NULL;
-        for (int oy = 0; oy < d->oh; oy++)
+        for (int oy = 0; oy < d->oh; oy++) {
+            const int inside_row = oy >= oy0 && oy < oy1;
             for (int ox = 0; ox < d->ow; ox++) {
-                float best = -FLT_MAX;
-                int32_t where = -1;
-                for (int i = 0; i < d->kh; i++) {
-                    int iy = oy * d->sh - d->ph + i;
-                    if (iy < 0 || iy >= d->h) continue;
-                    for (int j = 0; j < d->kw; j++) {
-                        int ix = ox * d->sw - d->pw + j;
-                        if (ix < 0 || ix >= d->w) continue;
-                        float v = xp[iy * d->w + ix];
-                        if (v > best || where < 0 || v != v) { best = v; where = iy * d->w + ix; }
-                    }
+                int32_t where;
+                float best;
+                if (inside_row && ox >= ox0 && ox < ox1 && !ap) {
+                    const float *wp = xp + (oy * d->sh - d->ph) * d->w + (ox * d->sw - d->pw);
+                    best = wp[0];
+                    for (int i = 0; i < d->kh; i++)
+                        for (int j = 0; j < d->kw; j++) {
+                            float v = wp[i * d->w + j];
+                            best = (v > best || v != v) ? v : best;
+                        }
+                } else {
+                    best = window_max(d, xp, oy, ox, &where);
+                    if (ap) ap[oy * d->ow + ox] = where;
                 }
                 yp[oy * d->ow + ox] = best;
-                if (ap) ap[oy * d->ow + ox] = where;
             }
+        }
     }
 }
 

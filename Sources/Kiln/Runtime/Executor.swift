@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Runs a planned step: walks the schedule, each node reading and writing views into one arena
 /// allocated at construction (see `Plan`). Parameters, buffers and optimizer state come from the
 /// `ParameterStore`; final gradients live in their own store.
@@ -9,6 +11,8 @@ public final class Executor {
     private let arena: Arena
     private var slots: [Tensor?]
     private var runs: UInt64 = 0
+    /// When non-nil, each run adds every step's wall time (seconds) under its node name.
+    public var stepTimes: [String: Double]?
     private let seed: UInt64
 
     /// - Parameters:
@@ -66,7 +70,13 @@ public final class Executor {
             var call = KernelCall(node: node.name, inputs: node.inputs.map { slots[$0.index]! },
                                   outputs: node.outputs.map { slots[$0.index]! }, mode: mode, seed: runSeed)
             call.hyper = hyper
-            try node.op.forward(call)
+            if stepTimes != nil {
+                let start = DispatchTime.now().uptimeNanoseconds
+                try node.op.forward(call)
+                stepTimes![node.name, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            } else {
+                try node.op.forward(call)
+            }
         }
         return graph.outputs.mapValues { slots[$0.index]! }
     }

@@ -1,0 +1,89 @@
+// Internal helpers shared by the convolution kernels (not part of the public header).
+#ifndef KILN_CONV_COMMON_H
+#define KILN_CONV_COMMON_H
+
+#include "kernels.h"
+#include <string.h>
+
+static inline int conv_is_pointwise(const kn_conv2d_desc *d) {
+    return d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 &&
+           d->pt == 0 && d->pl == 0 && d->pb == 0 && d->pr == 0;
+}
+
+static inline int conv_is_depthwise(const kn_conv2d_desc *d) {
+    return d->groups == d->c && d->o == d->c && d->groups > 1;
+}
+
+/// Images per GEMM: small feature maps are batched so the GEMM's N dimension (chunk·oh·ow) is
+/// large enough to run near peak; the chunk count is a multiple of the thread count when possible.
+static inline int conv_chunk(const kn_conv2d_desc *d, int threads) {
+    const int ohw = d->oh * d->ow;
+    int per_thread = (d->n + threads - 1) / threads;
+    int chunk = 4096 / ohw;
+    if (chunk > per_thread) chunk = per_thread;
+    if (chunk < 1) chunk = 1;
+    int chunks = (d->n + chunk - 1) / chunk;
+    chunks = (chunks + threads - 1) / threads * threads;
+    chunk = (d->n + chunks - 1) / chunks;
+    return chunk < 1 ? 1 : chunk;
+}
+
+/// col[(c*kh + i)*kw + j][col0 + oy*ow + ox] = x[c][oy*sh - pt + i][ox*sw - pl + j] (0 outside);
+/// rows have stride ld (several images side by side).
+static inline void conv_im2col(const kn_conv2d_desc *d, const float *x, int channels, float *col, int64_t ld) {
+    for (int c = 0; c < channels; c++) {
+        const float *xc = x + (int64_t)c * d->h * d->w;
+        for (int i = 0; i < d->kh; i++)
+            for (int j = 0; j < d->kw; j++) {
+                float *row = col + ((int64_t)(c * d->kh + i) * d->kw + j) * ld;
+                for (int oy = 0; oy < d->oh; oy++) {
+                    const int iy = oy * d->sh - d->pt + i;
+                    float *dst = row + oy * d->ow;
+                    if (iy < 0 || iy >= d->h) { memset(dst, 0, sizeof(float) * d->ow); continue; }
+                    const float *src = xc + (int64_t)iy * d->w;
+                    for (int ox = 0; ox < d->ow; ox++) {
+                        const int ix = ox * d->sw - d->pl + j;
+                        dst[ox] = (ix >= 0 && ix < d->w) ? src[ix] : 0.0f;
+                    }
+                }
+            }
+    }
+}
+
+/// The adjoint of conv_im2col: adds col back onto the image.
+static inline void conv_col2im_add(const kn_conv2d_desc *d, const float *col, int64_t ld, int channels, float *x) {
+    for (int c = 0; c < channels; c++) {
+        float *xc = x + (int64_t)c * d->h * d->w;
+        for (int i = 0; i < d->kh; i++)
+            for (int j = 0; j < d->kw; j++) {
+                const float *row = col + ((int64_t)(c * d->kh + i) * d->kw + j) * ld;
+                for (int oy = 0; oy < d->oh; oy++) {
+                    const int iy = oy * d->sh - d->pt + i;
+                    if (iy < 0 || iy >= d->h) continue;
+                    for (int ox = 0; ox < d->ow; ox++) {
+                        const int ix = ox * d->sw - d->pl + j;
+                        if (ix >= 0 && ix < d->w) xc[iy * d->w + ix] += row[oy * d->ow + ox];
+                    }
+                }
+            }
+    }
+}
+
+/// Copies `rows` rows of `len` floats from each of `count` images (image stride `image_stride`)
+/// side by side into dst [rows, count*len].
+static inline void conv_gather(const float *src, int64_t image_stride, int count, int rows, int len, float *dst) {
+    const int64_t ld = (int64_t)count * len;
+    for (int j = 0; j < count; j++)
+        for (int r = 0; r < rows; r++)
+            memcpy(dst + r * ld + (int64_t)j * len, src + j * image_stride + (int64_t)r * len, sizeof(float) * len);
+}
+
+/// The inverse of conv_gather.
+static inline void conv_scatter(const float *src, int count, int rows, int len, float *dst, int64_t image_stride) {
+    const int64_t ld = (int64_t)count * len;
+    for (int j = 0; j < count; j++)
+        for (int r = 0; r < rows; r++)
+            memcpy(dst + j * image_stride + (int64_t)r * len, src + r * ld + (int64_t)j * len, sizeof(float) * len);
+}
+
+#endif
