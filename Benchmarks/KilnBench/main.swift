@@ -71,10 +71,16 @@ struct KilnBench: ParsableCommand {
             if profile { executor.stepTimes = [:]; profiled = executor }
             step = { try executor.run(["input": input]) }
         case .resnet18Train, .resnet18Frozen, .basicCNNTrain:
-            let train = try TrainStep(model: model, inputShape: shape, configuration: .init(
-                optimizer: .sgd(.init(learningRate: 0.01, momentum: 0.9)),
-                trainOnly: workload == .resnet18Frozen ? ["fc"] : nil, fuse: !unfused))
-            step = { try train.run(images: input, labels: labels) }
+            let configuration = TrainStep.Configuration(optimizer: .sgd(.init(learningRate: 0.01, momentum: 0.9)),
+                                                        trainOnly: workload == .resnet18Frozen ? ["fc"] : nil, fuse: !unfused)
+            let graph = try Compiler.training(model, input: shape, configuration)
+            let executor = try Executor(graph: graph, parameters: ParameterStore(graph: graph, seed: 1), mode: .training)
+            if profile { executor.stepTimes = [:]; profiled = executor }
+            var count: Int64 = 0
+            step = {
+                count += 1
+                try executor.run(["input": input, "labels": labels], hyper: StepHyperparameters(learningRate: 0.01, step: count))
+            }
         }
         try step()
         var times: [Double] = []
@@ -92,8 +98,19 @@ struct KilnBench: ParsableCommand {
         if workload == .resnet18Infer || workload == .basicCNNInfer {
             print(String(format: "  %.1f GFLOP/s, %.0f%% of sgemm", forwardFlops / median / 1e9, 100 * forwardFlops / median / 1e9 / sgemm))
         }
-        for (name, t) in (profiled?.stepTimes ?? [:]).sorted(by: { $0.value > $1.value }).prefix(14) {
-            print("  " + name.padRight(36) + String(format: "%.1f ms/run", 1000 * t / Double(iterations + 1)))
+        if let times = profiled?.stepTimes {
+            for (name, t) in times.sorted(by: { $0.value > $1.value }).prefix(14) {
+                print("  " + name.padRight(36) + String(format: "%.1f ms/run", 1000 * t / Double(iterations + 1)))
+            }
+            // Totals by step kind: the part of the name after the forward node's (e.g. grad_weight).
+            var byKind: [String: Double] = [:]
+            for (name, t) in times {
+                let kind = name.split(separator: ".").last.map(String.init).flatMap { $0.hasPrefix("grad") || $0 == "update" ? $0 : nil } ?? "forward"
+                byKind[kind, default: 0] += t
+            }
+            for (kind, t) in byKind.sorted(by: { $0.value > $1.value }) {
+                print("  total " + kind.padRight(30) + String(format: "%.1f ms/run", 1000 * t / Double(iterations + 1)))
+            }
         }
         for (label, reference, referenceRSS) in workload.references {
             var line = String(format: "  vs %@ %.1f img/s: speed ratio %.2f", label, reference, ips / reference)
