@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
         // System libraries (Debian: libopenblas-dev liblapacke-dev libjpeg-dev libtiff-dev libpng-dev).
@@ -36,7 +37,7 @@ let package = Package(
                 .linkedLibrary("openblas"),
             ]
         ),
-        .target(name: "Kiln", dependencies: ["CKernels"]),
+        .target(name: "Kiln", dependencies: ["CKernels", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .target(name: "KilnModels", dependencies: ["Kiln"], path: "Models"),
         .executableTarget(
             name: "graphc",

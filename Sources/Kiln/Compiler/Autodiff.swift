@@ -19,6 +19,7 @@ public enum Autodiff {
         for node in forward.nodes.reversed() where node.phase == .forward && needs[node.output.index] {
             guard let parts = contributions[node.output.index] else { continue }  // does not reach the loss
             let gradOutput = try accumulate(parts, of: forward[node.output], in: &graph)
+            graph.activationGradients[forward[node.output].name] = gradOutput
             let builder = GradientBuilder(graph: graph, node: node, gradOutput: gradOutput,
                                           needs: node.inputs.map { needs[$0.index] })
             let grads = try node.op.vjp(builder)

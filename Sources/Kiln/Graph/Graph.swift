@@ -60,6 +60,9 @@ public struct Graph: Sendable {
     public var frozen: Set<String> = []
     /// Gradient value of each trainable parameter, once the autodiff pass has run.
     public var gradients: [String: ValueID] = [:]
+    /// Gradient value of each forward activation the backward pass reaches (for inspection, like
+    /// PyTorch's retain_grad; keep them alive with the executor's `keep`).
+    public var activationGradients: [String: ValueID] = [:]
 
     private var valueByName: [String: ValueID] = [:]
     private var nodeNames: Set<String> = []

@@ -1,0 +1,98 @@
+import Foundation
+
+/// The safetensors format: an 8-byte little-endian header length, a JSON header
+/// (`{"name": {"dtype", "shape", "data_offsets"}, "__metadata__": {…}}`), then the raw data.
+/// Kiln's own checkpoints use it (weights, BN buffers, optimizer state, metadata); writes are
+/// atomic (temporary file + rename).
+public enum Safetensors {
+    public static func read(_ url: URL) throws -> (tensors: [(String, Tensor)], metadata: [String: String]) {
+        let file = url.path
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
+            throw CheckpointError(file: file, detail: "cannot read: \(error.localizedDescription)")
+        }
+        guard data.count >= 8 else { throw CheckpointError(file: file, detail: "shorter than a safetensors header") }
+        let headerLength = data.prefix(8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard headerLength <= UInt64(data.count - 8) else {
+            throw CheckpointError(file: file, detail: "header claims \(headerLength) bytes but the file has \(data.count - 8) after the length")
+        }
+        let headerEnd = 8 + Int(headerLength)
+        guard let header = try? JSONSerialization.jsonObject(with: data[8..<headerEnd]) as? [String: Any] else {
+            throw CheckpointError(file: file, detail: "header is not a JSON object")
+        }
+        var metadata: [String: String] = [:]
+        var entries: [(String, Int, Tensor)] = []
+        for (name, value) in header {
+            if name == "__metadata__" {
+                metadata = (value as? [String: String]) ?? [:]
+                continue
+            }
+            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
+                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+                throw CheckpointError(file: file, detail: "'\(name)': malformed header entry")
+            }
+            let width: Int
+            switch dtype {
+            case "F32", "I32": width = 4
+            case "F16", "BF16": width = 2
+            case "F64", "I64": width = 8
+            default: throw CheckpointError(file: file, detail: "'\(name)': unsupported dtype \(dtype)")
+            }
+            let shp = Shape(shape)
+            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] - offsets[0] == shp.count * width,
+                  headerEnd + offsets[1] <= data.count else {
+                throw CheckpointError(file: file, detail: "'\(name)': data_offsets \(offsets) do not hold shape \(shp) of \(dtype) inside the file")
+            }
+            let isInteger = dtype.hasPrefix("I")
+            let tensor = Tensor(zeros: shp, dtype: isInteger ? .int64 : .float32)
+            data.withUnsafeBytes { raw in
+                let base = headerEnd + offsets[0]
+                if dtype == "F32" || dtype == "I64" {
+                    tensor.data.copyMemory(from: raw.baseAddress! + base, byteCount: tensor.byteCount)
+                    return
+                }
+                for i in 0..<shp.count {
+                    let at = base + i * width
+                    switch dtype {
+                    case "F32": tensor.floats[i] = raw.loadUnaligned(fromByteOffset: at, as: Float.self)
+                    case "F64": tensor.floats[i] = Float(raw.loadUnaligned(fromByteOffset: at, as: Double.self))
+                    case "F16": tensor.floats[i] = Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)))
+                    case "BF16": tensor.floats[i] = Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)) << 16)
+                    case "I64": tensor.int64s[i] = raw.loadUnaligned(fromByteOffset: at, as: Int64.self)
+                    default: tensor.int64s[i] = Int64(raw.loadUnaligned(fromByteOffset: at, as: Int32.self))
+                    }
+                }
+            }
+            entries.append((name, offsets[0], tensor))
+        }
+        return (entries.sorted { $0.1 < $1.1 }.map { ($0.0, $0.2) }, metadata)
+    }
+
+    /// Encodes tensors in the given order (float32 as F32, int64 as I64).
+    public static func encode(_ tensors: [(String, Tensor)], metadata: [String: String] = [:]) throws -> Data {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for (name, t) in tensors {
+            header[name] = ["dtype": t.dtype == .float32 ? "F32" : "I64", "shape": t.shape.dims, "data_offsets": [offset, offset + t.byteCount]]
+            offset += t.byteCount
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8))  // pad to 8 bytes
+        var data = Data(capacity: 8 + json.count + offset)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(json)
+        for (_, t) in tensors { data.append(Data(bytes: t.data, count: t.byteCount)) }
+        return data
+    }
+
+    public static func write(_ tensors: [(String, Tensor)], metadata: [String: String] = [:], to url: URL) throws {
+        do {
+            try encode(tensors, metadata: metadata).write(to: url, options: .atomic)
+        } catch let error as CheckpointError {
+            throw error
+        } catch {
+            throw CheckpointError(file: url.path, detail: "cannot write: \(error.localizedDescription)")
+        }
+    }
+}

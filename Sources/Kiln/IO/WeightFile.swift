@@ -1,0 +1,100 @@
+import Foundation
+
+/// Reads any supported weight file, choosing the format by content (not by extension):
+/// PyTorch zip checkpoints, safetensors, TF.js model.json, .npz and legacy torch files (refused
+/// with a clear message).
+public enum WeightFile {
+    public enum Format: String, Sendable { case torch, safetensors, tfjs, npz }
+
+    public static func detect(_ url: URL) throws -> Format {
+        guard let handle = try? FileHandle(forReadingFrom: url) else {
+            throw CheckpointError(file: url.path, detail: "cannot open (does it exist?)")
+        }
+        defer { try? handle.close() }
+        let head = [UInt8](handle.readData(ofLength: 16))
+        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) || head.starts(with: [0x50, 0x4B, 0x05, 0x06]) {
+            // A zip: a torch checkpoint has data.pkl, an npz only .npy members.
+            let probe = (try? TorchCheckpoint.read(url)).map { _ in Format.torch }
+            if let probe { return probe }
+            if (try? NPZ.read(url)).map({ !$0.isEmpty }) == true { return .npz }
+            return .torch  // let the torch reader report what is wrong
+        }
+        if head.starts(with: [0x80, 0x02]) { return .torch }  // legacy pickle: the torch reader explains
+        if let first = head.first(where: { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }), first == UInt8(ascii: "{") { return .tfjs }
+        if head.count >= 9, head[8] == UInt8(ascii: "{") { return .safetensors }
+        throw CheckpointError(file: url.path, detail: "unrecognised weight format (expected a PyTorch .pth, .safetensors, TF.js model.json or .npz)")
+    }
+
+    public static func read(_ url: URL) throws -> [(String, Tensor)] {
+        switch try detect(url) {
+        case .torch: try TorchCheckpoint.read(url)
+        case .safetensors: try Safetensors.read(url).tensors
+        case .tfjs: try TFJS.read(url)
+        case .npz: try NPZ.read(url)
+        }
+    }
+}
+
+/// What `load` did: like PyTorch's load_state_dict report, plus what was skipped on purpose.
+public struct LoadReport: Sendable, CustomStringConvertible {
+    public var loaded: [String] = []
+    public var missing: [String] = []
+    public var unexpected: [String] = []
+    public var mismatched: [(key: String, file: Shape, model: Shape)] = []
+    /// Keys deliberately not loaded (the classifier, in non-strict mode).
+    public var skipped: [String] = []
+
+    public var isClean: Bool { missing.isEmpty && unexpected.isEmpty && mismatched.isEmpty }
+
+    public var description: String {
+        var lines = ["loaded \(loaded.count) tensors"]
+        if !skipped.isEmpty { lines.append("skipped (non-strict): \(skipped.joined(separator: ", "))") }
+        if !missing.isEmpty { lines.append("missing keys: \(missing.joined(separator: ", "))") }
+        if !unexpected.isEmpty { lines.append("unexpected keys: \(unexpected.joined(separator: ", "))") }
+        for m in mismatched { lines.append("size mismatch for \(m.key): file has \(m.file), model has \(m.model)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+public struct LoadError: Error, CustomStringConvertible {
+    public let file: String
+    public let report: LoadReport
+    public var description: String { "\(file): weights do not match the model (strict load)\n\(report)" }
+}
+
+extension ParameterStore {
+    /// Copies matching tensors into the store. Strict (default): every key of the graph must be
+    /// present with its shape and nothing else may be in the file. Non-strict: the classifier
+    /// (`skipPrefixes`) is left at its initial values, other parameters must still match, and
+    /// keys the model lacks are reported but ignored (the seed's "replace fc with 21 outputs").
+    @discardableResult
+    public func load(_ tensors: [(String, Tensor)], for graph: Graph, file: String, strict: Bool = true,
+                     skipPrefixes: [String] = []) throws -> LoadReport {
+        var report = LoadReport()
+        let expected = Dictionary(uniqueKeysWithValues: graph.stateValues.map { ($0.name, $0) })
+        let provided = Dictionary(tensors, uniquingKeysWith: { a, _ in a })
+        for (key, tensor) in tensors {
+            guard let value = expected[key] else { report.unexpected.append(key); continue }
+            if !strict, skipPrefixes.contains(where: { key.hasModulePrefix($0) }) { report.skipped.append(key); continue }
+            guard tensor.shape == value.shape, tensor.dtype == value.dtype else {
+                report.mismatched.append((key, tensor.shape, value.shape))
+                continue
+            }
+            report.loaded.append(key)
+        }
+        for value in graph.stateValues where provided[value.name] == nil {
+            if !strict, skipPrefixes.contains(where: { value.name.hasModulePrefix($0) }) { report.skipped.append(value.name) } else { report.missing.append(value.name) }
+        }
+        let fatal = strict ? !report.isClean : !(report.missing.isEmpty && report.mismatched.isEmpty)
+        if fatal { throw LoadError(file: file, report: report) }
+        addMissing(from: graph)
+        for key in report.loaded { self[key]!.copy(from: provided[key]!) }
+        return report
+    }
+
+    /// The state dict (parameters and buffers, declaration order) plus optimizer state.
+    public func stateTensors(for graph: Graph, includeOptimizer: Bool = false) -> [(String, Tensor)] {
+        let values = includeOptimizer ? graph.persistentValues : graph.stateValues
+        return values.compactMap { v in self[v.name].map { (v.name, $0) } }
+    }
+}

@@ -1,0 +1,127 @@
+import ArgumentParser
+import Foundation
+import Kiln
+import KilnModels
+
+/// Options for commands that load weights into a zoo model.
+struct WeightOptions: ParsableArguments {
+    @Option(help: "Weights: PyTorch .pth, .safetensors, TF.js model.json or .npz (format chosen by content). Default for resnet18: the torch hub cache.")
+    var weights: String?
+
+    @Flag(help: "Leave the classifier at its initial values when it does not match (e.g. 21 classes from a 1000-class file) and ignore keys the model lacks.")
+    var nonStrict = false
+
+    func load(into store: ParameterStore, graph: Graph, model: String) throws -> LoadReport {
+        let url: URL
+        if let weights {
+            url = URL(fileURLWithPath: weights)
+        } else if model == "resnet18" {
+            url = TorchCheckpoint.hubResNet18
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw CheckpointError(file: url.path, detail: "no --weights given and torchvision's ResNet-18 is not in the torch hub cache (looked here)")
+            }
+        } else {
+            throw ValidationError("--weights is required for \(model)")
+        }
+        let tensors = try WeightFile.read(url)
+        return try store.load(tensors, for: graph, file: url.path, strict: !nonStrict, skipPrefixes: [try Zoo.entry(model).classifier])
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Eval-mode forward pass: write logits (or pooled features, or any node's output) as .npy."
+    )
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var weights: WeightOptions
+
+    @Option(help: "Input images as .npy, float32 [N, 3, H, W] (already normalised).")
+    var input: String
+
+    @Option(help: "Where to write the result (.npy).")
+    var output: String
+
+    @Flag(help: "Write the classifier's input (the pooled feature vector) instead of the logits.")
+    var features = false
+
+    @Option(help: "Write this node's output instead (a module path as in `graphc summary`; runs the unfused graph).")
+    var outputNode: String?
+
+    @Flag(help: "Run the graph without the fusion pass.")
+    var unfused = false
+
+    func run() throws {
+        try fail {
+            let x = try NPY.read(URL(fileURLWithPath: input))
+            guard x.dtype == .float32, x.shape.rank == 4, x.shape[1] == 3 else {
+                throw ValidationError("\(input): expected float32 [N, 3, H, W], got \(x.dtype) \(x.shape)")
+            }
+            let layers = try Zoo.model(model.model, classes: model.classes, width: model.width)
+            let entry = try Zoo.entry(model.model)
+            let plain = try Graph.trace(layers, input: x.shape)
+            let store = ParameterStore(graph: plain)
+            let report = try weights.load(into: store, graph: plain, model: model.model)
+            if !report.skipped.isEmpty || !report.unexpected.isEmpty { FileHandle.standardError.write(Data("\(report)\n".utf8)) }
+
+            var graph = try Compiler.inference(layers, input: x.shape, fuse: !(unfused || outputNode != nil))
+            var wanted = graph[graph.outputs["logits"]!].name
+            if features {
+                guard let classifier = plain.node(named: entry.classifier) else { throw GraphError.unknownName(entry.classifier) }
+                wanted = plain[classifier.inputs[0]].name
+                graph = try Compiler.inference(layers, input: x.shape, fuse: false)
+            }
+            if let outputNode { wanted = outputNode }
+            _ = try graph.value(named: wanted)
+            let executor = try Executor(graph: graph, parameters: store, keep: [wanted])
+            try executor.run(["input": x])
+            try NPY.write(try executor.tensor(named: wanted), to: URL(fileURLWithPath: output))
+        }
+    }
+}
+
+struct Grad: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Training-mode forward (BN batch statistics), mean cross-entropy and the gradient of every trainable parameter, written as safetensors (`loss` + one tensor per state_dict key)."
+    )
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var weights: WeightOptions
+
+    @Option(help: "Input images as .npy, float32 [N, 3, H, W].") var input: String
+    @Option(help: "Labels as .npy, int64 [N].") var labels: String
+    @Option(help: "Where to write the gradients (.safetensors).") var output: String
+    @Option(help: "Comma-separated module prefixes to freeze.") var freeze: String?
+    @Option(help: "Comma-separated module prefixes to train (everything else frozen).") var trainOnly: String?
+    @Option(help: "Frozen BN: running (running statistics, Keras) or batch (PyTorch with requires_grad=False).")
+    var frozenBn: FrozenBatchNormOption = .running
+    @Flag(help: "Run the graph without the fusion pass.") var unfused = false
+
+    enum FrozenBatchNormOption: String, ExpressibleByArgument { case running, batch }
+
+    func run() throws {
+        try fail {
+            let x = try NPY.read(URL(fileURLWithPath: input))
+            let y = try NPY.read(URL(fileURLWithPath: labels))
+            guard x.dtype == .float32, x.shape.rank == 4 else { throw ValidationError("\(input): expected float32 [N, 3, H, W], got \(x.shape)") }
+            guard y.dtype == .int64, y.shape == [x.shape[0]] else {
+                throw ValidationError("\(labels): expected int64 [\(x.shape[0])], got \(y.dtype) \(y.shape)")
+            }
+            let layers = try Zoo.model(model.model, classes: model.classes, width: model.width)
+            let split = { (s: String?) in s?.split(separator: ",").map(String.init) }
+            let graph = try Compiler.gradients(layers, input: x.shape, freeze: split(freeze) ?? [], trainOnly: split(trainOnly),
+                                               frozenBatchNorm: frozenBn == .running ? .runningStatistics : .batchStatistics,
+                                               fuse: !unfused)
+            let store = ParameterStore(graph: graph)
+            try weights.load(into: store, graph: graph, model: model.model)
+            let keep = Set(graph.gradients.values.map { graph[$0].name })
+            let executor = try Executor(graph: graph, parameters: store, mode: .training, keep: keep)
+            let outputs = try executor.run(["input": x, "labels": y])
+            var tensors: [(String, Tensor)] = [("loss", outputs["loss"]!.clone())]
+            for parameter in graph.parameters where graph.gradients[parameter.name] != nil {
+                tensors.append((parameter.name, try executor.tensor(named: graph[graph.gradients[parameter.name]!].name)))
+            }
+            try Safetensors.write(tensors, metadata: ["model": model.model, "content": "gradients"], to: URL(fileURLWithPath: output))
+        }
+    }
+}
