@@ -18,7 +18,9 @@ build: deps
 release: deps
 	swift build -c release
 
+# The CLI tests run the debug graphc/landuse binaries, so build them first.
 test: deps
+	swift build
 	swift test
 
 demo: release

@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .library(name: "Kiln", targets: ["Kiln"]),
         .library(name: "KilnModels", targets: ["KilnModels"]),
+        .library(name: "KilnData", targets: ["KilnData"]),
         .executable(name: "graphc", targets: ["graphc"]),
         .executable(name: "kiln-bench", targets: ["KilnBench"]),
     ],
@@ -38,6 +39,11 @@ let package = Package(
             ]
         ),
         .target(name: "Kiln", dependencies: ["CKernels", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        // libjpeg/libpng/libtiff behind an error-returning C API (libjpeg's default handler exits).
+        .target(name: "CImageCodecs", dependencies: ["CJPEG", "CPNG", "CTIFF"], cSettings: [.unsafeFlags(["-O2"])],
+                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16"), .linkedLibrary("tiff")]),
+        // Images, datasets, transforms, data loading, the synthetic land-use set.
+        .target(name: "KilnData", dependencies: ["Kiln", "CImageCodecs"]),
         .target(name: "KilnModels", dependencies: ["Kiln"], path: "Models"),
         .executableTarget(
             name: "graphc",
@@ -50,6 +56,7 @@ let package = Package(
         ),
         .testTarget(name: "KilnTests", dependencies: ["Kiln", "CKernels"]),
         // Fixtures live in Tests/Fixtures and are found through #filePath (no resource bundle needed).
-        .testTarget(name: "KilnModelsTests", dependencies: ["Kiln", "KilnModels"]),
+        .testTarget(name: "KilnModelsTests", dependencies: ["Kiln", "KilnModels", "KilnData"]),
+        .testTarget(name: "KilnDataTests", dependencies: ["Kiln", "KilnData", "CImageCodecs"]),
     ]
 )

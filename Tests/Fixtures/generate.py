@@ -209,6 +209,54 @@ def write_optimizer_steps(batch=4, side=32, classes=21, steps=2):
     print(f"wrote {out}")
 
 
+def write_weight_files():
+    """PyTorch checkpoints (torch.save of a state_dict, as torchvision ships them) of the fixture
+    weights, and two hostile pickles that name os.system / builtins.eval."""
+    import zipfile
+    out = os.path.join(HERE, "weights")
+    os.makedirs(out, exist_ok=True)
+    for name, model in [("basic-cnn", BasicCNN(21)), ("resnet18-w8", ResNet18(21, width=8))]:
+        load_fixture_weights(model)
+        torch.save(model.state_dict(), os.path.join(out, f"{name}.pth"))
+    for name, module, attr in [("evil-os-system", "os", "system"), ("evil-builtins-eval", "builtins", "eval")]:
+        # GLOBAL module attr; the string 'echo pwned'; TUPLE1; REDUCE; STOP — what a malicious
+        # checkpoint does to run code at load time.
+        payload = b"\x80\x02c" + module.encode() + b"\n" + attr.encode() + b"\nX\x0a\x00\x00\x00echo pwned\x85R."
+        with zipfile.ZipFile(os.path.join(out, f"{name}.pth"), "w") as z:
+            z.writestr("archive/data.pkl", payload)
+            z.writestr("archive/byteorder", "little")
+            z.writestr("archive/version", "3\n")
+    print(f"wrote {out}")
+
+
+MOBILENET_IMAGES = ["agricultural/agricultural00.jpg", "beach/beach00.jpg", "forest/forest00.jpg", "storagetanks/storagetanks00.jpg"]
+
+
+def write_mobilenet_reference():
+    """Pooled 1280-d features of the TF.js MobileNetV2-0.35 on four UC Merced images (center 224²
+    crop, scaled to [-1, 1]), from the independent float64 Keras-graph interpreter."""
+    from PIL import Image
+    import json
+    import keras_reference
+    shared = os.path.join(HERE, "..", "..", "..", "shared")
+    model_dir = os.path.join(shared, "weights", "mobilenet_v2_0.35_imagenet_tfjs")
+    if not os.path.isdir(model_dir):
+        print("../shared absent: MobileNetV2 reference not written")
+        return
+    batch, sums = [], []
+    for rel in MOBILENET_IMAGES:
+        rgb = np.asarray(Image.open(os.path.join(shared, "data", "UCMerced_LandUse", "Images", rel)).convert("RGB"))
+        top, left = (rgb.shape[0] - 224) // 2, (rgb.shape[1] - 224) // 2
+        crop = rgb[top:top + 224, left:left + 224]
+        sums.append(int(crop.astype(np.int64).sum()))
+        batch.append(crop.astype(np.float64) / 127.5 - 1)
+    out = os.path.join(HERE, "mobilenet-tfjs")
+    os.makedirs(out, exist_ok=True)
+    np.save(os.path.join(out, "features.npy"), keras_reference.features(model_dir, np.stack(batch)))
+    json.dump({"images": MOBILENET_IMAGES, "crop_pixel_sums": sums}, open(os.path.join(out, "images.json"), "w"), indent=1)
+    print(f"wrote {out}")
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
     write("resnet18", ResNet18(21))
@@ -216,3 +264,5 @@ if __name__ == "__main__":
     write_gradients("resnet18-w8-grad", ResNet18(21, width=8))
     write_gradients("basic-cnn-grad", BasicCNN(21))
     write_optimizer_steps()
+    write_weight_files()
+    write_mobilenet_reference()

@@ -1,0 +1,34 @@
+// Image decoding and encoding through libjpeg, libpng and libtiff, with every library error
+// turned into a return code and a message (libjpeg's default handler would exit the process).
+#ifndef KILN_CODECS_H
+#define KILN_CODECS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int width, height;
+    /// Interleaved 8-bit RGB, width*height*3 bytes, owned by the caller after a successful decode
+    /// (free with kn_image_free).
+    uint8_t *rgb;
+    /// Set on failure.
+    char error[256];
+} kn_image;
+
+/// 0 on success. Grayscale is expanded to RGB; CMYK/YCCK JPEGs are refused.
+int kn_decode_jpeg(const uint8_t *data, size_t size, kn_image *out);
+/// 0 on success. Palette and grayscale are expanded, alpha is composited over black.
+int kn_decode_png(const uint8_t *data, size_t size, kn_image *out);
+/// 0 on success; reads the first directory of a TIFF file.
+int kn_decode_tiff(const char *path, kn_image *out);
+void kn_image_free(kn_image *image);
+
+/// Encoders (RGB8 in; used to write test images). Return 0 on success.
+int kn_encode_jpeg(const char *path, const uint8_t *rgb, int width, int height, int quality, char *error);
+int kn_encode_png(const char *path, const uint8_t *rgb, int width, int height, char *error);
+int kn_encode_tiff(const char *path, const uint8_t *rgb, int width, int height, char *error);
+
+/// Bilinear resize of a float HWC image, antialiased when shrinking.
+void kn_resize_bilinear(const float *src, int h, int w, int channels, float *dst, int oh, int ow);
+
+#endif

@@ -1,0 +1,62 @@
+import CImageCodecs
+import Foundation
+
+/// An 8-bit RGB image, rows top to bottom, pixels interleaved (HWC).
+public struct RGBImage: Sendable {
+    public let width: Int
+    public let height: Int
+    public let pixels: [UInt8]
+}
+
+/// A file that is not a decodable RGB image; names the file.
+public struct ImageError: Error, CustomStringConvertible {
+    public let file: String
+    public let detail: String
+    public var description: String { "\(file): \(detail)" }
+}
+
+public enum ImageDecoder {
+    public static let extensions: Set<String> = ["jpg", "jpeg", "png", "tif", "tiff"]
+
+    /// Decodes JPEG, PNG or TIFF, chosen by the file's signature (not its extension).
+    public static func decode(_ url: URL) throws -> RGBImage {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw ImageError(file: url.path, detail: "cannot read: \(error.localizedDescription)") }
+        var image = kn_image()
+        let bytes = [UInt8](data)
+        let status: Int32
+        if bytes.starts(with: [0xFF, 0xD8]) {
+            status = kn_decode_jpeg(bytes, bytes.count, &image)
+        } else if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
+            status = kn_decode_png(bytes, bytes.count, &image)
+        } else if bytes.starts(with: [0x49, 0x49, 0x2A, 0x00]) || bytes.starts(with: [0x4D, 0x4D, 0x00, 0x2A]) {
+            status = kn_decode_tiff(url.path, &image)
+        } else {
+            throw ImageError(file: url.path, detail: "not a JPEG, PNG or TIFF file")
+        }
+        guard status == 0 else {
+            let message = withUnsafeBytes(of: image.error) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            throw ImageError(file: url.path, detail: message.isEmpty ? "cannot decode" : message)
+        }
+        defer { kn_image_free(&image) }
+        let count = Int(image.width) * Int(image.height) * 3
+        return RGBImage(width: Int(image.width), height: Int(image.height), pixels: Array(UnsafeBufferPointer(start: image.rgb, count: count)))
+    }
+
+    public enum Format: String, Sendable { case jpeg, png, tiff }
+
+    /// Writes an image (test data, synthetic sets).
+    public static func write(_ image: RGBImage, to url: URL, format: Format, quality: Int = 90) throws {
+        var error = [CChar](repeating: 0, count: 256)
+        let status: Int32 = image.pixels.withUnsafeBufferPointer { px in
+            switch format {
+            case .jpeg: kn_encode_jpeg(url.path, px.baseAddress, Int32(image.width), Int32(image.height), Int32(quality), &error)
+            case .png: kn_encode_png(url.path, px.baseAddress, Int32(image.width), Int32(image.height), &error)
+            case .tiff: kn_encode_tiff(url.path, px.baseAddress, Int32(image.width), Int32(image.height), &error)
+            }
+        }
+        guard status == 0 else {
+            throw ImageError(file: url.path, detail: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+    }
+}

@@ -1,0 +1,254 @@
+import Foundation
+import Kiln
+import KilnData
+import KilnModels
+import Testing
+
+/// Weight files in and out, against fixtures written by Tests/Fixtures/generate.py.
+struct WeightsTests {
+    static let fixtures = FixtureWeights.directory
+    static let packageRoot = fixtures.deletingLastPathComponent().deletingLastPathComponent()
+    static let shared = packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
+
+    func temporaryDirectory() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-weights-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test func torchCheckpointLoadsExactlyAndGivesPyTorchLogits() throws {
+        let url = Self.fixtures.appendingPathComponent("weights/basic-cnn.pth")
+        #expect(try WeightFile.detect(url) == .torch)
+        let tensors = try WeightFile.read(url)
+        let input = try NPY.read(FixtureWeights.url("basic-cnn", "input.npy"))
+        let graph = try Graph.trace(BasicCNN(classes: 21), input: input.shape)
+        #expect(tensors.map(\.0) == graph.stateValues.map(\.name))  // state_dict order
+        for (key, t) in tensors {
+            let expected = FixtureWeights.tensor(key, shape: t.shape)
+            #expect(t.dtype == expected.dtype && Data(bytes: t.data, count: t.byteCount) == Data(bytes: expected.data, count: expected.byteCount), "\(key)")
+        }
+        let store = ParameterStore()
+        let report = try store.load(tensors, for: graph, file: url.path)
+        #expect(report.isClean && report.loaded.count == 26)
+        let logits = try Executor(graph: try Compiler.inference(BasicCNN(classes: 21), input: input.shape), parameters: store)
+            .run(["input": input])["logits"]!
+        let reference = try NPY.readDoubles(FixtureWeights.url("basic-cnn", "logits_eval.npy"))
+        #expect(relativeError(logits.scalars, reference.values) < 1e-5)
+    }
+
+    @Test func resnetCheckpointGradientsMatchPyTorch() throws {
+        let tensors = try WeightFile.read(Self.fixtures.appendingPathComponent("weights/resnet18-w8.pth"))
+        let input = try NPY.read(FixtureWeights.url("resnet18-w8-grad", "input.npy"))
+        let labels = try NPY.read(FixtureWeights.url("resnet18-w8-grad", "labels.npy"))
+        let graph = try Compiler.gradients(ResNet18(classes: 21, width: 8), input: input.shape)
+        let store = ParameterStore()
+        try store.load(tensors, for: graph, file: "resnet18-w8.pth")
+        let executor = try Executor(graph: graph, parameters: store, mode: .training, keep: Set(graph.gradients.values.map { graph[$0].name }))
+        try executor.run(["input": input, "labels": labels])
+        #expect(graph.gradients.count == 62)
+        for (name, id) in graph.gradients {
+            let reference = try NPY.read(FixtureWeights.url("resnet18-w8-grad", "grad_\(name).npy"))
+            #expect(relativeError(try executor.tensor(named: graph[id].name).scalars, reference.scalars.map(Double.init)) < 1e-4, "\(name)")
+        }
+    }
+
+    /// The full 1000-class ResNet-18 file (44.7 MB) is written by PyTorch into a temporary folder
+    /// when a Python with torch is available (KILN_PYTHON or python3); otherwise the width-8
+    /// file above covers the same reader and loader.
+    @Test func fullResNet18FromPyTorchWhenAvailable() throws {
+        let python = ProcessInfo.processInfo.environment["KILN_PYTHON"] ?? "python3"
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let script = """
+        import sys; sys.path.insert(0, '\(Self.fixtures.path)')
+        import torch, numpy as np, generate as G
+        torch.manual_seed(0); m = G.ResNet18(1000).eval()
+        torch.save(m.state_dict(), '\(dir.path)/r18.pth')
+        x = torch.randn(2, 3, 224, 224); np.save('\(dir.path)/x.npy', x.numpy())
+        with torch.no_grad(): np.save('\(dir.path)/ref.npy', m.double()(x.double()).numpy())
+        """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [python, "-c", script]
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try? process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            print("note: no Python with torch (set KILN_PYTHON); the full 1000-class ResNet-18 check is covered by the width-8 .pth tests")
+            return
+        }
+        let x = try NPY.read(dir.appendingPathComponent("x.npy"))
+        let store = ParameterStore()
+        let graph = try Compiler.inference(ResNet18(classes: 1000), input: x.shape)
+        try store.load(WeightFile.read(dir.appendingPathComponent("r18.pth")), for: graph, file: "r18.pth")
+        let logits = try Executor(graph: graph, parameters: store).run(["input": x])["logits"]!
+        let reference = try NPY.readDoubles(dir.appendingPathComponent("ref.npy"))
+        #expect(relativeError(logits.scalars, reference.values) < 1e-5)
+        print("full ResNet-18 .pth from PyTorch: logits match")
+    }
+
+    @Test func safetensorsRoundTripWithMetadataAndOptimizerState() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let step = try TrainStep(model: BasicCNN(classes: 4, channels: [4, 4, 4, 4]), inputShape: [2, 3, 16, 16],
+                                 optimizer: .sgd(.init(learningRate: 0.1, momentum: 0.9)))
+        let x = Tensor(zeros: [2, 3, 16, 16])
+        for i in 0..<x.count { x.floats[i] = Float(i % 13) / 13 }
+        try step.run(images: x, labels: Tensor(shape: [2], int64s: [0, 3]))
+        let url = dir.appendingPathComponent("ckpt.safetensors")
+        let saved = step.parameters.stateTensors(for: step.graph, includeOptimizer: true)
+        try Safetensors.write(saved, metadata: ["epoch": "3", "model": "basic-cnn"], to: url)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["ckpt.safetensors"])  // no temp file left
+        #expect(try WeightFile.detect(url) == .safetensors)
+        let (loaded, metadata) = try Safetensors.read(url)
+        #expect(metadata == ["epoch": "3", "model": "basic-cnn"])
+        #expect(loaded.map(\.0) == saved.map(\.0))
+        #expect(loaded.contains { $0.0.hasPrefix("optimizer.") && $0.0.hasSuffix("momentum_buffer") })
+        for ((_, a), (_, b)) in zip(loaded, saved) {
+            #expect(Data(bytes: a.data, count: a.byteCount) == Data(bytes: b.data, count: b.byteCount))
+        }
+    }
+
+    @Test func npzRoundTrip() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = Tensor(shape: [2, 2], values: [1, 2, 3, 4]), b = Tensor(shape: [3], int64s: [7, 8, 9])
+        try NPZ.write([("a", a), ("b", b)], to: dir.appendingPathComponent("x.npz"))
+        #expect(try WeightFile.detect(dir.appendingPathComponent("x.npz")) == .npz)
+        let back = try NPZ.read(dir.appendingPathComponent("x.npz"))
+        #expect(back.map(\.0).sorted() == ["a", "b"])
+        #expect(back.first { $0.0 == "a" }!.1.scalars == [1, 2, 3, 4])
+        #expect(back.first { $0.0 == "b" }!.1.int64Scalars == [7, 8, 9])
+    }
+
+    @Test(arguments: [("evil-os-system", "os.system"), ("evil-builtins-eval", "builtins.eval")])
+    func forbiddenGlobalsAreRefusedByName(_ c: (String, String)) throws {
+        do {
+            _ = try TorchCheckpoint.read(Self.fixtures.appendingPathComponent("weights/\(c.0).pth"))
+            Issue.record("loaded a pickle naming \(c.1)")
+        } catch let error as CheckpointError {
+            #expect(error.description.contains("'\(c.1)'"))
+        }
+    }
+
+    @Test func truncatedAndMalformedFilesAreClearErrors() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Truncated zip.
+        let pth = try Data(contentsOf: Self.fixtures.appendingPathComponent("weights/basic-cnn.pth"))
+        let truncated = dir.appendingPathComponent("truncated.pth")
+        try pth.prefix(pth.count / 2).write(to: truncated)
+        #expect(throws: CheckpointError.self) { try WeightFile.read(truncated) }
+        // Safetensors whose header is longer than the file.
+        let st = dir.appendingPathComponent("bad.safetensors")
+        var bytes = Data()
+        withUnsafeBytes(of: UInt64(1 << 20).littleEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(Data("{\"a\":{}}".utf8))
+        try bytes.write(to: st)
+        do { _ = try Safetensors.read(st); Issue.record("accepted a short safetensors file") } catch let error as CheckpointError {
+            #expect(error.description.contains("header claims"))
+        }
+        // TF.js with a truncated weights.bin.
+        let model = dir.appendingPathComponent("model.json")
+        try Data("""
+        {"modelTopology": {}, "weightsManifest": [{"paths": ["weights.bin"], "weights": [
+          {"name": "Conv1/kernel", "shape": [3, 3, 3, 16], "dtype": "float32"}]}]}
+        """.utf8).write(to: model)
+        try Data(count: 100).write(to: dir.appendingPathComponent("weights.bin"))
+        do { _ = try WeightFile.read(model); Issue.record("accepted a truncated weights.bin") } catch let error as CheckpointError {
+            #expect(error.description.contains("weights.bin") && error.description.contains("Conv1/kernel"))
+        }
+        // Garbage.
+        try Data("hello".utf8).write(to: dir.appendingPathComponent("x.bin"))
+        #expect(throws: CheckpointError.self) { try WeightFile.read(dir.appendingPathComponent("x.bin")) }
+    }
+
+    @Test func strictAndNonStrictLoading() throws {
+        let tensors = try WeightFile.read(Self.fixtures.appendingPathComponent("weights/basic-cnn.pth"))
+        let tenClasses = try Graph.trace(BasicCNN(classes: 10), input: [1, 3, 32, 32])
+        do {
+            try ParameterStore().load(tensors, for: tenClasses, file: "basic-cnn.pth")
+            Issue.record("strict load accepted a 21-class fc for 10 classes")
+        } catch let error as LoadError {
+            #expect(error.report.mismatched.map(\.key) == ["fc.weight", "fc.bias"])
+            #expect(error.description.contains("size mismatch for fc.weight: file has [21, 256], model has [10, 256]"))
+        }
+        let report = try ParameterStore().load(tensors, for: tenClasses, file: "basic-cnn.pth", strict: false, skipPrefixes: ["fc"])
+        #expect(report.skipped.sorted() == ["fc.bias", "fc.weight"])
+        #expect(report.loaded.count == 24)
+        // Another model's file: missing and unexpected keys, even non-strict.
+        let resnet = try WeightFile.read(Self.fixtures.appendingPathComponent("weights/resnet18-w8.pth"))
+        #expect(throws: LoadError.self) { try ParameterStore().load(resnet, for: tenClasses, file: "r", strict: false, skipPrefixes: ["fc"]) }
+    }
+
+    @Test func graphcExitsWithOneOnBadInput() throws {
+        let graphc = Self.packageRoot.appendingPathComponent(".build/debug/graphc")
+        guard FileManager.default.fileExists(atPath: graphc.path) else {
+            Issue.record("graphc is not built at \(graphc.path): run `swift build` first (`make test` does)")
+            return
+        }
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try NPY.write(Tensor(zeros: [1, 3, 32, 32]), to: dir.appendingPathComponent("x.npy"))
+        func run(_ args: [String]) throws -> (Int32, String) {
+            let process = Process()
+            process.executableURL = graphc
+            process.arguments = args
+            let pipe = Pipe()
+            process.standardError = pipe
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        }
+        let evil = Self.fixtures.appendingPathComponent("weights/evil-os-system.pth").path
+        let (status, message) = try run(["run", "--model", "basic-cnn", "--classes", "21", "--weights", evil,
+                                         "--input", dir.appendingPathComponent("x.npy").path, "--output", dir.appendingPathComponent("y.npy").path])
+        #expect(status == 1)
+        #expect(message.contains("os.system"))
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("y.npy").path))
+        let (status2, message2) = try run(["run", "--model", "basic-cnn", "--classes", "10", "--weights",
+                                           Self.fixtures.appendingPathComponent("weights/basic-cnn.pth").path,
+                                           "--input", dir.appendingPathComponent("x.npy").path, "--output", dir.appendingPathComponent("y.npy").path])
+        #expect(status2 == 1 && message2.contains("size mismatch for fc.weight"))
+    }
+
+    /// MobileNetV2-0.35 ImageNet weights (TF.js) on four UC Merced images against an independent
+    /// float64 interpreter of the Keras graph (Tests/Fixtures/keras_reference.py).
+    @Test func mobileNetTFJSFeaturesMatchKerasReference() throws {
+        let modelJSON = Self.shared.appendingPathComponent("weights/mobilenet_v2_0.35_imagenet_tfjs/model.json")
+        guard FileManager.default.fileExists(atPath: modelJSON.path) else {
+            print("note: ../shared absent; skipping the TF.js MobileNetV2 feature check")
+            return
+        }
+        let info = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.fixtures.appendingPathComponent("mobilenet-tfjs/images.json"))) as! [String: Any]
+        let images = info["images"] as! [String], sums = info["crop_pixel_sums"] as! [Int]
+        let batch = Tensor(zeros: [images.count, 3, 224, 224])
+        for (i, relative) in images.enumerated() {
+            let rgb = try ImageDecoder.decode(Self.shared.appendingPathComponent("data/UCMerced_LandUse/Images/\(relative)"))
+            var rng = SplitMix(seed: 0)
+            let crop = Transform.centerCrop(224).apply(FloatImage(rgb), rng: &rng)
+            #expect(crop.pixels.reduce(0.0) { $0 + Double(($1 * 255).rounded()) } == Double(sums[i]), "decoded pixels of \(relative) differ from PIL's")
+            Transform.scaleToSymmetricUnit.apply(crop, rng: &rng).writeCHW(to: batch.floats + i * 3 * 224 * 224)
+        }
+        let model = MobileNetV2(classes: 21, width: 0.35)
+        let plain = try Graph.trace(model, input: batch.shape)
+        let store = ParameterStore(graph: plain)
+        let report = try store.load(WeightFile.read(modelJSON), for: plain, file: modelJSON.path, strict: false, skipPrefixes: ["predictions"])
+        #expect(report.loaded.count == 260 + 52)  // 260 tensors + num_batches_tracked of the 52 BN layers
+        #expect(report.skipped.sorted() == ["predictions.bias", "predictions.weight"])
+        #expect(report.unexpected.allSatisfy { $0.hasPrefix("dense_Dense") })
+        let reference = try NPY.readDoubles(Self.fixtures.appendingPathComponent("mobilenet-tfjs/features.npy"))
+        for fuse in [false, true] {
+            let graph = try Compiler.inference(model, input: batch.shape, fuse: fuse)
+            let executor = try Executor(graph: graph, parameters: store, keep: ["flatten"])
+            try executor.run(["input": batch])
+            let features = try executor.tensor(named: "flatten")
+            #expect(features.shape == [4, 1280])
+            let error = relativeError(features.scalars, reference.values)
+            #expect(error < 1e-4, "fused \(fuse): relative error \(error)")
+            print("MobileNetV2-0.35 TF.js features vs float64 Keras reference (fused \(fuse)): \(error)")
+        }
+    }
+}
