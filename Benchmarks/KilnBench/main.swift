@@ -28,8 +28,11 @@ struct KilnBench: ParsableCommand {
     enum Workload: String, CaseIterable {
         case resnet18Infer = "resnet18-infer", resnet18Train = "resnet18-train", resnet18Frozen = "resnet18-frozen"
         case basicCNNInfer = "basic-cnn-infer", basicCNNTrain = "basic-cnn-train"
+        case mobileNetInfer = "mobilenet-infer", mobileNetTrain = "mobilenet-train", mobileNetFrozen = "mobilenet-frozen"
 
-        var model: String { rawValue.hasPrefix("resnet18") ? "resnet18" : "basic-cnn" }
+        var model: String { rawValue.hasPrefix("resnet18") ? "resnet18" : rawValue.hasPrefix("mobilenet") ? "mobilenet-v2" : "basic-cnn" }
+        var width: Double? { model == "mobilenet-v2" ? 0.35 : nil }
+        var classifier: String { model == "mobilenet-v2" ? "predictions" : "fc" }
 
         /// (label, img/s, peak RSS MiB) from DESIGN.md.
         var references: [(String, Double, Double?)] {
@@ -38,7 +41,7 @@ struct KilnBench: ParsableCommand {
             case .resnet18Train: [("PyTorch eager", 6.4, 1929), ("torch.compile", 6.5, nil)]
             case .resnet18Frozen: [("PyTorch eager", 15.5, 1019), ("torch.compile", 26.2, nil)]
             case .basicCNNTrain: [("PyTorch eager", 7.7, 1873)]
-            case .basicCNNInfer: []
+            case .basicCNNInfer, .mobileNetInfer, .mobileNetTrain, .mobileNetFrozen: []
             }
         }
     }
@@ -57,7 +60,7 @@ struct KilnBench: ParsableCommand {
     }
 
     func measure(_ workload: Workload, sgemm: Double) throws {
-        let model = try Zoo.model(workload.model, classes: classes)
+        let model = try Zoo.model(workload.model, classes: classes, width: workload.width)
         let shape: Shape = [batch, 3, inputSize, inputSize]
         let input = Tensor(zeros: shape)
         for i in 0..<input.count { input.floats[i] = Float(i % 251) / 251 - 0.5 }
@@ -65,14 +68,15 @@ struct KilnBench: ParsableCommand {
         let step: () throws -> Void
         var profiled: Executor?
         switch workload {
-        case .resnet18Infer, .basicCNNInfer:
+        case .resnet18Infer, .basicCNNInfer, .mobileNetInfer:
             let graph = try Compiler.inference(model, input: shape, fuse: !unfused)
             let executor = try Executor(graph: graph, parameters: ParameterStore(graph: graph, seed: 1))
             if profile { executor.stepTimes = [:]; profiled = executor }
             step = { try executor.run(["input": input]) }
-        case .resnet18Train, .resnet18Frozen, .basicCNNTrain:
+        case .resnet18Train, .resnet18Frozen, .basicCNNTrain, .mobileNetTrain, .mobileNetFrozen:
             let configuration = TrainStep.Configuration(optimizer: .sgd(.init(learningRate: 0.01, momentum: 0.9)),
-                                                        trainOnly: workload == .resnet18Frozen ? ["fc"] : nil, fuse: !unfused)
+                                                        trainOnly: [.resnet18Frozen, .mobileNetFrozen].contains(workload) ? [workload.classifier] : nil,
+                                                        fuse: !unfused)
             let graph = try Compiler.training(model, input: shape, configuration)
             let executor = try Executor(graph: graph, parameters: ParameterStore(graph: graph, seed: 1), mode: .training)
             if profile { executor.stepTimes = [:]; profiled = executor }
@@ -95,7 +99,7 @@ struct KilnBench: ParsableCommand {
         let rss = Self.peakRSSMiB()
         print(String(format: "%@: %.1f img/s (median %.3f s/batch, best %.3f s), forward %.2f GFLOP/img, peak RSS %.0f MiB",
                      workload.rawValue, ips, median, times.min()!, forwardFlops / Double(batch) / 1e9, rss))
-        if workload == .resnet18Infer || workload == .basicCNNInfer {
+        if [.resnet18Infer, .basicCNNInfer, .mobileNetInfer].contains(workload) {
             print(String(format: "  %.1f GFLOP/s, %.0f%% of sgemm", forwardFlops / median / 1e9, 100 * forwardFlops / median / 1e9 / sgemm))
         }
         if let times = profiled?.stepTimes {
