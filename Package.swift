@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "KilnData", targets: ["KilnData"]),
         .executable(name: "graphc", targets: ["graphc"]),
         .executable(name: "kiln-bench", targets: ["KilnBench"]),
+        .executable(name: "landuse", targets: ["landuse"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -44,6 +45,12 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16"), .linkedLibrary("tiff")]),
         // Images, datasets, transforms, data loading, the synthetic land-use set.
         .target(name: "KilnData", dependencies: ["Kiln", "CImageCodecs"]),
+        // The land-use study: training loop, metrics, experiments, report (Markdown + SVG).
+        .target(name: "KilnStudy", dependencies: ["Kiln", "KilnModels", "KilnData"]),
+        .executableTarget(
+            name: "landuse",
+            dependencies: ["Kiln", "KilnModels", "KilnData", "KilnStudy", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .target(name: "KilnModels", dependencies: ["Kiln"], path: "Models"),
         .executableTarget(
             name: "graphc",
@@ -58,5 +65,6 @@ let package = Package(
         // Fixtures live in Tests/Fixtures and are found through #filePath (no resource bundle needed).
         .testTarget(name: "KilnModelsTests", dependencies: ["Kiln", "KilnModels", "KilnData"]),
         .testTarget(name: "KilnDataTests", dependencies: ["Kiln", "KilnData", "CImageCodecs"]),
+        .testTarget(name: "KilnStudyTests", dependencies: ["Kiln", "KilnModels", "KilnData", "KilnStudy"]),
     ]
 )

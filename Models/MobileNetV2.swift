@@ -5,7 +5,11 @@ import Kiln
 /// 1280-channel last conv. Module names are the Keras layer names (`Conv1`, `bn_Conv1`,
 /// `expanded_conv_depthwise`, `block_1_expand`, …, `Conv_1`, `Conv_1_bn`), so TF.js weights map
 /// 1:1; the classifier is `predictions`.
-public func MobileNetV2(classes: Int = 1000, width alpha: Double = 1.0) -> Sequential {
+///
+/// `batchNormMomentum` is PyTorch's convention (Keras' 0.999 = 0.001); training runs that start
+/// from ImageNet statistics may want PyTorch's 0.1 so the running statistics follow the new data.
+public func MobileNetV2(classes: Int = 1000, width alpha: Double = 1.0, batchNormMomentum: Float = 0.001) -> Sequential {
+    let KerasBatchNorm = { (channels: Int) in BatchNorm2d(channels, eps: 1e-3, momentum: batchNormMomentum) }
     let first = makeDivisible(32 * alpha)
     let last = alpha > 1.0 ? makeDivisible(1280 * alpha) : 1280
     // (filters, stride, expansion) for block_id 0…16.
@@ -27,7 +31,7 @@ public func MobileNetV2(classes: Int = 1000, width alpha: Double = 1.0) -> Seque
     ]
     for (id, (filters, stride, expansion)) in blocks.enumerated() {
         let out = makeDivisible(Double(Int(Double(filters) * alpha)))
-        layers.append(InvertedResidual(id: id, in: channels, out: out, stride: stride, expansion: expansion))
+        layers.append(InvertedResidual(id: id, in: channels, out: out, stride: stride, expansion: expansion, bnMomentum: batchNormMomentum))
         channels = out
     }
     layers += [
@@ -46,15 +50,18 @@ public func MobileNetV2(classes: Int = 1000, width alpha: Double = 1.0) -> Seque
 /// prefix `expanded_conv_`.
 struct InvertedResidual: NamedLayer {
     let id, inChannels, outChannels, stride, expansion: Int
+    let bnMomentum: Float
 
-    init(id: Int, in inChannels: Int, out outChannels: Int, stride: Int, expansion: Int) {
+    init(id: Int, in inChannels: Int, out outChannels: Int, stride: Int, expansion: Int, bnMomentum: Float) {
         (self.id, self.inChannels, self.outChannels, self.stride, self.expansion) = (id, inChannels, outChannels, stride, expansion)
+        self.bnMomentum = bnMomentum
     }
 
     var name: String { id == 0 ? "expanded_conv" : "block_\(id)" }
 
     func build(_ x: Graph.ValueID, in g: GraphBuilder) throws -> Graph.ValueID {
         let prefix = name + "_"
+        let KerasBatchNorm = { (channels: Int) in BatchNorm2d(channels, eps: 1e-3, momentum: bnMomentum) }
         let hidden = id == 0 ? inChannels : expansion * inChannels
         var layers: [any Layer] = []
         if id != 0 {
@@ -79,8 +86,6 @@ struct InvertedResidual: NamedLayer {
     }
 }
 
-/// Keras BatchNormalization defaults as MobileNetV2 sets them: eps 1e-3, momentum 0.999.
-func KerasBatchNorm(_ channels: Int) -> BatchNorm2d { BatchNorm2d(channels, eps: 1e-3, momentum: 0.001) }
 
 /// Keras' `correct_pad` for a 3×3 stride-2 'valid' conv: pads [[0,1],[0,1]] on even sizes,
 /// [[1,1],[1,1]] on odd ones, so it is decided from the input shape at build time.

@@ -9,21 +9,21 @@ public enum Zoo {
         public let defaultInputSize: Int
         /// Module name of the classifier (what `--non-strict` and freezing treat as the head).
         public let classifier: String
-        let make: @Sendable (_ classes: Int, _ width: Double?) -> any Layer
+        let make: @Sendable (_ classes: Int, _ width: Double?, _ batchNormMomentum: Float?) -> any Layer
     }
 
     public static let entries: [Entry] = [
         Entry(name: "resnet18", summary: "torchvision ResNet-18 (11.7M params at 1000 classes)",
-              defaultInputSize: 224, classifier: "fc") { classes, width in
+              defaultInputSize: 224, classifier: "fc") { classes, width, _ in
             ResNet18(classes: classes, width: Int(((width ?? 1) * 64).rounded()))
         },
         Entry(name: "basic-cnn", summary: "the course's 4-block baseline CNN",
-              defaultInputSize: 224, classifier: "fc") { classes, width in
+              defaultInputSize: 224, classifier: "fc") { classes, width, _ in
             BasicCNN(classes: classes, channels: [32, 64, 128, 256].map { Int((Double($0) * (width ?? 1)).rounded()) })
         },
         Entry(name: "mobilenet-v2", summary: "Keras MobileNetV2 with width multiplier (0.35, 0.5, 0.75, 1.0, …)",
-              defaultInputSize: 224, classifier: "predictions") { classes, width in
-            MobileNetV2(classes: classes, width: width ?? 1)
+              defaultInputSize: 224, classifier: "predictions") { classes, width, momentum in
+            MobileNetV2(classes: classes, width: width ?? 1, batchNormMomentum: momentum ?? 0.001)
         },
     ]
 
@@ -34,11 +34,12 @@ public enum Zoo {
         return entry
     }
 
-    /// The model's layers. `width` is the channel multiplier (1 = the published architecture).
-    public static func model(_ name: String, classes: Int, width: Double? = nil) throws -> any Layer {
+    /// The model's layers. `width` is the channel multiplier (1 = the published architecture);
+    /// `batchNormMomentum` overrides the Keras MobileNetV2's 0.001 (PyTorch convention).
+    public static func model(_ name: String, classes: Int, width: Double? = nil, batchNormMomentum: Float? = nil) throws -> any Layer {
         guard classes >= 1 else { throw ZooError.invalidArgument("classes must be ≥ 1, got \(classes)") }
         if let width, !(width > 0) { throw ZooError.invalidArgument("width must be > 0, got \(width)") }
-        return try entry(name).make(classes, width)
+        return try entry(name).make(classes, width, batchNormMomentum)
     }
 }
 

@@ -72,6 +72,9 @@ public final class TrainStep {
         try Compiler.training(model, input: input, configuration)
     }
 
+    /// Continues a resumed run: the optimizer's step count (Adam's bias correction, SGD's first step).
+    public func restore(stepCount: Int64) { self.stepCount = stepCount }
+
     public var learningRate: Float {
         configuration.schedule.learningRate(base: configuration.optimizer.learningRate, epoch: epoch)
     }

@@ -1,0 +1,133 @@
+import Foundation
+import Kiln
+import KilnData
+import KilnModels
+
+/// The data of a study: the dataset, its saved split and the decoded image cache.
+public struct StudyData {
+    public let dataset: ImageDataset
+    public let split: DataSplit
+    public let cache: ImageCache
+    public let inputSize: Int
+
+    /// Real data from an ImageFolder root, or the embedded synthetic set when `root` is nil. The
+    /// split is stratified 70/10/20 by `seed`, saved as split.json in `directory`, and reused
+    /// when one is already there.
+    public static func prepare(root: URL?, syntheticPerClass: Int = 40, inputSize: Int, seed: UInt64, skipBad: Bool,
+                               directory: URL, progress: ProgressReporter) throws -> StudyData {
+        let baseSize = Int((Double(inputSize) * 8 / 7).rounded())
+        let dataset = try root.map(ImageFolder.scan) ?? SyntheticLandUse.dataset(perClass: syntheticPerClass, size: baseSize, seed: seed)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let splitURL = directory.appendingPathComponent("split.json")
+        let split = FileManager.default.fileExists(atPath: splitURL.path) ? try DataSplit.read(splitURL) : DataSplit.stratified(dataset, seed: seed)
+        try split.write(to: splitURL)
+        progress.line("data: \(dataset.name), \(dataset.samples.count) images, \(dataset.classes.count) classes\(dataset.isSynthetic ? " (synthetic)" : ""); split \(split.train.count)/\(split.validation.count)/\(split.test.count) (seed \(split.seed))")
+        let cache = try ImageCache(dataset, ids: split.train + split.validation + split.test, baseSize: baseSize, skipBad: skipBad)
+        for failure in cache.failures { progress.line("skipped unreadable image: \(failure)") }
+        return StudyData(dataset: dataset, split: split, cache: cache, inputSize: inputSize)
+    }
+}
+
+/// The notebook's experiments: `compare` (strategies side by side) and `sweep` (learning rates ×
+/// training-set fractions).
+public final class Study {
+    public struct Options: Sendable {
+        public var epochs = 10
+        public var batchSize = 32
+        public var seed: UInt64 = 0
+        public var mobilenetWeights: String?
+        public var resnetWeights: String?
+        /// Learning rate per strategy (SGD, momentum 0.9, cosine schedule).
+        public var learningRates: [Strategy: Double] = [.scratch: 0.05, .finetune: 0.01, .frozen: 0.05]
+        public var pretrainEpochs = 4
+        public var pretrainPerClass = 60
+        public var only: [String]? = nil
+        public init() {}
+    }
+
+    public let data: StudyData
+    public let directory: URL
+    public let progress: ProgressReporter
+    public let options: Options
+
+    public init(data: StudyData, directory: URL, options: Options, progress: ProgressReporter) {
+        (self.data, self.directory, self.options, self.progress) = (data, directory, options, progress)
+    }
+
+    /// Where pretrained weights for a backbone come from: a file the user gave, or a synthetic
+    /// pretraining run on a disjoint texture task (labelled so in the report; never ImageNet).
+    func pretrained(_ model: String, width: Double?) throws -> (file: String, label: String) {
+        if model == "mobilenet-v2", let w = options.mobilenetWeights { return (w, "ImageNet (TF.js MobileNetV2-0.35, \(URL(fileURLWithPath: w).lastPathComponent))") }
+        if model == "resnet18", let w = options.resnetWeights { return (w, "ImageNet (torchvision, \(URL(fileURLWithPath: w).lastPathComponent))") }
+        let dir = directory.appendingPathComponent("pretrain-\(model)")
+        let checkpoint = dir.appendingPathComponent("checkpoint.safetensors")
+        let label = "synthetic pretraining (\(SyntheticLandUse.sourceClasses.count)-class texture task, disjoint from land use)"
+        if FileManager.default.fileExists(atPath: dir.appendingPathComponent("result.json").path) { return (checkpoint.path, label) }
+        progress.line("pretraining \(model) on the synthetic texture task (no pretrained weights given)")
+        let source = SyntheticLandUse.dataset(perClass: options.pretrainPerClass, size: data.cache.images.values.first!.width, seed: options.seed ^ 0x5EED, source: true)
+        let split = DataSplit.stratified(source, fractions: [0.9, 0.1, 0.0], seed: options.seed)
+        let cache = try ImageCache(source, ids: split.train + split.validation, baseSize: nil, skipBad: false)
+        var config = RunConfig(model: model, width: width, strategy: .scratch)
+        (config.epochs, config.batchSize, config.learningRate, config.seed, config.inputSize) =
+            (options.pretrainEpochs, options.batchSize, options.learningRates[.scratch]!, options.seed, data.inputSize)
+        _ = try Trainer(config: config, cache: cache, split: split, directory: dir, progress: progress).run()
+        return (checkpoint.path, label)
+    }
+
+    /// The study's rows: basic CNN from scratch, ResNet-18 from scratch / fine-tune / frozen,
+    /// MobileNetV2-0.35 fine-tune / frozen. Same split, same epochs and batch size for all.
+    public func strategies() throws -> [RunConfig] {
+        var rows: [RunConfig] = [RunConfig(model: "basic-cnn", strategy: .scratch), RunConfig(model: "resnet18", strategy: .scratch)]
+        for (model, width) in [("resnet18", nil), ("mobilenet-v2", 0.35)] as [(String, Double?)] {
+            for strategy in [Strategy.finetune, .frozen] { rows.append(RunConfig(model: model, width: width, strategy: strategy)) }
+        }
+        if let only = options.only { rows = rows.filter { only.contains($0.label) || only.contains($0.model) || only.contains($0.strategy.rawValue) } }
+        for i in rows.indices {
+            rows[i].epochs = options.epochs
+            rows[i].batchSize = options.batchSize
+            rows[i].seed = options.seed
+            rows[i].inputSize = data.inputSize
+            rows[i].learningRate = options.learningRates[rows[i].strategy]!
+            if rows[i].strategy != .scratch {
+                let (file, label) = try pretrained(rows[i].model, width: rows[i].width)
+                rows[i].weights = file
+                rows[i].pretraining = label
+            }
+        }
+        return rows
+    }
+
+    public func compare() throws -> [RunResult] {
+        let rows = try strategies()
+        var results: [RunResult] = []
+        for config in rows {
+            progress.line("== \(config.label) (\(config.pretraining)), lr \(config.learningRate), \(config.epochs) epochs")
+            let runDir = directory.appendingPathComponent("runs").appendingPathComponent(config.label.replacingOccurrences(of: " · ", with: "-"))
+            let result = try Trainer(config: config, cache: data.cache, split: data.split, directory: runDir, progress: progress).run()
+            progress.line(String(format: "   test accuracy %.1f%%", 100 * result.test.accuracy))
+            results.append(result)
+        }
+        try Report(data: data, directory: directory).writeComparison(results)
+        return results
+    }
+
+    /// Learning rates × training-set fractions for one model and strategy.
+    public func sweep(model: String, width: Double?, strategy: Strategy, learningRates: [Double], fractions: [Double]) throws -> [RunResult] {
+        var results: [RunResult] = []
+        var base = RunConfig(model: model, width: width, strategy: strategy)
+        (base.epochs, base.batchSize, base.seed, base.inputSize) = (options.epochs, options.batchSize, options.seed, data.inputSize)
+        if strategy != .scratch { (base.weights, base.pretraining) = try pretrained(model, width: width) }
+        for fraction in fractions {
+            for lr in learningRates {
+                var config = base
+                config.learningRate = lr
+                config.fraction = fraction
+                progress.line("== \(config.label) lr \(lr), \(Int(fraction * 100))% of the training set")
+                let dir = directory.appendingPathComponent("sweep").appendingPathComponent("lr\(lr)-f\(fraction)")
+                results.append(try Trainer(config: config, cache: data.cache, split: data.split, directory: dir, progress: progress).run())
+            }
+        }
+        try Report(data: data, directory: directory).writeSweep(results, learningRates: learningRates, fractions: fractions)
+        return results
+    }
+}

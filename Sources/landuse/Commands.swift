@@ -1,0 +1,175 @@
+import ArgumentParser
+import Foundation
+import Kiln
+import KilnData
+import KilnModels
+import KilnStudy
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train one model with one strategy; checkpoints every epoch (atomic), --resume continues.")
+
+    @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var training: TrainingOptions
+    @Option(help: "Model: \(Zoo.names.joined(separator: ", ")).") var model = "basic-cnn"
+    @Option(help: "Width multiplier (e.g. 0.35 for MobileNetV2-0.35).") var width: Double?
+    @Option(help: "scratch, finetune or frozen.") var strategy: Strategy = .scratch
+    @Option(help: "Pretrained weights (.pth, .safetensors, TF.js model.json) for finetune/frozen.") var weights: String?
+    @Option(help: "Learning rate.") var lr = 0.01
+    @Option(help: "sgd, adam or adamw.") var optimizer = "sgd"
+    @Option(help: "constant, step or cosine.") var schedule = "cosine"
+    @Option(help: "Fraction of the training split to use (stratified).") var fraction = 1.0
+    @Option(help: "Output folder.") var out = "runs/train"
+    @Flag(help: "Continue from the checkpoint in --out.") var resume = false
+
+    func validate() throws {
+        guard ["sgd", "adam", "adamw"].contains(optimizer) else { throw ValidationError("unknown optimizer '\(optimizer)'") }
+        guard ["constant", "step", "cosine"].contains(schedule) else { throw ValidationError("unknown schedule '\(schedule)'") }
+        guard fraction > 0 && fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1]") }
+        if strategy != .scratch && weights == nil { throw ValidationError("--strategy \(strategy.rawValue) needs --weights") }
+    }
+
+    func run() throws {
+        try reporting {
+            let progress = ProgressReporter()
+            let directory = URL(fileURLWithPath: out)
+            let data = try dataOptions.prepare(directory, progress: progress)
+            var config = RunConfig(model: model, width: width, strategy: strategy)
+            (config.epochs, config.batchSize, config.learningRate, config.optimizer) = (training.epochs, training.batch, lr, optimizer)
+            (config.schedule, config.fraction, config.seed, config.inputSize) = (schedule, fraction, dataOptions.seed, data.inputSize)
+            if let weights { (config.weights, config.pretraining) = (weights, URL(fileURLWithPath: weights).lastPathComponent) }
+            let result = try Trainer(config: config, cache: data.cache, split: data.split, directory: directory, progress: progress).run(resume: resume)
+            print(String(format: "test accuracy %.2f%% (loss %.3f) — %@/result.json", 100 * result.test.accuracy, result.test.loss, out))
+        }
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Accuracy, per-class accuracy and confusion matrix of a trained run on its test split.")
+
+    @OptionGroup var dataOptions: DataOptions
+    @Option(name: .customLong("run"), help: "A run folder written by `landuse train` (config.json, split.json, checkpoint.safetensors).") var runFolder: String
+
+    func run() throws {
+        try reporting {
+            let directory = URL(fileURLWithPath: runFolder)
+            let config = try JSONDecoder().decode(RunConfig.self, from: Data(contentsOf: directory.appendingPathComponent("config.json")))
+            let progress = ProgressReporter()
+            let data = try dataOptions.prepare(directory, progress: progress)
+            let model = try Zoo.model(config.model, classes: data.dataset.classes.count, width: config.width)
+            let graph = try Compiler.inference(model, input: [config.batchSize, 3, config.inputSize, config.inputSize])
+            let store = ParameterStore()
+            let checkpoint = directory.appendingPathComponent("checkpoint.safetensors")
+            try store.load(Safetensors.read(checkpoint).tensors.filter { !$0.0.hasPrefix("optimizer.") }, for: graph, file: checkpoint.path)
+            let step = try TrainStep(model: model, inputShape: [config.batchSize, 3, config.inputSize, config.inputSize], parameters: store,
+                                     configuration: config.trainStepConfiguration)
+            var evaluation = Evaluation(classes: data.dataset.classes)
+            let loader = DataLoader(cache: data.cache, ids: data.split.test, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
+            for batch in loader.batches(epoch: 0) { evaluation.add(logits: try step.evaluate(images: batch.images), labels: batch.labels) }
+            print(String(format: "test accuracy %.2f%%, loss %.3f on %d images", 100 * evaluation.accuracy, evaluation.loss, evaluation.count))
+            for (c, acc) in zip(evaluation.classes, evaluation.perClassAccuracy) { print("  \(c.padding(toLength: 20, withPad: " ", startingAt: 0)) \(String(format: "%5.1f%%", 100 * acc))") }
+            print("confusion matrix (rows: true, columns: predicted):")
+            for row in evaluation.confusion { print("  " + row.map { String(format: "%3d", $0) }.joined(separator: " ")) }
+            try JSONEncoder().encode(evaluation).write(to: directory.appendingPathComponent("evaluation.json"), options: .atomic)
+        }
+    }
+}
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Top-k classes for image files, with a trained run.")
+
+    @Option(name: .customLong("run"), help: "A run folder written by `landuse train`.") var runFolder: String
+    @Option(help: "How many classes to list per image.") var topK = 3
+    @Argument(help: "Image files (JPEG, PNG, TIFF).") var images: [String]
+
+    func run() throws {
+        try reporting {
+            let directory = URL(fileURLWithPath: runFolder)
+            let config = try JSONDecoder().decode(RunConfig.self, from: Data(contentsOf: directory.appendingPathComponent("config.json")))
+            let checkpoint = directory.appendingPathComponent("checkpoint.safetensors")
+            let (tensors, metadata) = try Safetensors.read(checkpoint)
+            guard let classes = metadata["classes"]?.split(separator: ",").map(String.init) else {
+                throw DatasetError("\(checkpoint.path): no class names in the checkpoint metadata")
+            }
+            let model = try Zoo.model(config.model, classes: classes.count, width: config.width)
+            let graph = try Compiler.inference(model, input: [1, 3, config.inputSize, config.inputSize])
+            let store = ParameterStore()
+            try store.load(tensors.filter { !$0.0.hasPrefix("optimizer.") }, for: graph, file: checkpoint.path)
+            let executor = try Executor(graph: graph, parameters: store)
+            for path in images {
+                var rng = SplitMix(seed: 0)
+                let decoded = FloatImage(try ImageDecoder.decode(URL(fileURLWithPath: path)))
+                let image = ([.resize(config.baseSize)] + config.evalTransforms).reduce(decoded) { $1.apply($0, rng: &rng) }
+                let input = Tensor(zeros: [1, 3, config.inputSize, config.inputSize])
+                image.writeCHW(to: input.floats)
+                let logits = try executor.run(["input": input])["logits"]!
+                let top = KilnStudy.topK(UnsafeBufferPointer(start: logits.floats, count: classes.count), k: topK)
+                print(path + ": " + top.map { "\(classes[$0.index]) \(String(format: "%.1f%%", 100 * $0.probability))" }.joined(separator: ", "))
+            }
+        }
+    }
+}
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The study: basic CNN from scratch, ResNet-18 from scratch / fine-tune all / frozen, MobileNetV2-0.35 fine-tune all / frozen; writes report.md, SVG plots and results.json.",
+        discussion: "Backbones without given pretrained weights are first pretrained on a disjoint synthetic texture task, and labelled so."
+    )
+
+    @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var training: TrainingOptions
+    @Option(help: "ImageNet MobileNetV2-0.35 weights (TF.js model.json).") var mobilenetWeights: String?
+    @Option(help: "ImageNet ResNet-18 weights (torchvision .pth).") var resnetWeights: String?
+    @Option(help: "Learning rate for from-scratch rows.") var lrScratch = 0.05
+    @Option(help: "Learning rate for fine-tune-all rows.") var lrFinetune = 0.01
+    @Option(help: "Learning rate for frozen-backbone rows.") var lrFrozen = 0.05
+    @Option(help: "Epochs of synthetic pretraining (when no weights are given).") var pretrainEpochs = 4
+    @Option(help: "Only these rows (comma-separated labels, models or strategies).") var only: String?
+    @Option(help: "Output folder.") var out = "runs/compare"
+
+    func run() throws {
+        try reporting {
+            let progress = ProgressReporter()
+            let directory = URL(fileURLWithPath: out)
+            let data = try dataOptions.prepare(directory, progress: progress)
+            var options = Study.Options()
+            (options.epochs, options.batchSize, options.seed) = (training.epochs, training.batch, dataOptions.seed)
+            (options.mobilenetWeights, options.resnetWeights, options.pretrainEpochs) = (mobilenetWeights, resnetWeights, pretrainEpochs)
+            options.learningRates = [.scratch: lrScratch, .finetune: lrFinetune, .frozen: lrFrozen]
+            options.only = only?.split(separator: ",").map(String.init)
+            let results = try Study(data: data, directory: directory, options: options, progress: progress).compare()
+            progress.line("\nreport: \(out)/report.md")
+            for r in results { progress.line(String(format: "  %-32@ test accuracy %.1f%%", r.config.label, 100 * r.test.accuracy)) }
+        }
+    }
+}
+
+struct Sweep: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Learning rates × training-set fractions for one model and strategy; writes sweep.md and a heatmap.")
+
+    @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var training: TrainingOptions
+    @Option(help: "Model.") var model = "resnet18"
+    @Option(help: "Width multiplier.") var width: Double?
+    @Option(help: "scratch, finetune or frozen.") var strategy: Strategy = .finetune
+    @Option(help: "Pretrained weights (otherwise synthetic pretraining).") var weights: String?
+    @Option(help: "Comma-separated learning rates.") var lrs = "0.1,0.01,0.001"
+    @Option(help: "Comma-separated training-set fractions.") var fractions = "0.25,0.5,1"
+    @Option(help: "Output folder.") var out = "runs/sweep"
+
+    func run() throws {
+        try reporting {
+            let progress = ProgressReporter()
+            let directory = URL(fileURLWithPath: out)
+            let data = try dataOptions.prepare(directory, progress: progress)
+            var options = Study.Options()
+            (options.epochs, options.batchSize, options.seed) = (training.epochs, training.batch, dataOptions.seed)
+            if model == "mobilenet-v2" { options.mobilenetWeights = weights } else { options.resnetWeights = weights }
+            let parse = { (s: String) throws -> [Double] in
+                try s.split(separator: ",").map { guard let v = Double($0) else { throw ValidationError("not a number: \($0)") }; return v }
+            }
+            _ = try Study(data: data, directory: directory, options: options, progress: progress)
+                .sweep(model: model, width: width, strategy: strategy, learningRates: parse(lrs), fractions: parse(fractions))
+            progress.line("report: \(out)/sweep.md")
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import Kiln
+import KilnData
+import KilnModels
+import KilnStudy
+
+@main
+struct Landuse: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "landuse",
+        abstract: "Land-use classification study: train, evaluate, predict, compare strategies, sweep hyper-parameters.",
+        discussion: "Without --data, the embedded synthetic land-use set is used (and reports say so).",
+        subcommands: [Train.self, Evaluate.self, Predict.self, Compare.self, Sweep.self],
+        defaultSubcommand: Compare.self
+    )
+}
+
+/// Where the images come from and how the run is laid out.
+struct DataOptions: ParsableArguments {
+    @Option(help: "ImageFolder root (root/<class>/<images>), e.g. UC Merced's Images folder. Default: the synthetic set.")
+    var data: String?
+    @Option(help: "Images per class of the synthetic set.") var syntheticPerClass = 40
+    @Option(help: "Input side in pixels (default: 224 for real data, 64 for the synthetic set).") var inputSize: Int?
+    @Option(help: "Seed of the split, the shuffling, augmentation and initialisation.") var seed: UInt64 = 0
+    @Flag(help: "Skip (and report) images that cannot be decoded instead of stopping.") var skipBad = false
+    @Option(help: "Kernel threads (default: all cores).") var threads: Int?
+
+    var resolvedInputSize: Int { inputSize ?? (data == nil ? 64 : 224) }
+
+    func prepare(_ directory: URL, progress: ProgressReporter) throws -> StudyData {
+        if let threads { Threads.count = threads }
+        return try StudyData.prepare(root: data.map { URL(fileURLWithPath: $0) }, syntheticPerClass: syntheticPerClass,
+                                     inputSize: resolvedInputSize, seed: seed, skipBad: skipBad, directory: directory, progress: progress)
+    }
+}
+
+struct TrainingOptions: ParsableArguments {
+    @Option(help: "Epochs.") var epochs = 8
+    @Option(help: "Batch size.") var batch = 32
+}
+
+/// Runs `body`, printing a typed error as `error: …` and exiting 1.
+func reporting<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as ValidationError { throw error } catch let error as ExitCode { throw error } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+extension Strategy: ExpressibleByArgument {}
