@@ -103,6 +103,13 @@ public final class Study {
         for config in rows {
             progress.line("== \(config.label) (\(config.pretraining)), lr \(config.learningRate), \(config.epochs) epochs")
             let runDir = directory.appendingPathComponent("runs").appendingPathComponent(config.label.replacingOccurrences(of: " · ", with: "-"))
+            // A finished run with the same configuration is reused, so a study can be extended or re-reported.
+            if let previous = try? JSONDecoder().decode(RunResult.self, from: Data(contentsOf: runDir.appendingPathComponent("result.json"))),
+               (try? JSONEncoder.pretty.encode(previous.config)) == (try? JSONEncoder.pretty.encode(config)) {
+                progress.line(String(format: "   reusing the finished run in %@: test accuracy %.1f%%", runDir.path, 100 * previous.test.accuracy))
+                results.append(previous)
+                continue
+            }
             let result = try Trainer(config: config, cache: data.cache, split: data.split, directory: runDir, progress: progress).run()
             progress.line(String(format: "   test accuracy %.1f%%", 100 * result.test.accuracy))
             results.append(result)

@@ -67,7 +67,7 @@ public final class Trainer {
         var firstEpoch = 0
         if resume, FileManager.default.fileExists(atPath: checkpointURL.path) {
             let (tensors, metadata) = try Safetensors.read(checkpointURL)
-            try store.load(tensors, for: step.graph, file: checkpointURL.path)
+            try store.load(tensors, for: step.graph, file: checkpointURL.path, optimizerState: true)
             firstEpoch = Int(metadata["epoch"] ?? "0") ?? 0
             step.restore(stepCount: Int64(metadata["step"] ?? "0") ?? 0)
             history = (try? JSONDecoder().decode([EpochRecord].self, from: Data(contentsOf: directory.appendingPathComponent("history.json")))) ?? []

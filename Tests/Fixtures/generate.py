@@ -257,6 +257,23 @@ def write_mobilenet_reference():
     print(f"wrote {out}")
 
 
+def write_image_samples():
+    """Tiny images in the colour modes a loader meets: grayscale and RGBA PNG, grayscale and CMYK JPEG."""
+    from PIL import Image
+    out = os.path.join(HERE, "images")
+    os.makedirs(out, exist_ok=True)
+    gray = Image.fromarray((np.arange(64, dtype=np.uint8).reshape(8, 8) * 4))
+    gray.save(os.path.join(out, "gray.png"))
+    gray.save(os.path.join(out, "gray.jpg"), quality=95)
+    rgba = np.zeros((8, 8, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = 255
+    rgba[4:, :, 3] = 0  # bottom half transparent
+    Image.fromarray(rgba, "RGBA").save(os.path.join(out, "rgba.png"))
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(os.path.join(out, "cmyk.jpg"))
+    print(f"wrote {out}")
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
     write("resnet18", ResNet18(21))
@@ -266,3 +283,4 @@ if __name__ == "__main__":
     write_optimizer_steps()
     write_weight_files()
     write_mobilenet_reference()
+    write_image_samples()

@@ -68,10 +68,12 @@ extension ParameterStore {
     /// (`skipPrefixes`) is left at its initial values, other parameters must still match, and
     /// keys the model lacks are reported but ignored (the seed's "replace fc with 21 outputs").
     @discardableResult
+    /// With `optimizerState`, the optimizer's slots are expected too (resuming a checkpoint).
     public func load(_ tensors: [(String, Tensor)], for graph: Graph, file: String, strict: Bool = true,
-                     skipPrefixes: [String] = []) throws -> LoadReport {
+                     skipPrefixes: [String] = [], optimizerState: Bool = false) throws -> LoadReport {
         var report = LoadReport()
-        let expected = Dictionary(uniqueKeysWithValues: graph.stateValues.map { ($0.name, $0) })
+        let values = optimizerState ? graph.persistentValues : graph.stateValues
+        let expected = Dictionary(uniqueKeysWithValues: values.map { ($0.name, $0) })
         let provided = Dictionary(tensors, uniquingKeysWith: { a, _ in a })
         for (key, tensor) in tensors {
             guard let value = expected[key] else { report.unexpected.append(key); continue }
@@ -82,7 +84,7 @@ extension ParameterStore {
             }
             report.loaded.append(key)
         }
-        for value in graph.stateValues where provided[value.name] == nil {
+        for value in values where provided[value.name] == nil {
             if !strict, skipPrefixes.contains(where: { value.name.hasModulePrefix($0) }) { report.skipped.append(value.name) } else { report.missing.append(value.name) }
         }
         let fatal = strict ? !report.isClean : !(report.missing.isEmpty && report.mismatched.isEmpty)

@@ -1,0 +1,54 @@
+import Foundation
+import KilnData
+import Testing
+
+/// The landuse binary on bad data: a corrupt JPEG stops the run with its name (exit 1) or, with
+/// --skip-bad, is reported and skipped.
+struct LanduseCLITests {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    func run(_ args: [String]) throws -> (Int32, String) {
+        let binary = Self.packageRoot.appendingPathComponent(".build/debug/landuse")
+        guard FileManager.default.fileExists(atPath: binary.path) else {
+            Issue.record("landuse is not built at \(binary.path): run `swift build` first (`make test` does)")
+            return (-1, "")
+        }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = args
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+
+    @Test func corruptImageStopsOrIsSkipped() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-cli-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: root) }
+        for (label, name) in ["forest", "river"].enumerated() {
+            let dir = root.appendingPathComponent("data/\(name)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            for i in 0..<6 {
+                try ImageDecoder.write(SyntheticLandUse.render(label: [7, 16][label], index: i, size: 20, seed: 1),
+                                       to: dir.appendingPathComponent("\(i).jpg"), format: .jpeg)
+            }
+        }
+        let good = try Data(contentsOf: root.appendingPathComponent("data/river/0.jpg"))
+        try good.prefix(good.count / 3).write(to: root.appendingPathComponent("data/river/truncated.jpg"))
+        let common = ["train", "--data", root.appendingPathComponent("data").path, "--input-size", "16", "--epochs", "1",
+                      "--batch", "4", "--model", "basic-cnn", "--out", root.appendingPathComponent("run").path]
+        let (status, output) = try run(common)
+        #expect(status == 1, "\(output)")
+        #expect(output.contains("truncated.jpg"))
+        #expect(!FileManager.default.fileExists(atPath: root.appendingPathComponent("run/checkpoint.safetensors").path))
+        let (status2, output2) = try run(common + ["--skip-bad"])
+        #expect(status2 == 0, "\(output2)")
+        #expect(output2.contains("skipped unreadable image") && output2.contains("truncated.jpg"))
+        #expect(output2.contains("test accuracy"))
+        let (status3, output3) = try run(["predict", "--run", root.appendingPathComponent("run").path, root.appendingPathComponent("data/forest/1.jpg").path])
+        #expect(status3 == 0 && output3.contains("forest") && output3.contains("%"), "\(output3)")
+    }
+}

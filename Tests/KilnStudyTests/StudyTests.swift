@@ -1,0 +1,89 @@
+import Foundation
+import Kiln
+import KilnData
+import KilnModels
+import Testing
+@testable import KilnStudy
+
+struct StudyTests {
+    func temporaryDirectory() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-study-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    func tinyData(_ dir: URL) throws -> StudyData {
+        let progress = ProgressReporter(interactive: false)
+        progress.quiet = true
+        return try StudyData.prepare(root: nil, syntheticPerClass: 5, inputSize: 16, seed: 3, skipBad: false, directory: dir, progress: progress)
+    }
+
+    @Test func evaluationCountsAccuracyLossAndConfusion() {
+        var e = Evaluation(classes: ["a", "b"])
+        e.add(logits: Tensor(shape: [3, 2], values: [2, 0, 0, 2, 3, 1]), labels: Tensor(shape: [3], int64s: [0, 1, 1]))
+        #expect(e.confusion == [[1, 0], [1, 1]])
+        #expect(abs(e.accuracy - 2.0 / 3) < 1e-12)
+        #expect(e.perClassAccuracy == [1, 0.5])
+        let expected = (log(1 + exp(-2.0)) * 2 + (log(exp(3.0) + exp(1.0)) - 1)) / 3
+        #expect(abs(e.loss - expected) < 1e-6)
+    }
+
+    @Test func trainerCheckpointsAndResumes() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = try tinyData(dir)
+        var config = RunConfig(model: "basic-cnn", width: 0.25, strategy: .scratch)
+        (config.epochs, config.batchSize, config.inputSize, config.learningRate) = (1, 16, 16, 0.05)
+        let progress = ProgressReporter(interactive: false)
+        progress.quiet = true
+        let first = try Trainer(config: config, cache: data.cache, split: data.split, directory: dir.appendingPathComponent("run"), progress: progress).run()
+        #expect(first.history.count == 1)
+        config.epochs = 2
+        let resumed = try Trainer(config: config, cache: data.cache, split: data.split, directory: dir.appendingPathComponent("run"), progress: progress)
+            .run(resume: true)
+        #expect(resumed.history.map(\.epoch) == [1, 2])
+        #expect(resumed.history[0].trainLoss == first.history[0].trainLoss)
+        let (_, metadata) = try Safetensors.read(dir.appendingPathComponent("run/checkpoint.safetensors"))
+        #expect(metadata["epoch"] == "2" && metadata["classes"]?.split(separator: ",").count == 21)
+        #expect(resumed.test.count == data.split.test.count)
+    }
+
+    @Test func compareWritesAReportWithEveryRowAndPlot() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = try tinyData(dir)
+        var options = Study.Options()
+        (options.epochs, options.batchSize, options.pretrainEpochs, options.pretrainPerClass) = (1, 16, 1, 4)
+        options.only = ["basic-cnn", "mobilenet-v2"]
+        let progress = ProgressReporter(interactive: false)
+        progress.quiet = true
+        let results = try Study(data: data, directory: dir, options: options, progress: progress).compare()
+        #expect(results.map(\.config.label) == ["basic-cnn · scratch", "mobilenet-v2-0.35 · finetune", "mobilenet-v2-0.35 · frozen"])
+        #expect(results[1].config.pretraining.contains("synthetic pretraining"))
+        let report = try String(contentsOf: dir.appendingPathComponent("report.md"), encoding: .utf8)
+        #expect(report.contains("Synthetic data") && report.contains("| mobilenet-v2-0.35 · frozen |") && report.contains("Which strategy wins"))
+        for plot in ["loss.svg", "accuracy.svg", "accuracy_vs_time.svg", "confusion.svg"] {
+            let svg = try String(contentsOf: dir.appendingPathComponent(plot), encoding: .utf8)
+            #expect(svg.hasPrefix("<svg") && svg.contains("polyline") || plot == "confusion.svg", "\(plot)")
+        }
+        let decoded = try JSONDecoder().decode([RunResult].self, from: Data(contentsOf: dir.appendingPathComponent("results.json")))
+        #expect(decoded.count == 3)
+    }
+
+    @Test func sweepWritesAHeatmap() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = try tinyData(dir)
+        var options = Study.Options()
+        (options.epochs, options.batchSize) = (1, 16)
+        let progress = ProgressReporter(interactive: false)
+        progress.quiet = true
+        let results = try Study(data: data, directory: dir, options: options, progress: progress)
+            .sweep(model: "basic-cnn", width: 0.25, strategy: .scratch, learningRates: [0.1, 0.01], fractions: [0.5, 1])
+        #expect(results.count == 4)
+        #expect(results.filter { $0.config.fraction == 0.5 }.allSatisfy { $0.trainImages < data.split.train.count })
+        let md = try String(contentsOf: dir.appendingPathComponent("sweep.md"), encoding: .utf8)
+        #expect(md.contains("| 50% |") && md.contains("best learning rate"))
+        #expect(try String(contentsOf: dir.appendingPathComponent("sweep_heatmap.svg"), encoding: .utf8).contains("<rect"))
+    }
+}
