@@ -23,9 +23,10 @@ test: deps
 	swift build
 	swift test
 
+# The study on the embedded synthetic land-use set (64² inputs): every strategy, report and plots.
 demo: release
-	.build/release/graphc summary --model resnet18 --classes 21
-	.build/release/kiln-bench --models resnet18 --iterations 3
+	.build/release/landuse compare --out runs/demo
+	@echo "report: runs/demo/report.md"
 
 bench: release
 	.build/release/kiln-bench
