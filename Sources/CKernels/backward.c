@@ -92,18 +92,8 @@ void kn_maxpool2d_backward(const kn_pool2d_desc *d, const float *x, const float 
         for (int oy = 0; oy < d->oh; oy++)
             for (int ox = 0; ox < d->ow; ox++) {
                 // The same window scan as the forward pass: first maximum wins (PyTorch's rule).
-                float best = -FLT_MAX;
-                int where = -1;
-                for (int i = 0; i < d->kh; i++) {
-                    int iy = oy * d->sh - d->ph + i;
-                    if (iy < 0 || iy >= d->h) continue;
-                    for (int j = 0; j < d->kw; j++) {
-                        int ix = ox * d->sw - d->pw + j;
-                        if (ix < 0 || ix >= d->w) continue;
-                        float v = xp[iy * d->w + ix];
-                        if (v > best || where < 0 || v != v) { best = v; where = iy * d->w + ix; }
-                    }
-                }
+                int32_t where;
+                kn_window_max(d, xp, oy, ox, &where);
                 if (where >= 0) o[where] += g[oy * d->ow + ox];
             }
     }

@@ -14,7 +14,7 @@ int kn_pool2d_geometry(kn_pool2d_desc *d) {
 }
 
 // First maximum of one window clipped to the input (PyTorch's tie rule; NaN propagates).
-static inline float window_max(const kn_pool2d_desc *d, const float *xp, int oy, int ox, int32_t *where_out) {
+float kn_window_max(const kn_pool2d_desc *d, const float *xp, int oy, int ox, int32_t *where_out) {
     float best = -FLT_MAX;
     int32_t where = -1;
     for (int i = 0; i < d->kh; i++) {
@@ -57,7 +57,7 @@ void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int
                             best = (v > best || v != v) ? v : best;
                         }
                 } else {
-                    best = window_max(d, xp, oy, ox, &where);
+                    best = kn_window_max(d, xp, oy, ox, &where);
                     if (ap) ap[oy * d->ow + ox] = where;
                 }
                 yp[oy * d->ow + ox] = best;

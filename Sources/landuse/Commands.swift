@@ -128,11 +128,8 @@ struct Compare: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let progress = ProgressReporter()
-            let directory = URL(fileURLWithPath: out)
-            let data = try dataOptions.prepare(directory, progress: progress)
-            var options = Study.Options()
-            (options.epochs, options.batchSize, options.seed) = (training.epochs, training.batch, dataOptions.seed)
+            let (data, progress, directory) = try dataOptions.prepareStudy(out)
+            var options = training.studyOptions(seed: dataOptions.seed)
             (options.mobilenetWeights, options.resnetWeights, options.pretrainEpochs) = (mobilenetWeights, resnetWeights, pretrainEpochs)
             options.learningRates = [.scratch: lrScratch, .finetune: lrFinetune, .frozen: lrFrozen]
             options.only = only?.split(separator: ",").map(String.init)
@@ -158,11 +155,8 @@ struct Sweep: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let progress = ProgressReporter()
-            let directory = URL(fileURLWithPath: out)
-            let data = try dataOptions.prepare(directory, progress: progress)
-            var options = Study.Options()
-            (options.epochs, options.batchSize, options.seed) = (training.epochs, training.batch, dataOptions.seed)
+            let (data, progress, directory) = try dataOptions.prepareStudy(out)
+            var options = training.studyOptions(seed: dataOptions.seed)
             if model == "mobilenet-v2" { options.mobilenetWeights = weights } else { options.resnetWeights = weights }
             let parse = { (s: String) throws -> [Double] in
                 try s.split(separator: ",").map { guard let v = Double($0) else { throw ValidationError("not a number: \($0)") }; return v }

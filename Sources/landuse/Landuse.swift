@@ -38,6 +38,21 @@ struct DataOptions: ParsableArguments {
 struct TrainingOptions: ParsableArguments {
     @Option(help: "Epochs.") var epochs = 8
     @Option(help: "Batch size.") var batch = 32
+
+    func studyOptions(seed: UInt64) -> Study.Options {
+        var options = Study.Options()
+        (options.epochs, options.batchSize, options.seed) = (epochs, batch, seed)
+        return options
+    }
+}
+
+extension DataOptions {
+    /// Data, progress output and the output folder of a study command.
+    func prepareStudy(_ out: String) throws -> (StudyData, ProgressReporter, URL) {
+        let progress = ProgressReporter()
+        let directory = URL(fileURLWithPath: out)
+        return (try prepare(directory, progress: progress), progress, directory)
+    }
 }
 
 /// Runs `body`, printing a typed error as `error: …` and exiting 1.

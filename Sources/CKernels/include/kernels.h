@@ -98,6 +98,8 @@ typedef struct {
 int kn_pool2d_geometry(kn_pool2d_desc *d);
 /// Max pool with implicit -inf padding; argmax (may be NULL) receives the flat h*w index.
 void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int32_t *argmax);
+/// The first maximum of output (oy, ox)'s window in one plane; *where receives its flat index (-1 if empty).
+float kn_window_max(const kn_pool2d_desc *d, const float *plane, int oy, int ox, int32_t *where);
 /// Average pool; count_include_pad as PyTorch's default (true) or false.
 void kn_avgpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int count_include_pad);
 void kn_global_avgpool_forward(const float *x, float *y, int n, int c, int hw);

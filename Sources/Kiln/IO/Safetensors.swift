@@ -31,37 +31,23 @@ public enum Safetensors {
                   let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
                 throw CheckpointError(file: file, detail: "'\(name)': malformed header entry")
             }
-            let width: Int
-            switch dtype {
-            case "F32", "I32": width = 4
-            case "F16", "BF16": width = 2
-            case "F64", "I64": width = 8
-            default: throw CheckpointError(file: file, detail: "'\(name)': unsupported dtype \(dtype)")
+            guard let type = ElementType(safetensors: dtype) else {
+                throw CheckpointError(file: file, detail: "'\(name)': unsupported dtype \(dtype)")
             }
+            let width = type.width
             let shp = Shape(shape)
             guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] - offsets[0] == shp.count * width,
                   headerEnd + offsets[1] <= data.count else {
                 throw CheckpointError(file: file, detail: "'\(name)': data_offsets \(offsets) do not hold shape \(shp) of \(dtype) inside the file")
             }
-            let isInteger = dtype.hasPrefix("I")
-            let tensor = Tensor(zeros: shp, dtype: isInteger ? .int64 : .float32)
+            let tensor = Tensor(zeros: shp, dtype: type.isInteger ? .int64 : .float32)
             data.withUnsafeBytes { raw in
                 let base = headerEnd + offsets[0]
-                if dtype == "F32" || dtype == "I64" {
+                if type == .float32 || type == .int64 {
                     tensor.data.copyMemory(from: raw.baseAddress! + base, byteCount: tensor.byteCount)
                     return
                 }
-                for i in 0..<shp.count {
-                    let at = base + i * width
-                    switch dtype {
-                    case "F32": tensor.floats[i] = raw.loadUnaligned(fromByteOffset: at, as: Float.self)
-                    case "F64": tensor.floats[i] = Float(raw.loadUnaligned(fromByteOffset: at, as: Double.self))
-                    case "F16": tensor.floats[i] = Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)))
-                    case "BF16": tensor.floats[i] = Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)) << 16)
-                    case "I64": tensor.int64s[i] = raw.loadUnaligned(fromByteOffset: at, as: Int64.self)
-                    default: tensor.int64s[i] = Int64(raw.loadUnaligned(fromByteOffset: at, as: Int32.self))
-                    }
-                }
+                for i in 0..<shp.count { type.load(from: raw, byteOffset: base + i * width, into: tensor, at: i) }
             }
             entries.append((name, offsets[0], tensor))
         }

@@ -71,13 +71,10 @@ public enum TorchCheckpoint {
     }
 
     static func materialize(_ ref: Pickle.TensorRef, _ bytes: [UInt8], key: String, file: String) throws -> Tensor {
-        let width: Int
-        switch ref.storage.dtype {
-        case "Float", "Int": width = 4
-        case "Half", "BFloat16": width = 2
-        case "Double", "Long": width = 8
-        default: throw CheckpointError(file: file, detail: "'\(key)': unsupported storage type \(ref.storage.dtype)")
+        guard let dtype = ElementType(torchStorage: ref.storage.dtype) else {
+            throw CheckpointError(file: file, detail: "'\(key)': unsupported storage type \(ref.storage.dtype)")
         }
+        let width = dtype.width
         guard bytes.count >= ref.storage.count * width else {
             throw CheckpointError(file: file, detail: "'\(key)': storage holds \(bytes.count) bytes, expected \(ref.storage.count * width)")
         }
@@ -89,10 +86,9 @@ public enum TorchCheckpoint {
         guard shape.count == 0 || (ref.offset >= 0 && last < ref.storage.count) else {
             throw CheckpointError(file: file, detail: "'\(key)': shape \(shape) with strides \(ref.strides) runs past its storage of \(ref.storage.count) elements")
         }
-        let isInteger = ref.storage.dtype == "Long" || ref.storage.dtype == "Int"
-        let tensor = Tensor(zeros: shape, dtype: isInteger ? .int64 : .float32)
+        let tensor = Tensor(zeros: shape, dtype: dtype.isInteger ? .int64 : .float32)
         let contiguous = zip(ref.strides, ref.shape.indices).allSatisfy { stride, d in stride == ref.shape[(d + 1)...].reduce(1, *) || ref.shape[d] == 1 }
-        if contiguous, ["Float", "Long"].contains(ref.storage.dtype) {
+        if contiguous, dtype == .float32 || dtype == .int64 {
             bytes.withUnsafeBytes { raw in tensor.data.copyMemory(from: raw.baseAddress! + ref.offset * width, byteCount: tensor.byteCount) }
             return tensor
         }
@@ -100,15 +96,7 @@ public enum TorchCheckpoint {
             var index = [Int](repeating: 0, count: shape.rank)
             for i in 0..<shape.count {
                 let element = ref.offset + zip(index, ref.strides).reduce(0) { $0 + $1.0 * $1.1 }
-                let at = element * width
-                switch ref.storage.dtype {
-                case "Float": tensor.floats[i] = raw.loadUnaligned(fromByteOffset: at, as: Float.self)
-                case "Double": tensor.floats[i] = Float(raw.loadUnaligned(fromByteOffset: at, as: Double.self))
-                case "Half": tensor.floats[i] = Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)))
-                case "BFloat16": tensor.floats[i] = Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)) << 16)
-                case "Long": tensor.int64s[i] = raw.loadUnaligned(fromByteOffset: at, as: Int64.self)
-                default: tensor.int64s[i] = Int64(raw.loadUnaligned(fromByteOffset: at, as: Int32.self))
-                }
+                dtype.load(from: raw, byteOffset: element * width, into: tensor, at: i)
                 var d = shape.rank - 1
                 while d >= 0 {
                     index[d] += 1
@@ -119,5 +107,56 @@ public enum TorchCheckpoint {
             }
         }
         return tensor
+    }
+}
+
+/// Stored element types Kiln converts on load: floats become float32, integers int64.
+enum ElementType {
+    case float32, float64, float16, bfloat16, int64, int32
+
+    init?(torchStorage name: String) {
+        switch name {
+        case "Float": self = .float32
+        case "Double": self = .float64
+        case "Half": self = .float16
+        case "BFloat16": self = .bfloat16
+        case "Long": self = .int64
+        case "Int": self = .int32
+        default: return nil
+        }
+    }
+
+    init?(safetensors name: String) {
+        switch name {
+        case "F32": self = .float32
+        case "F64": self = .float64
+        case "F16": self = .float16
+        case "BF16": self = .bfloat16
+        case "I64": self = .int64
+        case "I32": self = .int32
+        default: return nil
+        }
+    }
+
+    var width: Int {
+        switch self {
+        case .float16, .bfloat16: 2
+        case .float32, .int32: 4
+        case .float64, .int64: 8
+        }
+    }
+
+    var isInteger: Bool { self == .int64 || self == .int32 }
+
+    /// Element i of `tensor` from the little-endian value at `byteOffset`.
+    func load(from raw: UnsafeRawBufferPointer, byteOffset at: Int, into tensor: Tensor, at i: Int) {
+        switch self {
+        case .float32: tensor.floats[i] = raw.loadUnaligned(fromByteOffset: at, as: Float.self)
+        case .float64: tensor.floats[i] = Float(raw.loadUnaligned(fromByteOffset: at, as: Double.self))
+        case .float16: tensor.floats[i] = Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)))
+        case .bfloat16: tensor.floats[i] = Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)) << 16)
+        case .int64: tensor.int64s[i] = raw.loadUnaligned(fromByteOffset: at, as: Int64.self)
+        case .int32: tensor.int64s[i] = Int64(raw.loadUnaligned(fromByteOffset: at, as: Int32.self))
+        }
     }
 }
