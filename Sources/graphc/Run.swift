@@ -113,7 +113,7 @@ struct Grad: ParsableCommand {
                                                frozenBatchNorm: frozenBn == .running ? .runningStatistics : .batchStatistics,
                                                fuse: !unfused)
             let store = ParameterStore(graph: graph)
-            try weights.load(into: store, graph: graph, model: model.model)
+            _ = try weights.load(into: store, graph: graph, model: model.model)
             let keep = Set(graph.gradients.values.map { graph[$0].name })
             let executor = try Executor(graph: graph, parameters: store, mode: .training, keep: keep)
             let outputs = try executor.run(["input": x, "labels": y])

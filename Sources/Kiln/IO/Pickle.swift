@@ -131,7 +131,7 @@ public enum Pickle {
                 case 0x4B: stack.append(.int(try uint(1)))                     // BININT1
                 case 0x4D: stack.append(.int(try uint(2)))                     // BININT2
                 case 0x8A: stack.append(.int(try long(try uint(1))))           // LONG1
-                case 0x4E: stack.append(.none)                                 // NONE
+                case 0x4E: stack.append(Value.none)                                 // NONE
                 case 0x88: stack.append(.bool(true))                           // NEWTRUE
                 case 0x89: stack.append(.bool(false))                          // NEWFALSE
                 case 0x47: stack.append(.float(Double(bitPattern: try take(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) })))  // BINFLOAT (big-endian)
