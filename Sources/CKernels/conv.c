@@ -76,6 +76,12 @@ static void conv_depthwise(const kn_conv2d_desc *d, const float *x, const float 
 
 // The fused epilogue for one image's output y[o, ohw]: either per-channel (sum, sum of squares)
 // for batch statistics, or the residual add and activation, while the image is still in cache.
+static void epilogue_image(const kn_conv2d_desc *d, const kn_conv_epilogue *ep, int image, float *y);
+
+static void winograd_epilogue(const kn_conv2d_desc *d, const void *ep, int image, float *y) {
+    epilogue_image(d, (const kn_conv_epilogue *)ep, image, y);
+}
+
 static void epilogue_image(const kn_conv2d_desc *d, const kn_conv_epilogue *ep, int image, float *y) {
     const int ohw = d->oh * d->ow;
     if (ep->stats) {
@@ -114,6 +120,10 @@ void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const floa
             #pragma omp parallel for schedule(static)
             for (int i = 0; i < d->n; i++) epilogue_image(d, ep, i, y + i * ys);
         }
+        return;
+    }
+    if (kn_conv2d_winograd_eligible(d) && !getenv("KILN_NO_WINOGRAD")) {
+        kn_conv2d_winograd(d, x, w, bias, y, ep ? winograd_epilogue : NULL, ep);
         return;
     }
     const int threads = kn_threads();

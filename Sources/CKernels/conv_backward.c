@@ -57,8 +57,23 @@ static void depthwise_backward_filter(const kn_conv2d_desc *d, const float *x, c
     }
 }
 
+// dx of a 3×3 stride-1 pad-1 conv is the same kind of conv of dy with the kernel rotated by 180°
+// and its channel axes swapped, so it takes the Winograd path too.
+static void winograd_backward_data(const kn_conv2d_desc *d, const float *dy, const float *w, float *dx) {
+    float *rotated = malloc(sizeof(float) * (int64_t)d->o * d->c * 9);
+    for (int o = 0; o < d->o; o++)
+        for (int c = 0; c < d->c; c++)
+            for (int k = 0; k < 9; k++) rotated[((int64_t)c * d->o + o) * 9 + k] = w[((int64_t)o * d->c + c) * 9 + (8 - k)];
+    kn_conv2d_desc t = *d;
+    t.c = d->o; t.h = d->oh; t.w = d->ow;
+    t.o = d->c; t.oh = d->h; t.ow = d->w;
+    kn_conv2d_winograd(&t, dy, rotated, NULL, dx, NULL, NULL);
+    free(rotated);
+}
+
 void kn_conv2d_backward_data(const kn_conv2d_desc *d, const float *dy, const float *w, float *dx) {
     if (conv_is_depthwise(d)) { depthwise_backward_data(d, dy, w, dx); return; }
+    if (kn_conv2d_winograd_eligible(d) && !getenv("KILN_NO_WINOGRAD")) { winograd_backward_data(d, dy, w, dx); return; }
     const int threads = kn_threads();
     const int cg = d->c / d->groups, og = d->o / d->groups;
     const int ohw = d->oh * d->ow, kdim = cg * d->kh * d->kw;

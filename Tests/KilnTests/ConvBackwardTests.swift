@@ -1,0 +1,31 @@
+import Testing
+@testable import Kiln
+
+/// Convolution gradients against the adjoint identities ⟨conv(x, w), dy⟩ = ⟨x, dx⟩ = ⟨w, dw⟩,
+/// accumulated in double, over the GEMM, chunked, depthwise and Winograd paths.
+struct ConvBackwardTests {
+    static let cases: [(n: Int, c: Int, side: Int, o: Int, k: Int, stride: Int, pad: Int, groups: Int)] = [
+        (2, 16, 8, 24, 3, 1, 1, 1),    // Winograd
+        (3, 16, 7, 16, 3, 1, 1, 1),    // Winograd, odd size, chunks
+        (2, 8, 9, 12, 3, 2, 1, 1),     // im2col GEMM, strided
+        (4, 8, 6, 8, 1, 1, 0, 1),      // pointwise
+        (2, 8, 8, 8, 3, 1, 1, 8),      // depthwise
+        (2, 8, 6, 12, 3, 1, 1, 2),     // grouped
+    ]
+
+    @Test(arguments: 0..<6)
+    func adjointIdentitiesHold(_ index: Int) throws {
+        let c = Self.cases[index]
+        let x = randomTensor([c.n, c.c, c.side, c.side], seed: 1)
+        let w = randomTensor([c.o, c.c / c.groups, c.k, c.k], seed: 2)
+        let op = Conv2DOp(stride: (c.stride, c.stride), padding: .symmetric(c.pad), groups: c.groups)
+        let y = try apply(op, [x, w])
+        let dy = randomTensor(y.shape, seed: 3)
+        let dx = try apply(Conv2DBackwardDataOp(forward: op, inputShape: x.shape), [dy, w])
+        let dw = try apply(Conv2DBackwardFilterOp(forward: op, weightShape: w.shape), [x, dy])
+        func dot(_ a: Tensor, _ b: Tensor) -> Double { (0..<a.count).reduce(0.0) { $0 + Double(a.floats[$1]) * Double(b.floats[$1]) } }
+        let reference = dot(y, dy)
+        #expect(abs(dot(x, dx) - reference) < 1e-4 * abs(reference) + 1e-3, "\(c)")
+        #expect(abs(dot(w, dw) - reference) < 1e-4 * abs(reference) + 1e-3, "\(c)")
+    }
+}
