@@ -43,11 +43,17 @@ static void transform_input(const kn_conv2d_desc *d, const float *x, int count, 
                 for (int tx = 0; tx < tw; tx++) {
                     float t[4][4];
                     const int y0 = 2 * ty - 1, x0 = 2 * tx - 1;
-                    for (int i = 0; i < 4; i++)
-                        for (int j = 0; j < 4; j++) {
-                            const int yy = y0 + i, xx = x0 + j;
-                            t[i][j] = (yy >= 0 && yy < d->h && xx >= 0 && xx < d->w) ? xp[yy * d->w + xx] : 0.0f;
-                        }
+                    if (y0 >= 0 && x0 >= 0 && y0 + 4 <= d->h && x0 + 4 <= d->w) {  // interior: no bounds checks
+                        const float *src = xp + y0 * d->w + x0;
+                        for (int i = 0; i < 4; i++)
+                            for (int j = 0; j < 4; j++) t[i][j] = src[i * d->w + j];
+                    } else {
+                        for (int i = 0; i < 4; i++)
+                            for (int j = 0; j < 4; j++) {
+                                const int yy = y0 + i, xx = x0 + j;
+                                t[i][j] = (yy >= 0 && yy < d->h && xx >= 0 && xx < d->w) ? xp[yy * d->w + xx] : 0.0f;
+                            }
+                    }
                     float s[4][4];  // Bᵀ t
                     for (int j = 0; j < 4; j++) {
                         s[0][j] = t[0][j] - t[2][j];

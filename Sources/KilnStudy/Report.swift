@@ -49,7 +49,7 @@ public struct Report {
                                 series: results.flatMap { r in [
                                     (r.config.label, r.history.map { (Double($0.epoch), $0.trainLoss) }, false),
                                     (r.config.label + " (val)", r.history.map { (Double($0.epoch), $0.validationLoss) }, true)] },
-                                width: 820), "loss.svg")
+                                width: 1000), "loss.svg")
         try write(SVG.lineChart(title: "Validation accuracy per epoch", xLabel: "epoch", yLabel: "accuracy",
                                 series: results.map { r in (r.config.label, r.history.map { (Double($0.epoch), $0.validationAccuracy) }, false) }),
                   "accuracy.svg")

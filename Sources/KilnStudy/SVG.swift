@@ -14,7 +14,7 @@ public enum SVG {
 
     /// A line chart of named series of (x, y) points, with axes, ticks and a legend.
     public static func lineChart(title: String, xLabel: String, yLabel: String, series: [(name: String, points: [(Double, Double)], dashed: Bool)],
-                                 width: Int = 640, height: Int = 400) -> String {
+                                 width: Int = 900, height: Int = 420) -> String {
         let all = series.flatMap(\.points)
         guard !all.isEmpty else { return "<svg xmlns=\"http://www.w3.org/2000/svg\"/>" }
         var (x0, x1) = (all.map(\.0).min()!, all.map(\.0).max()!)
@@ -24,17 +24,23 @@ public enum SVG {
         let pad = (y1 - y0) * 0.05
         y0 -= pad; y1 += pad
         x0 = min(x0, 0)
-        let (left, right, top, bottom) = (60.0, Double(width) - 180, 40.0, Double(height) - 50)
+        let legend = 40 + 7 * Double(series.map(\.name.count).max() ?? 10)
+        let (left, right, top, bottom) = (60.0, Double(width) - legend, 40.0, Double(height) - 50)
+        // Whole-number x axes (epochs) get whole-number ticks.
+        let integral = all.allSatisfy { $0.0 == $0.0.rounded() }
+        let xTicks = integral ? Array(stride(from: x0, through: x1, by: max(1, ((x1 - x0) / 8).rounded(.up)))) : (0...5).map { x0 + (x1 - x0) * Double($0) / 5 }
         func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (right - left) }
         func py(_ y: Double) -> Double { bottom - (y - y0) / (y1 - y0) * (bottom - top) }
         var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"12\">\n"
         out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         out += "<text x=\"\(width / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(escape(title))</text>\n"
         for i in 0...5 {
-            let y = y0 + (y1 - y0) * Double(i) / 5, x = x0 + (x1 - x0) * Double(i) / 5
+            let y = y0 + (y1 - y0) * Double(i) / 5
             out += "<line x1=\"\(left)\" y1=\"\(py(y))\" x2=\"\(right)\" y2=\"\(py(y))\" stroke=\"#eee\"/>"
-            out += "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" text-anchor=\"end\">\(number(y))</text>"
-            out += "<text x=\"\(px(x))\" y=\"\(bottom + 16)\" text-anchor=\"middle\">\(number(x))</text>\n"
+            out += "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" text-anchor=\"end\">\(number(y))</text>\n"
+        }
+        for x in xTicks {
+            out += "<text x=\"\(px(x))\" y=\"\(bottom + 16)\" text-anchor=\"middle\">\(integral ? String(Int(x)) : number(x))</text>\n"
         }
         out += "<line x1=\"\(left)\" y1=\"\(bottom)\" x2=\"\(right)\" y2=\"\(bottom)\" stroke=\"black\"/>"
         out += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(bottom)\" stroke=\"black\"/>\n"
@@ -56,7 +62,7 @@ public enum SVG {
     public static func heatmap(title: String, rows: [String], columns: [String], values: [[Double]], format: String = "%.2f",
                                rowTitle: String = "", columnTitle: String = "", cell: Int = 48) -> String {
         let left = 20 + 7 * (rows.map(\.count).max() ?? 4), top = 60 + 6 * (columns.map(\.count).max() ?? 4)
-        let width = left + cell * columns.count + 20, height = top + cell * rows.count + 40
+        let width = left + cell * columns.count + 20 + 5 * (columns.map(\.count).max() ?? 4), height = top + cell * rows.count + 40
         let maxValue = max(values.flatMap { $0 }.max() ?? 1, 1e-9)
         var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"11\">\n"
         out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
