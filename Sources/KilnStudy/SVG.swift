@@ -46,8 +46,13 @@ public enum SVG {
         out += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(bottom)\" stroke=\"black\"/>\n"
         out += "<text x=\"\((left + right) / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
         out += "<text x=\"16\" y=\"\((top + bottom) / 2)\" text-anchor=\"middle\" transform=\"rotate(-90 16 \((top + bottom) / 2))\">\(escape(yLabel))</text>\n"
+        // A run's train and validation curves share a colour (validation dashed).
+        var colorKeys: [String] = []
+        for s in series where !colorKeys.contains(s.name.replacingOccurrences(of: " (val)", with: "")) {
+            colorKeys.append(s.name.replacingOccurrences(of: " (val)", with: ""))
+        }
         for (i, s) in series.enumerated() {
-            let color = palette[i % palette.count]
+            let color = palette[colorKeys.firstIndex(of: s.name.replacingOccurrences(of: " (val)", with: ""))! % palette.count]
             let path = s.points.map { String(format: "%.1f,%.1f", px($0.0), py($0.1)) }.joined(separator: " ")
             out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(s.dashed ? " stroke-dasharray=\"5,4\"" : "") points=\"\(path)\"/>\n"
             for p in s.points { out += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%@\"/>", px(p.0), py(p.1), color) }
