@@ -5,8 +5,8 @@ import Testing
 /// accumulated in double, over the GEMM, chunked, depthwise and Winograd paths.
 struct ConvBackwardTests {
     static let cases: [(n: Int, c: Int, side: Int, o: Int, k: Int, stride: Int, pad: Int, groups: Int)] = [
-        (2, 128, 8, 128, 3, 1, 1, 1),  // Winograd
-        (3, 128, 9, 136, 3, 1, 1, 1),  // Winograd, odd size, chunks
+        (2, 256, 8, 256, 3, 1, 1, 1),  // Winograd
+        (3, 256, 9, 264, 3, 1, 1, 1),  // Winograd, odd size, chunks
         (2, 8, 9, 12, 3, 2, 1, 1),     // im2col GEMM, strided
         (4, 8, 6, 8, 1, 1, 0, 1),      // pointwise
         (2, 8, 8, 8, 3, 1, 1, 8),      // depthwise

@@ -23,14 +23,14 @@ struct ConvolutionTests {
         Case(c: 4, h: 6, w: 6, o: 8, k: 3, stride: 1, padding: .symmetric(1), groups: 2),             // grouped
         Case(c: 3, h: 6, w: 9, o: 5, k: 3, stride: 2, padding: Padding(top: 2, left: 0, bottom: 0, right: 1)),
         // Winograd F(2×2, 3×3): odd sizes leave partial edge tiles; batch 3 splits into chunks.
-        Case(n: 3, c: 128, h: 9, w: 11, o: 128, k: 3, stride: 1, padding: .symmetric(1)),
-        Case(n: 1, c: 128, h: 8, w: 8, o: 136, k: 3, stride: 1, padding: .symmetric(1), bias: false),
+        Case(n: 3, c: 256, h: 9, w: 11, o: 256, k: 3, stride: 1, padding: .symmetric(1)),
+        Case(n: 1, c: 256, h: 8, w: 8, o: 264, k: 3, stride: 1, padding: .symmetric(1), bias: false),
     ]
 
     @Test func winogradIsUsedWhereItApplies() {
-        var d = Conv2DOp(padding: .symmetric(1)).descriptor([2, 128, 8, 8], [128, 128, 3, 3])
+        var d = Conv2DOp(padding: .symmetric(1)).descriptor([2, 256, 8, 8], [256, 256, 3, 3])
         #expect(kn_conv2d_geometry(&d) == 0 && kn_conv2d_winograd_eligible(&d) == 1)
-        var strided = Conv2DOp(stride: (2, 2), padding: .symmetric(1)).descriptor([2, 128, 8, 8], [128, 128, 3, 3])
+        var strided = Conv2DOp(stride: (2, 2), padding: .symmetric(1)).descriptor([2, 256, 8, 8], [256, 256, 3, 3])
         #expect(kn_conv2d_geometry(&strided) == 0 && kn_conv2d_winograd_eligible(&strided) == 0)
     }
 
