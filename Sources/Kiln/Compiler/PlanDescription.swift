@@ -84,15 +84,19 @@ public struct PlanDescription: Encodable {
     /// One line per step: index, phase, kind, name [+ fused members], output shape, arena slot.
     public var text: String {
         func mib(_ b: Int) -> String { String(format: "%.1f MiB", Double(b) / 1_048_576) }
-        var lines = ["#    phase     kind                         step (fused members)                                   output            arena"]
+        // Column widths from the content, so long fused member lists stay aligned.
+        func label(_ step: Step) -> String {
+            step.fused == [step.name] ? step.name : step.name + " [" + step.fused.dropFirst().joined(separator: ", ") + "]"
+        }
+        let kindWidth = (steps.map(\.kind.count).max() ?? 4) + 2, nameWidth = (steps.map { label($0).count }.max() ?? 4) + 2
+        let shapeWidth = (steps.map { Shape($0.outputs[0].shape).description.count }.max() ?? 6) + 2
+        var lines = ["#".padRight(6) + "phase".padRight(10) + "kind".padRight(kindWidth) + "step [fused members]".padRight(nameWidth)
+                     + "output".padRight(shapeWidth) + "arena offset + size"]
         for step in steps {
             let out = step.outputs[0]
-            let members = step.fused == [step.name] ? "" : " [" + step.fused.dropFirst().joined(separator: ", ") + "]"
-            let slot = out.offset.map { "@\(String(format: "%9.1f", Double($0) / 1_048_576)) MiB +\(mib(out.bytes))" } ?? out.store
-            lines.append([
-                String(step.index).padRight(5), step.phase.padRight(10), step.kind.padRight(29),
-                (step.name + members).padRight(55), Shape(out.shape).description.padRight(18), slot,
-            ].joined())
+            let slot = out.bytes == 0 ? "— (in place on the parameter)" : out.offset.map { String(format: "%9.1f MiB + ", Double($0) / 1_048_576) + mib(out.bytes) } ?? out.store
+            lines.append(String(step.index).padRight(6) + step.phase.padRight(10) + step.kind.padRight(kindWidth)
+                         + label(step).padRight(nameWidth) + Shape(out.shape).description.padRight(shapeWidth) + slot)
         }
         lines += [
             "",
