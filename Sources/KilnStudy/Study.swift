@@ -39,7 +39,7 @@ public final class Study {
         public var resnetWeights: String?
         /// Learning rate per strategy (SGD, momentum 0.9, cosine schedule).
         public var learningRates: [Strategy: Double] = [.scratch: 0.05, .finetune: 0.01, .frozen: 0.05]
-        public var pretrainEpochs = 4
+        public var pretrainEpochs = 8
         public var pretrainPerClass = 60
         public var only: [String]? = nil
         public init() {}

@@ -122,7 +122,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Learning rate for from-scratch rows.") var lrScratch = 0.05
     @Option(help: "Learning rate for fine-tune-all rows.") var lrFinetune = 0.01
     @Option(help: "Learning rate for frozen-backbone rows.") var lrFrozen = 0.05
-    @Option(help: "Epochs of synthetic pretraining (when no weights are given).") var pretrainEpochs = 4
+    @Option(help: "Epochs of synthetic pretraining (when no weights are given).") var pretrainEpochs = 8
     @Option(help: "Only these rows (comma-separated labels, models or strategies).") var only: String?
     @Option(help: "Output folder.") var out = "runs/compare"
 
