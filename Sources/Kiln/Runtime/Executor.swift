@@ -49,9 +49,6 @@ public final class Executor {
     public static let verifyByDefault = false
     #endif
 
-    /// Bytes of the activation arena.
-    public var activationBytes: Int { plan.arenaBytes }
-
     /// Runs the step on `feeds` (by input name: "input", "labels") and returns its outputs by role.
     /// Returned tensors are views of the arena: copy them to keep them past the next run.
     @discardableResult

@@ -19,15 +19,6 @@ public final class Tensor: @unchecked Sendable {
         owner = nil
     }
 
-    /// A view of `other`'s memory with a different shape of the same element count.
-    public init(sharing other: Tensor, as shape: Shape) {
-        precondition(shape.count == other.shape.count, "view \(shape) of \(other.shape)")
-        self.shape = shape
-        dtype = other.dtype
-        data = other.data
-        owner = other
-    }
-
     /// A view of memory owned by `owner` (e.g. a slice of the executor's arena).
     public init(viewing data: UnsafeMutableRawPointer, shape: Shape, dtype: DType, owner: AnyObject) {
         self.shape = shape
