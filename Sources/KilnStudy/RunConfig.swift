@@ -64,6 +64,22 @@ public struct RunConfig: Codable, Sendable {
     }
 
     public var classifier: String { (try? Zoo.entry(model).classifier) ?? "fc" }
+
+    /// The configuration saved in a run folder by `Trainer`.
+    public static func read(runFolder: URL) throws -> RunConfig {
+        let url = runFolder.appendingPathComponent("config.json")
+        guard let data = try? Data(contentsOf: url) else {
+            throw StudyError("\(runFolder.path): not a run folder (no config.json; `landuse train --out \(runFolder.path)` writes one)")
+        }
+        do { return try JSONDecoder().decode(RunConfig.self, from: data) } catch {
+            throw StudyError("\(url.path): not a run configuration: \(error)")
+        }
+    }
+}
+
+public struct StudyError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 import KilnData

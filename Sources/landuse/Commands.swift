@@ -52,7 +52,7 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         try reporting {
             let directory = URL(fileURLWithPath: runFolder)
-            let config = try JSONDecoder().decode(RunConfig.self, from: Data(contentsOf: directory.appendingPathComponent("config.json")))
+            let config = try RunConfig.read(runFolder: directory)
             let progress = ProgressReporter()
             let data = try dataOptions.prepare(directory, progress: progress)
             let model = try Zoo.model(config.model, classes: data.dataset.classes.count, width: config.width)
@@ -84,7 +84,7 @@ struct Predict: ParsableCommand {
     func run() throws {
         try reporting {
             let directory = URL(fileURLWithPath: runFolder)
-            let config = try JSONDecoder().decode(RunConfig.self, from: Data(contentsOf: directory.appendingPathComponent("config.json")))
+            let config = try RunConfig.read(runFolder: directory)
             let checkpoint = directory.appendingPathComponent("checkpoint.safetensors")
             let (tensors, metadata) = try Safetensors.read(checkpoint)
             guard let classes = metadata["classes"]?.split(separator: ",").map(String.init) else {
