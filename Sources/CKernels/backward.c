@@ -1,5 +1,6 @@
 // Backward kernels of the non-convolution ops.
 #include "kernels.h"
+#include "channel_stats.h"
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
@@ -11,12 +12,7 @@ void kn_batchnorm_backward_reduce(const float *x, const float *dy, float eps, in
     const int64_t count = (int64_t)n * hw;
     #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < c; ch++) {
-        double sum = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *xp = x + ((int64_t)i * c + ch) * hw;
-            for (int p = 0; p < hw; p++) sum += xp[p];
-        }
-        const double mean = sum / (double)count;
+        const double mean = channel_mean(x, n, c, hw, ch);
         double sq = 0.0, sum_dy = 0.0, sum_dy_xc = 0.0;
         for (int i = 0; i < n; i++) {
             const float *xp = x + ((int64_t)i * c + ch) * hw;

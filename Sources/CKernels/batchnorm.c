@@ -1,5 +1,6 @@
 // Batch normalisation forward, inference (running stats) and training (batch stats).
 #include "kernels.h"
+#include "channel_stats.h"
 #include <math.h>
 
 void kn_batchnorm_inference(const float *x, float *y, const float *gamma, const float *beta,
@@ -22,12 +23,7 @@ void kn_batchnorm_training(const float *x, float *y, const float *gamma, const f
     #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < c; ch++) {
         // Two passes in double: the mean first, then the centred sum of squares (no cancellation).
-        double sum = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *xp = x + ((int64_t)i * c + ch) * hw;
-            for (int p = 0; p < hw; p++) sum += xp[p];
-        }
-        const double mean = sum / (double)count;
+        const double mean = channel_mean(x, n, c, hw, ch);
         double sq = 0.0;
         for (int i = 0; i < n; i++) {
             const float *xp = x + ((int64_t)i * c + ch) * hw;

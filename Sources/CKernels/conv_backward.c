@@ -84,7 +84,7 @@ void kn_conv2d_backward_data(const kn_conv2d_desc *d, const float *dy, const flo
     const int threads = kn_threads();
     const int cg = d->c / d->groups, og = d->o / d->groups;
     const int ohw = d->oh * d->ow, kdim = cg * d->kh * d->kw;
-    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * ohw;
+    const int64_t xs = (int64_t)d->c * d->h * d->w;
     const int chunk = conv_chunk(d, threads), chunks = (d->n + chunk - 1) / chunk;
     const int pointwise = conv_is_pointwise(d);
     #pragma omp parallel num_threads(chunks >= threads ? threads : 1)
@@ -93,10 +93,9 @@ void kn_conv2d_backward_data(const kn_conv2d_desc *d, const float *dy, const flo
         float *gathered = chunk > 1 ? malloc(sizeof(float) * (int64_t)d->o * chunk * ohw) : NULL;
         #pragma omp for schedule(static)
         for (int ci = 0; ci < chunks; ci++) {
-            const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
+            int first, count;
+            const float *g = conv_chunk_gradient(d, dy, ci, chunk, gathered, &first, &count);
             const int64_t cols = (int64_t)count * ohw;
-            const float *g = dy + first * ys;
-            if (count > 1) { conv_gather(g, ys, count, d->o, ohw, gathered); g = gathered; }
             for (int gi = 0; gi < d->groups; gi++) {
                 const float *wg = w + (int64_t)gi * og * kdim;
                 const float *gg = g + (int64_t)gi * og * cols;
@@ -122,7 +121,7 @@ void kn_conv2d_backward_filter(const kn_conv2d_desc *d, const float *x, const fl
     const int threads = kn_threads();
     const int cg = d->c / d->groups, og = d->o / d->groups;
     const int ohw = d->oh * d->ow, kdim = cg * d->kh * d->kw;
-    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * ohw, wsize = (int64_t)d->o * kdim;
+    const int64_t xs = (int64_t)d->c * d->h * d->w, wsize = (int64_t)d->o * kdim;
     const int chunk = conv_chunk(d, threads), chunks = (d->n + chunk - 1) / chunk;
     const int workers = chunks >= threads ? threads : 1;
     const int pointwise = conv_is_pointwise(d);
@@ -137,10 +136,9 @@ void kn_conv2d_backward_filter(const kn_conv2d_desc *d, const float *x, const fl
         float *gathered = chunk > 1 ? malloc(sizeof(float) * (int64_t)d->o * chunk * ohw) : NULL;
         #pragma omp for schedule(static)
         for (int ci = 0; ci < chunks; ci++) {
-            const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
+            int first, count;
+            const float *g = conv_chunk_gradient(d, dy, ci, chunk, gathered, &first, &count);
             const int64_t cols = (int64_t)count * ohw;
-            const float *g = dy + first * ys;
-            if (count > 1) { conv_gather(g, ys, count, d->o, ohw, gathered); g = gathered; }
             for (int gi = 0; gi < d->groups; gi++) {
                 const float *b;
                 if (pointwise && count == 1) {

@@ -86,4 +86,17 @@ static inline void conv_scatter(const float *src, int count, int rows, int len, 
             memcpy(dst + j * image_stride + (int64_t)r * len, src + r * ld + (int64_t)j * len, sizeof(float) * len);
 }
 
+/// The output gradient of one chunk of images (chunk index ci): sets *first and *count and returns
+/// dy's rows for those images side by side ([o, count·oh·ow]), gathered into `gathered` when count > 1.
+static inline const float *conv_chunk_gradient(const kn_conv2d_desc *d, const float *dy, int ci, int chunk,
+                                               float *gathered, int *first, int *count) {
+    const int ohw = d->oh * d->ow;
+    const int64_t ys = (int64_t)d->o * ohw;
+    *first = ci * chunk;
+    *count = *first + chunk > d->n ? d->n - *first : chunk;
+    const float *g = dy + *first * ys;
+    if (*count > 1) { conv_gather(g, ys, *count, d->o, ohw, gathered); g = gathered; }
+    return g;
+}
+
 #endif
