@@ -108,14 +108,18 @@ public final class DataLoader: @unchecked Sendable {
 
     func assemble(_ order: [String], batch: Int, epoch: Int) -> (images: Tensor, labels: Tensor, ids: [String]) {
         let chunk = Array(order[(batch * batchSize)..<min(order.count, (batch + 1) * batchSize)])
-        var rng = SplitMix(seed: 1)
-        let first = transforms.reduce(FloatImage(cache.images[chunk[0]]!)) { $1.apply($0, rng: &rng) }
-        let images = Tensor(zeros: [chunk.count, 3, first.height, first.width])
-        let labels = Tensor(shape: [chunk.count], int64s: chunk.map { Int64(self.labels[$0]!) })
-        let plane = 3 * first.height * first.width
+        let transformed = Locked([FloatImage?](repeating: nil, count: chunk.count))
         DispatchQueue.concurrentPerform(iterations: chunk.count) { i in
             var rng = SplitMix(seed: seed ^ UInt64(epoch) << 32 ^ UInt64(batch * batchSize + i) &* 0xD1B5_4A32_D192_ED03)
             let image = transforms.reduce(FloatImage(cache.images[chunk[i]]!)) { $1.apply($0, rng: &rng) }
+            transformed.mutate { $0[i] = image }
+        }
+        let results = transformed.value.map { $0! }
+        let first = results[0]
+        let images = Tensor(zeros: [chunk.count, 3, first.height, first.width])
+        let labels = Tensor(shape: [chunk.count], int64s: chunk.map { Int64(self.labels[$0]!) })
+        let plane = 3 * first.height * first.width
+        for (i, image) in results.enumerated() {
             precondition(image.width * image.height * 3 == plane, "transforms must produce one size for a batch")
             image.writeCHW(to: images.floats + i * plane)
         }

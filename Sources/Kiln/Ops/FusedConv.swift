@@ -43,11 +43,14 @@ public struct FusedConvBNOp: Primitive {
         _ = kn_conv2d_geometry(&d)
         let y = call.output
         if bn.usesRunningStatistics || call.mode == .inference {
-            let folded = Tensor(zeros: w.shape), foldedBias = Tensor(zeros: [w.shape[0]])
+            // Scratch for the folded weights: every element is written by the fold, so no zeroing.
+            let folded = UnsafeMutablePointer<Float>.allocate(capacity: w.count + w.shape[0])
+            defer { folded.deallocate() }
+            let foldedBias = folded + w.count
             kn_fold_batchnorm(w.floats, bias, gamma.floats, beta.floats, mean.floats, variance.floats, bn.eps,
-                              Int32(w.shape[0]), Int64(w.shape.count / w.shape[0]), folded.floats, foldedBias.floats)
+                              Int32(w.shape[0]), Int64(w.shape.count / w.shape[0]), folded, foldedBias)
             var epilogue = kn_conv_epilogue(stats: nil, residual: residual, activation: activation.rawValue)
-            kn_conv2d_forward_fused(&d, x.floats, folded.floats, foldedBias.floats, y.floats, &epilogue)
+            kn_conv2d_forward_fused(&d, x.floats, folded, foldedBias, y.floats, &epilogue)
             return
         }
         let z = call.outputs[1]
