@@ -28,6 +28,23 @@ struct WeightOptions: ParsableArguments {
     }
 }
 
+/// Which implementation computes: the compiled float32 plan, or the float64 reference evaluator.
+enum Precision: String, ExpressibleByArgument, CaseIterable {
+    case float32, float64
+}
+
+/// Reads the input images; in float64 mode a `<f8` file keeps its full precision.
+func readImages(_ path: String, precision: Precision) throws -> (Tensor, Float64Tensor?) {
+    let url = URL(fileURLWithPath: path)
+    let x = try NPY.read(url)
+    guard x.dtype == .float32, x.shape.rank == 4, x.shape[1] == 3 else {
+        throw ValidationError("\(path): expected float32 [N, 3, H, W], got \(x.dtype) \(x.shape)")
+    }
+    guard precision == .float64 else { return (x, nil) }
+    let (shape, values) = try NPY.readDoubles(url)
+    return (x, Float64Tensor(shape: shape, values: values))
+}
+
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Eval-mode forward pass: write logits (or pooled features, or any node's output) as .npy."
@@ -51,12 +68,12 @@ struct Run: ParsableCommand {
     @Flag(help: "Run the graph without the fusion pass.")
     var unfused = false
 
+    @Option(help: "float32: Kiln's compiled kernels; float64: the reference evaluator (unfused, nothing rounded to float32; results written as float32).")
+    var precision: Precision = .float32
+
     func run() throws {
         try fail {
-            let x = try NPY.read(URL(fileURLWithPath: input))
-            guard x.dtype == .float32, x.shape.rank == 4, x.shape[1] == 3 else {
-                throw ValidationError("\(input): expected float32 [N, 3, H, W], got \(x.dtype) \(x.shape)")
-            }
+            let (x, x64) = try readImages(input, precision: precision)
             let layers = try Zoo.model(model.model, classes: model.classes, width: model.width)
             let entry = try Zoo.entry(model.model)
             let plain = try Graph.trace(layers, input: x.shape)
@@ -64,7 +81,7 @@ struct Run: ParsableCommand {
             let report = try weights.load(into: store, graph: plain, model: model.model)
             if !report.skipped.isEmpty || !report.unexpected.isEmpty { FileHandle.standardError.write(Data("\(report)\n".utf8)) }
 
-            var graph = try Compiler.inference(layers, input: x.shape, fuse: !(unfused || outputNode != nil))
+            var graph = try Compiler.inference(layers, input: x.shape, fuse: !(unfused || outputNode != nil || x64 != nil))
             var wanted = graph[graph.outputs["logits"]!].name
             if features {
                 guard let classifier = plain.node(named: entry.classifier) else { throw GraphError.unknownName(entry.classifier) }
@@ -73,6 +90,11 @@ struct Run: ParsableCommand {
             }
             if let outputNode { wanted = outputNode }
             _ = try graph.value(named: wanted)
+            if let x64 {
+                let result = try Float64Evaluator(graph: graph).run(["input": x64], parameters: store, mode: .inference, keep: [wanted])
+                try NPY.write(result[wanted]!.float32(), to: URL(fileURLWithPath: output))
+                return
+            }
             let executor = try Executor(graph: graph, parameters: store, keep: [wanted])
             try executor.run(["input": x])
             try NPY.write(try executor.tensor(named: wanted), to: URL(fileURLWithPath: output))
@@ -96,14 +118,15 @@ struct Grad: ParsableCommand {
     @Option(help: "Frozen BN: running (running statistics, Keras) or batch (PyTorch with requires_grad=False).")
     var frozenBn: FrozenBatchNormOption = .running
     @Flag(help: "Run the graph without the fusion pass.") var unfused = false
+    @Option(help: "float32: Kiln's compiled kernels; float64: the reference evaluator (unfused, nothing rounded to float32; gradients written as float32).")
+    var precision: Precision = .float32
 
     enum FrozenBatchNormOption: String, ExpressibleByArgument { case running, batch }
 
     func run() throws {
         try fail {
-            let x = try NPY.read(URL(fileURLWithPath: input))
+            let (x, x64) = try readImages(input, precision: precision)
             let y = try NPY.read(URL(fileURLWithPath: labels))
-            guard x.dtype == .float32, x.shape.rank == 4 else { throw ValidationError("\(input): expected float32 [N, 3, H, W], got \(x.shape)") }
             guard y.dtype == .int64, y.shape == [x.shape[0]] else {
                 throw ValidationError("\(labels): expected int64 [\(x.shape[0])], got \(y.dtype) \(y.shape)")
             }
@@ -111,15 +134,22 @@ struct Grad: ParsableCommand {
             let split = { (s: String?) in s?.split(separator: ",").map(String.init) }
             let graph = try Compiler.gradients(layers, input: x.shape, freeze: split(freeze) ?? [], trainOnly: split(trainOnly),
                                                frozenBatchNorm: frozenBn == .running ? .runningStatistics : .batchStatistics,
-                                               fuse: !unfused)
+                                               fuse: !unfused && x64 == nil)
             let store = ParameterStore(graph: graph)
             _ = try weights.load(into: store, graph: graph, model: model.model)
             let keep = Set(graph.gradients.values.map { graph[$0].name })
-            let executor = try Executor(graph: graph, parameters: store, mode: .training, keep: keep)
-            let outputs = try executor.run(["input": x, "labels": y])
-            var tensors: [(String, Tensor)] = [("loss", outputs["loss"]!.clone())]
-            for parameter in graph.parameters where graph.gradients[parameter.name] != nil {
-                tensors.append((parameter.name, try executor.tensor(named: graph[graph.gradients[parameter.name]!].name)))
+            let trained = graph.parameters.filter { graph.gradients[$0.name] != nil }
+            var tensors: [(String, Tensor)]
+            if let x64 {
+                let result = try Float64Evaluator(graph: graph).run(["input": x64, "labels": Float64Tensor(y)], parameters: store,
+                                                                    mode: .training, keep: keep)
+                tensors = [("loss", result["loss"]!.float32())]
+                for parameter in trained { tensors.append((parameter.name, result[graph[graph.gradients[parameter.name]!].name]!.float32())) }
+            } else {
+                let executor = try Executor(graph: graph, parameters: store, mode: .training, keep: keep)
+                let outputs = try executor.run(["input": x, "labels": y])
+                tensors = [("loss", outputs["loss"]!.clone())]
+                for parameter in trained { tensors.append((parameter.name, try executor.tensor(named: graph[graph.gradients[parameter.name]!].name))) }
             }
             try Safetensors.write(tensors, metadata: ["model": model.model, "content": "gradients"], to: URL(fileURLWithPath: output))
         }

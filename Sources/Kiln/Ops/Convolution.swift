@@ -46,9 +46,15 @@ public struct Conv2DOp: Primitive {
                        groups: Int32(groups), oh: 0, ow: 0)
     }
 
-    public func forward(_ call: KernelCall) {
-        var d = descriptor(call.inputs[0].shape, call.inputs[1].shape)
+    /// The descriptor with its output size filled in (shapes already checked by `outputShape`).
+    func geometry(_ x: Shape, _ w: Shape) -> kn_conv2d_desc {
+        var d = descriptor(x, w)
         _ = kn_conv2d_geometry(&d)
+        return d
+    }
+
+    public func forward(_ call: KernelCall) {
+        var d = geometry(call.inputs[0].shape, call.inputs[1].shape)
         let bias = call.inputs.count > 2 ? call.inputs[2].floats : nil
         kn_conv2d_forward(&d, call.inputs[0].floats, call.inputs[1].floats, bias, call.output.floats)
     }
@@ -94,8 +100,7 @@ public struct Conv2DBackwardDataOp: Primitive {
         return inputShape
     }
     public func forward(_ call: KernelCall) {
-        var d = forward.descriptor(inputShape, call.inputs[1].shape)
-        _ = kn_conv2d_geometry(&d)
+        var d = forward.geometry(inputShape, call.inputs[1].shape)
         kn_conv2d_backward_data(&d, call.inputs[0].floats, call.inputs[1].floats, call.output.floats)
     }
 }
@@ -112,8 +117,7 @@ public struct Conv2DBackwardFilterOp: Primitive {
         return weightShape
     }
     public func forward(_ call: KernelCall) {
-        var d = forward.descriptor(call.inputs[0].shape, weightShape)
-        _ = kn_conv2d_geometry(&d)
+        var d = forward.geometry(call.inputs[0].shape, weightShape)
         kn_conv2d_backward_filter(&d, call.inputs[0].floats, call.inputs[1].floats, call.output.floats)
     }
 }

@@ -39,8 +39,7 @@ public struct FusedConvBNOp: Primitive {
         let bias = hasConvBias ? call.inputs[2].floats : nil
         let (gamma, beta, mean, variance) = (call.inputs[bnOffset], call.inputs[bnOffset + 1], call.inputs[bnOffset + 2], call.inputs[bnOffset + 3])
         let residual = hasResidual ? call.inputs[bnOffset + 5].floats : nil
-        var d = conv.descriptor(x.shape, w.shape)
-        _ = kn_conv2d_geometry(&d)
+        var d = conv.geometry(x.shape, w.shape)
         let y = call.output
         if bn.usesRunningStatistics || call.mode == .inference {
             // Scratch for the folded weights: every element is written by the fold, so no zeroing.

@@ -28,6 +28,13 @@ public struct Pool2DOp: Primitive {
                        ph: Int32(padding.h), pw: Int32(padding.w), oh: 0, ow: 0)
     }
 
+    /// The descriptor with its output size filled in (shape already checked by `outputShape`).
+    func geometry(_ x: Shape) -> kn_pool2d_desc {
+        var d = descriptor(x)
+        _ = kn_pool2d_geometry(&d)
+        return d
+    }
+
     public func outputShape(for inputs: [Shape]) throws -> Shape {
         try expectRank(inputs[0], 4, "input")
         var d = descriptor(inputs[0])
@@ -38,8 +45,7 @@ public struct Pool2DOp: Primitive {
     }
 
     public func forward(_ call: KernelCall) {
-        var d = descriptor(call.inputs[0].shape)
-        _ = kn_pool2d_geometry(&d)
+        var d = geometry(call.inputs[0].shape)
         switch reduction {
         case .max: kn_maxpool2d_forward(&d, call.inputs[0].floats, call.output.floats, nil)
         case let .average(include): kn_avgpool2d_forward(&d, call.inputs[0].floats, call.output.floats, include ? 1 : 0)
@@ -96,8 +102,7 @@ public struct Pool2DBackwardOp: Primitive {
     public var kind: String { forward.kind + "Backward" }
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     public func forward(_ call: KernelCall) {
-        var d = forward.descriptor(call.inputs[0].shape)
-        _ = kn_pool2d_geometry(&d)
+        var d = forward.geometry(call.inputs[0].shape)
         switch forward.reduction {
         case .max: kn_maxpool2d_backward(&d, call.inputs[0].floats, call.inputs[1].floats, call.output.floats)
         case let .average(include): kn_avgpool2d_backward(&d, call.inputs[1].floats, call.output.floats, include ? 1 : 0)

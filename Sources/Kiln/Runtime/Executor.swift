@@ -61,7 +61,7 @@ public final class Executor {
             slots[value.id.index]!.copy(from: feed)
         }
         runs += 1
-        let runSeed = seed ^ (runs &* 0x9E37_79B9_7F4A_7C15)
+        let runSeed = Self.runSeed(seed, run: runs)
         for index in plan.order {
             let node = graph.nodes[index]
             var call = KernelCall(node: node.name, inputs: node.inputs.map { slots[$0.index]! },
@@ -77,6 +77,9 @@ public final class Executor {
         }
         return graph.outputs.mapValues { slots[$0.index]! }
     }
+
+    /// The seed stochastic kernels see on the `run`-th run (1-based) of an executor seeded `seed`.
+    public static func runSeed(_ seed: UInt64, run: UInt64) -> UInt64 { seed ^ (run &* 0x9E37_79B9_7F4A_7C15) }
 
     /// The tensor holding value `name` (valid after a run for outputs, kept values and gradients).
     public func tensor(named name: String) throws -> Tensor {

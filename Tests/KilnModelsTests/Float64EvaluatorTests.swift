@@ -1,0 +1,101 @@
+import Foundation
+import Kiln
+import KilnModels
+import Testing
+
+/// The float64 evaluator as the precision oracle: it reproduces PyTorch's float64 gradients to
+/// float32 storage precision (the float32 kernels get 7.5e-6 there), and the compiled float32
+/// executor — fused, planned, Winograd where it applies — agrees with it on every zoo model.
+struct Float64EvaluatorTests {
+    @Test(arguments: [0, 1])
+    func reproducesPyTorchFloat64Gradients(_ index: Int) throws {
+        let (fixture, makeModel) = TrainingParityTests.gradientCases[index]
+        let input = try NPY.readDoubles(FixtureWeights.url(fixture, "input.npy"))
+        let labels = try NPY.read(FixtureWeights.url(fixture, "labels.npy"))
+        let graph = try Compiler.gradients(makeModel(), input: input.shape, fuse: false)
+        let keep = Set(graph.gradients.values.map { graph[$0].name })
+        let result = try Float64Evaluator(graph: graph).run(
+            ["input": Float64Tensor(shape: input.shape, values: input.values), "labels": Float64Tensor(labels)],
+            parameters: FixtureWeights.store(for: graph), mode: .training, keep: keep)
+
+        let loss = try NPY.readDoubles(FixtureWeights.url(fixture, "loss.npy")).values[0]
+        #expect(abs(result["loss"]!.scalars[0] - loss) / abs(loss) < 1e-7)
+        var worst = 0.0
+        for parameter in graph.parameters {
+            let reference = try NPY.read(FixtureWeights.url(fixture, "grad_\(parameter.name).npy"))  // float64, stored rounded to float32
+            let ours = result[graph[graph.gradients[parameter.name]!].name]!
+            let error = relativeError(reference.scalars, ours.scalars)
+            worst = max(worst, error)
+            #expect(error < 5e-7, "\(parameter.name): relative error \(error)")
+        }
+        print("\(fixture) float64 evaluator: \(graph.parameters.count) gradients, worst relative error \(worst)")
+    }
+
+    struct Case: CustomStringConvertible, Sendable {
+        let model: String
+        let width: Double
+        let side: Int
+        var trainOnly: [String]? = nil
+        var description: String { "\(model) ×\(width) \(side)²" + (trainOnly.map { " training only \($0)" } ?? "") }
+    }
+
+    static let zoo: [Case] = [
+        Case(model: "resnet18", width: 0.125, side: 64),
+        Case(model: "resnet18", width: 0.125, side: 64, trainOnly: ["fc"]),
+        Case(model: "basic-cnn", width: 0.25, side: 64),
+        Case(model: "mobilenet-v2", width: 0.35, side: 64),
+        Case(model: "mobilenet-v2", width: 0.35, side: 64, trainOnly: ["predictions", "Conv_1", "Conv_1_bn"]),
+    ]
+
+    @Test(arguments: zoo)
+    func compiledExecutorAgreesWithTheEvaluator(_ c: Case) throws {
+        let layers = try Zoo.model(c.model, classes: 21, width: c.width)
+        let shape: Shape = [4, 3, c.side, c.side]
+        let input = Tensor(shape: shape, values: FixtureWeights.unit("evaluator/\(c.model)", count: shape.count))
+        let labels = Tensor(shape: [4], int64s: [3, 17, 0, 9])
+        let feeds64 = ["input": Float64Tensor(input), "labels": Float64Tensor(labels)]
+
+        // Logits in eval mode.
+        let inference = try Compiler.inference(layers, input: shape)
+        let store = FixtureWeights.store(for: try Graph.trace(layers, input: shape))
+        let logits = try Executor(graph: inference, parameters: store).run(["input": input])["logits"]!.scalars
+        let reference = try Float64Evaluator(graph: try Compiler.inference(layers, input: shape, fuse: false))
+            .run(["input": feeds64["input"]!], parameters: store, mode: .inference)["logits"]!.scalars
+        #expect(relativeError(logits, reference) < 1e-5, "\(c): logits")
+
+        // Loss and gradients in training mode (frozen BN on running statistics when training only the head).
+        let compiled = try Compiler.gradients(layers, input: shape, trainOnly: c.trainOnly)
+        let keep = Set(compiled.gradients.values.map { compiled[$0].name })
+        let executor = try Executor(graph: compiled, parameters: store, mode: .training, keep: keep)
+        let loss = try executor.run(["input": input, "labels": labels])["loss"]!.scalars[0]
+        let plain = try Compiler.gradients(layers, input: shape, trainOnly: c.trainOnly, fuse: false)
+        let expected = try Float64Evaluator(graph: plain).run(feeds64, parameters: store, mode: .training,
+                                                              keep: Set(plain.gradients.values.map { plain[$0].name }))
+        #expect(abs(Double(loss) - expected["loss"]!.scalars[0]) < 1e-5 * abs(expected["loss"]!.scalars[0]))
+        #expect(compiled.gradients.keys.sorted() == plain.gradients.keys.sorted())
+        // A BN bias that feeds another batch-statistics BN has an exact gradient of 0 (the shift
+        // is normalised away) while float32 rounding leaves ~1e-6 there, so each tensor's error is
+        // measured against at least 1% of the largest gradient of the model.
+        let references = compiled.gradients.mapValues { _ in [Double]() }.merging(
+            plain.gradients.mapValues { expected[plain[$0].name]!.scalars }) { $1 }
+        let floor = 1e-2 * references.values.map { $0.map(abs).max() ?? 0 }.max()!
+        var worst = 0.0
+        for (name, id) in compiled.gradients {
+            let ours = try executor.tensor(named: compiled[id].name).scalars, reference = references[name]!
+            let scale = max(reference.map(abs).max()!, floor)
+            let error = zip(ours, reference).map { abs(Double($0) - $1) }.max()! / scale
+            worst = max(worst, error)
+            #expect(error < 1e-4, "\(c): d loss / d \(name) relative error \(error)")
+        }
+        print("\(c): \(compiled.gradients.count) gradients, worst relative error vs float64 \(worst)")
+    }
+
+    @Test func refusesFusedGraphsNamingTheNode() throws {
+        let graph = try Compiler.inference(ResNet18(classes: 10, width: 8), input: [1, 3, 32, 32])
+        #expect {
+            try Float64Evaluator(graph: graph)
+        } throws: { error in
+            "\(error)".contains("'conv1'") && "\(error)".contains("no float64 definition")
+        }
+    }
+}
