@@ -19,7 +19,7 @@ struct Float64EvaluatorTests {
             parameters: FixtureWeights.store(for: graph), mode: .training, keep: keep)
 
         let loss = try NPY.readDoubles(FixtureWeights.url(fixture, "loss.npy")).values[0]
-        #expect(abs(result["loss"]!.scalars[0] - loss) / abs(loss) < 1e-7)
+        #expect(abs(result["loss"]!.scalars[0] - loss) / abs(loss) < 1e-10)
         var worst = 0.0
         for parameter in graph.parameters {
             let reference = try NPY.read(FixtureWeights.url(fixture, "grad_\(parameter.name).npy"))  // float64, stored rounded to float32

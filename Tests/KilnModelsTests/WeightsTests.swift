@@ -54,7 +54,10 @@ struct WeightsTests {
 
     /// The full 1000-class ResNet-18 file (44.7 MB) is written by PyTorch into a temporary folder
     /// when a Python with torch is available (KILN_PYTHON or python3); otherwise the width-8
-    /// file above covers the same reader and loader.
+    /// file above covers the same reader and loader. Logits through the library; loss and all
+    /// 62 gradients at 224² through `graphc grad --precision float64` against PyTorch in float64
+    /// (the float32 kernels' gradients are printed: on random inputs they can differ from any
+    /// other implementation's where a ReLU input lies within float32 rounding of 0).
     @Test func fullResNet18FromPyTorchWhenAvailable() throws {
         let python = ProcessInfo.processInfo.environment["KILN_PYTHON"] ?? "python3"
         let dir = try temporaryDirectory()
@@ -65,7 +68,12 @@ struct WeightsTests {
         torch.manual_seed(0); m = G.ResNet18(1000).eval()
         torch.save(m.state_dict(), '\(dir.path)/r18.pth')
         x = torch.randn(2, 3, 224, 224); np.save('\(dir.path)/x.npy', x.numpy())
-        with torch.no_grad(): np.save('\(dir.path)/ref.npy', m.double()(x.double()).numpy())
+        y = torch.tensor([0, 500]); np.save('\(dir.path)/y.npy', y.numpy())
+        m = m.double()
+        with torch.no_grad(): np.save('\(dir.path)/ref.npy', m(x.double()).numpy())
+        loss = torch.nn.functional.cross_entropy(m.train()(x.double()), y); loss.backward()
+        np.save('\(dir.path)/loss.npy', np.array(loss.item()))
+        np.savez('\(dir.path)/grads.npz', **{k: p.grad.numpy().astype(np.float32) for k, p in m.named_parameters()})
         """
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -85,7 +93,28 @@ struct WeightsTests {
         let logits = try Executor(graph: graph, parameters: store).run(["input": x])["logits"]!
         let reference = try NPY.readDoubles(dir.appendingPathComponent("ref.npy"))
         #expect(relativeError(logits.scalars, reference.values) < 1e-5)
-        print("full ResNet-18 .pth from PyTorch: logits match")
+
+        let expected = Dictionary(uniqueKeysWithValues: try NPZ.read(dir.appendingPathComponent("grads.npz")))
+        let expectedLoss = try NPY.readDoubles(dir.appendingPathComponent("loss.npy")).values[0]
+        for precision in ["float64", "float32"] {
+            let output = dir.appendingPathComponent("grads-\(precision).safetensors")
+            let (status, message) = try runGraphc(["grad", "--model", "resnet18", "--weights", dir.appendingPathComponent("r18.pth").path,
+                                                   "--input", dir.appendingPathComponent("x.npy").path, "--labels", dir.appendingPathComponent("y.npy").path,
+                                                   "--output", output.path, "--precision", precision])
+            #expect(status == 0, "\(message)")
+            guard status == 0 else { return }
+            let grads = Dictionary(uniqueKeysWithValues: try Safetensors.read(output).tensors)
+            #expect(grads.count == 63 && expected.count == 62)
+            let lossError = abs(Double(grads["loss"]!.scalars[0]) - expectedLoss) / expectedLoss
+            let worst = try expected.map { key, value in
+                guard let ours = grads[key] else { throw GraphError.unknownName(key) }
+                return (relativeError(ours.scalars, value.scalars.map(Double.init)), key)
+            }.max { $0.0 < $1.0 }!
+            if precision == "float64" {
+                #expect(lossError < 1e-6 && worst.0 < 1e-6, "loss \(lossError), worst gradient \(worst)")
+            }
+            print("full ResNet-18 at 224², graphc grad --precision \(precision) vs PyTorch float64: loss \(lossError), worst of 62 gradients \(worst.0) (\(worst.1))")
+        }
     }
 
     @Test func safetensorsRoundTripWithMetadataAndOptimizerState() throws {
@@ -183,25 +212,10 @@ struct WeightsTests {
     }
 
     @Test func graphcExitsWithOneOnBadInput() throws {
-        let graphc = Self.packageRoot.appendingPathComponent(".build/debug/graphc")
-        guard FileManager.default.fileExists(atPath: graphc.path) else {
-            Issue.record("graphc is not built at \(graphc.path): run `swift build` first (`make test` does)")
-            return
-        }
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         try NPY.write(Tensor(zeros: [1, 3, 32, 32]), to: dir.appendingPathComponent("x.npy"))
-        func run(_ args: [String]) throws -> (Int32, String) {
-            let process = Process()
-            process.executableURL = graphc
-            process.arguments = args
-            let pipe = Pipe()
-            process.standardError = pipe
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
-        }
+        let run = runGraphc
         let evil = Self.fixtures.appendingPathComponent("weights/evil-os-system.pth").path
         let (status, message) = try run(["run", "--model", "basic-cnn", "--classes", "21", "--weights", evil,
                                          "--input", dir.appendingPathComponent("x.npy").path, "--output", dir.appendingPathComponent("y.npy").path])
@@ -250,5 +264,25 @@ struct WeightsTests {
             #expect(error < 1e-4, "fused \(fuse): relative error \(error)")
             print("MobileNetV2-0.35 TF.js features vs float64 Keras reference (fused \(fuse)): \(error)")
         }
+    }
+
+    /// Runs the debug build of graphc (built by `swift build`, as `make test` does); returns its
+    /// exit status and standard error.
+    func runGraphc(_ args: [String]) throws -> (Int32, String) {
+        let graphc = Self.packageRoot.appendingPathComponent(".build/debug/graphc")
+        guard FileManager.default.fileExists(atPath: graphc.path) else {
+            Issue.record("graphc is not built at \(graphc.path): run `swift build` first (`make test` does)")
+            return (-1, "not built")
+        }
+        let process = Process()
+        process.executableURL = graphc
+        process.arguments = args
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let message = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, message)
     }
 }

@@ -68,7 +68,8 @@ public enum NPY {
     public static func readDoubles(_ url: URL) throws -> (shape: Shape, values: [Double]) {
         let data = try Data(contentsOf: url)
         let t = try decode(data, file: url.path)
-        guard let text = String(data: data.prefix(128), encoding: .ascii), text.contains("'<f8'") else {
+        // The header follows the magic's non-ASCII 0x93 byte, so decode leniently.
+        guard String(decoding: data.prefix(128), as: UTF8.self).contains("'<f8'") else {
             return (t.shape, t.scalars.map(Double.init))
         }
         let payload = data.count - t.count * 8
