@@ -52,6 +52,31 @@ struct WeightsTests {
         }
     }
 
+    /// `graphc grad` on the width-8 ResNet-18 .pth against PyTorch's float64 gradients: the
+    /// default float64 evaluator to float32 storage precision, the compiled float32 kernels to 1e-4.
+    @Test(arguments: [("float64", 5e-7), ("float32", 1e-4)])
+    func graphcGradMatchesPyTorch(_ precision: String, _ tolerance: Double) throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let output = dir.appendingPathComponent("g.safetensors")
+        var args = ["grad", "--model", "resnet18", "--classes", "21", "--width", "0.125",
+                    "--weights", Self.fixtures.appendingPathComponent("weights/resnet18-w8.pth").path,
+                    "--input", FixtureWeights.url("resnet18-w8-grad", "input.npy").path,
+                    "--labels", FixtureWeights.url("resnet18-w8-grad", "labels.npy").path, "--output", output.path]
+        if precision == "float32" { args += ["--precision", "float32"] }
+        let (status, message) = try runGraphc(args)
+        #expect(status == 0, "\(message)")
+        guard status == 0 else { return }
+        let grads = Dictionary(uniqueKeysWithValues: try Safetensors.read(output).tensors)
+        let loss = try NPY.readDoubles(FixtureWeights.url("resnet18-w8-grad", "loss.npy")).values[0]
+        #expect(abs(Double(grads["loss"]!.scalars[0]) - loss) / loss < 1e-6)
+        #expect(grads.count == 63)
+        for (key, tensor) in grads where key != "loss" {
+            let reference = try NPY.read(FixtureWeights.url("resnet18-w8-grad", "grad_\(key).npy"))
+            #expect(relativeError(tensor.scalars, reference.scalars.map(Double.init)) < tolerance, "\(precision) \(key)")
+        }
+    }
+
     /// The full 1000-class ResNet-18 file (44.7 MB) is written by PyTorch into a temporary folder
     /// when a Python with torch is available (KILN_PYTHON or python3); otherwise the width-8
     /// file above covers the same reader and loader. Logits through the library; loss and all
