@@ -1,11 +1,12 @@
-"""Gradient parity of `graphc grad` with PyTorch on random 224² batches (Docs/Formats.md table).
+"""Parity of `graphc run` / `graphc grad` with PyTorch on random 224² batches (Docs/Formats.md table).
 
     python Tests/Fixtures/grad_parity.py --graphc .build/release/graphc [--seeds 0 1 2]
 
 For each seed: a randomly initialised 1000-class ResNet-18 saved with torch.save (torchvision's
 when it imports, else the identical plain-torch model of generate.py), torch.randn inputs, labels
-(s, 500 + s); then the worst max-norm relative error over the 62 parameter gradients of PyTorch
-fp32, graphc --precision float32 and graphc (float64), each against PyTorch fp64.
+(s, 500 + s); then the max-norm relative error of graphc run's eval-mode logits, and the worst
+over the 62 parameter gradients of PyTorch fp32, graphc --precision float32 and graphc (float64),
+each against PyTorch fp64.
 """
 import argparse, json, os, struct, subprocess, sys, tempfile
 
@@ -55,20 +56,26 @@ def main():
     parser.add_argument("--graphc", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
-    print("| seed | PyTorch fp32 | graphc --precision float32 | graphc (float64) | loss, float64 |")
-    print("|---|---|---|---|---|")
+    print("| seed | logits, graphc run | gradients: PyTorch fp32 | graphc --precision float32 | graphc (float64) | loss, float64 |")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             torch.manual_seed(seed)
             model = resnet18()
-            torch.save(model.state_dict(), f"{tmp}/r18.pth")
+            state = {k: v.clone() for k, v in model.state_dict().items()}
+            torch.save(state, f"{tmp}/r18.pth")
             x = torch.randn(2, 3, 224, 224)
             y = torch.tensor([seed, 500 + seed])
             np.save(f"{tmp}/x.npy", x.numpy())
             np.save(f"{tmp}/y.npy", y.numpy())
-            reference, loss = torch_gradients(model.state_dict(), x, y, torch.float64)
-            fp32, _ = torch_gradients(model.state_dict(), x, y, torch.float32)
-            row = [worst(fp32, reference)]
+            with torch.no_grad():
+                logits = model.double().eval()(x.double()).numpy()
+            subprocess.run([args.graphc, "run", "--model", "resnet18", "--weights", f"{tmp}/r18.pth", "--input", f"{tmp}/x.npy",
+                            "--output", f"{tmp}/logits.npy"], check=True)
+            row = [np.abs(np.load(f"{tmp}/logits.npy") - logits).max() / np.abs(logits).max()]
+            reference, loss = torch_gradients(state, x, y, torch.float64)
+            fp32, _ = torch_gradients(state, x, y, torch.float32)
+            row.append(worst(fp32, reference))
             for precision in ("float32", "float64"):
                 subprocess.run([args.graphc, "grad", "--model", "resnet18", "--weights", f"{tmp}/r18.pth", "--input", f"{tmp}/x.npy",
                                 "--labels", f"{tmp}/y.npy", "--output", f"{tmp}/g.safetensors", "--precision", precision] + os.environ.get("GRAPHC_EXTRA", "").split(), check=True)
