@@ -89,22 +89,11 @@ struct GradientCheckTests {
         }
         let eps: Float = 1e-3
         for (name, gradID) in graph.gradients.sorted(by: { $0.key < $1.key }) {
-            let grad = try analytic.tensor(named: graph[gradID].name).scalars
+            let grad = try analytic.tensor(named: graph[gradID].name).scalars.map(Double.init)
             let param = store[name]!
-            let stride = max(1, param.count / 12)
-            var worst = 0.0, scale = 1e-6
-            for i in Swift.stride(from: 0, to: param.count, by: stride) {
-                let original = param.floats[i]
-                param.floats[i] = original + eps
-                let plus = try loss()
-                param.floats[i] = original - eps
-                let minus = try loss()
-                param.floats[i] = original
-                let numeric = (plus - minus) / (2 * Double(eps))
-                worst = max(worst, abs(numeric - Double(grad[i])))
-                scale = max(scale, abs(Double(grad[i])))
-            }
-            #expect(worst / scale < 1e-2, "\(c.name): d loss / d \(name) off by \(worst) (scale \(scale))")
+            let error = try worstCentralDifferenceError(count: param.count, gradient: grad, h: Double(eps),
+                                                        set: { param.floats[$0] = Float($1) }, get: { Double(param.floats[$0]) }, loss: loss)
+            #expect(error < 1e-2, "\(c.name): d loss / d \(name) off by \(error) of the largest gradient")
         }
     }
 
@@ -124,24 +113,32 @@ struct GradientCheckTests {
         let lossOnly = try Float64Evaluator(graph: forward)
         func loss() throws -> Double { try lossOnly.run(feeds64, state: state, mode: .training)["loss"]!.scalars[0] }
 
-        let h = 1e-6
         for (name, gradID) in graph.gradients.sorted(by: { $0.key < $1.key }) {
             let grad = reference[graph[gradID].name]!.scalars
             #expect(relativeError(try kernels.tensor(named: graph[gradID].name).scalars, grad) < 1e-5, "\(c.name): float32 d loss / d \(name)")
             let param = state[name]!
-            var worst = 0.0, scale = 1e-6
-            for i in Swift.stride(from: 0, to: param.count, by: max(1, param.count / 12)) {
-                let original = param.doubles[i]
-                param.doubles[i] = original + h
-                let plus = try loss()
-                param.doubles[i] = original - h
-                let minus = try loss()
-                param.doubles[i] = original
-                worst = max(worst, abs((plus - minus) / (2 * h) - grad[i]))
-                scale = max(scale, abs(grad[i]))
-            }
-            #expect(worst / scale < 1e-6, "\(c.name): float64 d loss / d \(name) off by \(worst) (scale \(scale))")
+            let error = try worstCentralDifferenceError(count: param.count, gradient: grad, h: 1e-6,
+                                                        set: { param.doubles[$0] = $1 }, get: { param.doubles[$0] }, loss: loss)
+            #expect(error < 1e-6, "\(c.name): float64 d loss / d \(name) off by \(error) of the largest gradient")
         }
+    }
+
+    /// Largest |central difference − analytic gradient| over about a dozen elements, relative to
+    /// the largest analytic gradient among them; each element is restored after its two probes.
+    func worstCentralDifferenceError(count: Int, gradient: [Double], h: Double, set: (Int, Double) -> Void,
+                                     get: (Int) -> Double, loss: () throws -> Double) throws -> Double {
+        var worst = 0.0, scale = 1e-6
+        for i in stride(from: 0, to: count, by: max(1, count / 12)) {
+            let original = get(i)
+            set(i, original + h)
+            let plus = try loss()
+            set(i, original - h)
+            let minus = try loss()
+            set(i, original)
+            worst = max(worst, abs((plus - minus) / (2 * h) - gradient[i]))
+            scale = max(scale, abs(gradient[i]))
+        }
+        return worst / scale
     }
 
     /// Distinct values on an evenly spaced grid in [low, high), shuffled; none within half a step of 0 or 6.
