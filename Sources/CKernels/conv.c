@@ -137,15 +137,13 @@ void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const floa
     // splits each GEMM across the threads instead.
     #pragma omp parallel num_threads(chunks >= threads ? threads : 1)
     {
-        float *col = malloc(sizeof(float) * col_size), *tmp = malloc(sizeof(float) * tmp_size);
+        float *col = kn_scratch(KN_SCRATCH_COLUMNS, col_size), *tmp = kn_scratch(KN_SCRATCH_GATHER, tmp_size);
         #pragma omp for schedule(static)
         for (int ci = 0; ci < chunks; ci++) {
             const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
             conv_chunk_forward(d, x + first * xs, w, bias, y + first * ys, count, col, tmp);
             if (ep) for (int j = first; j < first + count; j++) epilogue_image(d, ep, j, y + j * ys);
         }
-        free(col);
-        free(tmp);
     }
 }
 

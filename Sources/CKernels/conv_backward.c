@@ -60,7 +60,7 @@ static void depthwise_backward_filter(const kn_conv2d_desc *d, const float *x, c
 // dx of a 3×3 stride-1 pad-1 conv is the same kind of conv of dy with the kernel rotated by 180°
 // and its channel axes swapped, so it takes the Winograd path too.
 static void winograd_backward_data(const kn_conv2d_desc *d, const float *dy, const float *w, float *dx) {
-    float *rotated = malloc(sizeof(float) * (int64_t)d->o * d->c * 9);
+    float *rotated = kn_scratch(KN_SCRATCH_ROTATED, (int64_t)d->o * d->c * 9);
     for (int o = 0; o < d->o; o++)
         for (int c = 0; c < d->c; c++)
             for (int k = 0; k < 9; k++) rotated[((int64_t)c * d->o + o) * 9 + k] = w[((int64_t)o * d->c + c) * 9 + (8 - k)];
@@ -68,7 +68,6 @@ static void winograd_backward_data(const kn_conv2d_desc *d, const float *dy, con
     t.c = d->o; t.h = d->oh; t.w = d->ow;
     t.o = d->c; t.oh = d->h; t.ow = d->w;
     kn_conv2d_winograd(&t, dy, rotated, NULL, dx, NULL, NULL);
-    free(rotated);
 }
 
 // The input gradient gains from Winograd from 128 channels (it also avoids im2col's adjoint, a
@@ -89,8 +88,8 @@ void kn_conv2d_backward_data(const kn_conv2d_desc *d, const float *dy, const flo
     const int pointwise = conv_is_pointwise(d);
     #pragma omp parallel num_threads(chunks >= threads ? threads : 1)
     {
-        float *col = malloc(sizeof(float) * (int64_t)kdim * chunk * ohw);
-        float *gathered = chunk > 1 ? malloc(sizeof(float) * (int64_t)d->o * chunk * ohw) : NULL;
+        float *col = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)kdim * chunk * ohw);
+        float *gathered = chunk > 1 ? kn_scratch(KN_SCRATCH_GATHER, (int64_t)d->o * chunk * ohw) : NULL;
         #pragma omp for schedule(static)
         for (int ci = 0; ci < chunks; ci++) {
             int first, count;
@@ -111,8 +110,6 @@ void kn_conv2d_backward_data(const kn_conv2d_desc *d, const float *dy, const flo
                 }
             }
         }
-        free(col);
-        free(gathered);
     }
 }
 
@@ -132,8 +129,8 @@ void kn_conv2d_backward_filter(const kn_conv2d_desc *d, const float *x, const fl
     {
         const int t = omp_get_thread_num();
         float *acc = t == 0 ? dw : partial + (int64_t)(t - 1) * wsize;
-        float *col = malloc(sizeof(float) * (int64_t)kdim * chunk * ohw);
-        float *gathered = chunk > 1 ? malloc(sizeof(float) * (int64_t)d->o * chunk * ohw) : NULL;
+        float *col = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)kdim * chunk * ohw);
+        float *gathered = chunk > 1 ? kn_scratch(KN_SCRATCH_GATHER, (int64_t)d->o * chunk * ohw) : NULL;
         #pragma omp for schedule(static)
         for (int ci = 0; ci < chunks; ci++) {
             int first, count;
@@ -152,8 +149,6 @@ void kn_conv2d_backward_filter(const kn_conv2d_desc *d, const float *x, const fl
                          acc + (int64_t)gi * og * kdim, kdim);
             }
         }
-        free(col);
-        free(gathered);
     }
     for (int t = 1; t < workers; t++) {
         const float *p = partial + (int64_t)(t - 1) * wsize;

@@ -35,70 +35,83 @@ static void transform_weights(const float *w, int o, int c, float *u) {
     }
 }
 
+// Distance between the 16 transformed matrices of `rows` × `tiles`. The transforms write (and
+// read) all 16 at once; at a multiple of 4 KiB apart they would share L1 sets and evict each
+// other, so each is padded by 16 floats (one cache line) to a distinct set.
+static int64_t matrix_stride(int rows, int64_t tiles) {
+    int64_t size = (int64_t)rows * tiles;
+    return (size + 15) / 16 * 16 + 16;
+}
+
 // V[16][c][T] for the tiles of `count` images (T = count * th * tw), input padded by 1 on each side.
+// One tile row at a time: its 4 input rows, zero-padded and split into even and odd columns, so
+// tile tx reads columns (even[tx], odd[tx], even[tx+1], odd[tx+1]) and each of the 16 outputs is
+// a contiguous run of tw tiles: the tx loop vectorises.
 static void transform_input(const kn_conv2d_desc *d, const float *x, int count, int th, int tw, float *v) {
-    const int64_t tiles = (int64_t)count * th * tw, stride = (int64_t)d->c * tiles;
+    const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(d->c, tiles);
+    const int width = 2 * tw + 2;  // padded row: a zero column in front, zeros past the end
+    float row[width], even[4][tw + 1], odd[4][tw + 1];
     for (int n = 0; n < count; n++)
         for (int ch = 0; ch < d->c; ch++) {
             const float *xp = x + ((int64_t)n * d->c + ch) * d->h * d->w;
-            for (int ty = 0; ty < th; ty++)
+            for (int ty = 0; ty < th; ty++) {
+                for (int i = 0; i < 4; i++) {
+                    const int yy = 2 * ty - 1 + i;
+                    memset(row, 0, sizeof row);
+                    if (yy >= 0 && yy < d->h) memcpy(row + 1, xp + (int64_t)yy * d->w, sizeof(float) * d->w);
+                    for (int m = 0; m <= tw; m++) { even[i][m] = row[2 * m]; odd[i][m] = row[2 * m + 1]; }
+                }
+                float *out = v + (int64_t)ch * tiles + ((int64_t)n * th + ty) * tw;
                 for (int tx = 0; tx < tw; tx++) {
-                    float t[4][4];
-                    const int y0 = 2 * ty - 1, x0 = 2 * tx - 1;
-                    if (y0 >= 0 && x0 >= 0 && y0 + 4 <= d->h && x0 + 4 <= d->w) {  // interior: no bounds checks
-                        const float *src = xp + y0 * d->w + x0;
-                        for (int i = 0; i < 4; i++)
-                            for (int j = 0; j < 4; j++) t[i][j] = src[i * d->w + j];
-                    } else {
-                        for (int i = 0; i < 4; i++)
-                            for (int j = 0; j < 4; j++) {
-                                const int yy = y0 + i, xx = x0 + j;
-                                t[i][j] = (yy >= 0 && yy < d->h && xx >= 0 && xx < d->w) ? xp[yy * d->w + xx] : 0.0f;
-                            }
+                    float t[4][4], s[4][4];
+                    for (int i = 0; i < 4; i++) {
+                        t[i][0] = even[i][tx]; t[i][1] = odd[i][tx]; t[i][2] = even[i][tx + 1]; t[i][3] = odd[i][tx + 1];
                     }
-                    float s[4][4];  // Bᵀ t
-                    for (int j = 0; j < 4; j++) {
+                    for (int j = 0; j < 4; j++) {  // Bᵀ t
                         s[0][j] = t[0][j] - t[2][j];
                         s[1][j] = t[1][j] + t[2][j];
                         s[2][j] = t[2][j] - t[1][j];
                         s[3][j] = t[1][j] - t[3][j];
                     }
-                    const int64_t at = (int64_t)ch * tiles + ((int64_t)n * th + ty) * tw + tx;
                     for (int i = 0; i < 4; i++) {  // (Bᵀ t) B
-                        v[(i * 4 + 0) * stride + at] = s[i][0] - s[i][2];
-                        v[(i * 4 + 1) * stride + at] = s[i][1] + s[i][2];
-                        v[(i * 4 + 2) * stride + at] = s[i][2] - s[i][1];
-                        v[(i * 4 + 3) * stride + at] = s[i][1] - s[i][3];
+                        out[(i * 4 + 0) * stride + tx] = s[i][0] - s[i][2];
+                        out[(i * 4 + 1) * stride + tx] = s[i][1] + s[i][2];
+                        out[(i * 4 + 2) * stride + tx] = s[i][2] - s[i][1];
+                        out[(i * 4 + 3) * stride + tx] = s[i][1] - s[i][3];
                     }
                 }
+            }
         }
 }
 
-// y[n][o] 2×2 tiles from M[16][o][T], plus bias.
+// y[n][o] 2×2 tiles from M[16][o][T], plus bias; vectorised across the tiles of a tile row,
+// whose two output rows are interleaved (even and odd columns) afterwards.
 static void transform_output(const kn_conv2d_desc *d, const float *m, const float *bias, int count, int th, int tw, float *y) {
-    const int64_t tiles = (int64_t)count * th * tw, stride = (int64_t)d->o * tiles;
+    const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(d->o, tiles);
+    float pair[2][2][tw];  // [output row][even/odd column][tile]
     for (int n = 0; n < count; n++)
         for (int oc = 0; oc < d->o; oc++) {
             float *yp = y + ((int64_t)n * d->o + oc) * d->oh * d->ow;
             const float b = bias ? bias[oc] : 0.0f;
-            for (int ty = 0; ty < th; ty++)
+            for (int ty = 0; ty < th; ty++) {
+                const float *in = m + (int64_t)oc * tiles + ((int64_t)n * th + ty) * tw;
                 for (int tx = 0; tx < tw; tx++) {
-                    const int64_t at = (int64_t)oc * tiles + ((int64_t)n * th + ty) * tw + tx;
-                    float q[4][4];
-                    for (int k = 0; k < 16; k++) q[k / 4][k % 4] = m[k * stride + at];
-                    float r[2][4];  // Aᵀ q
-                    for (int j = 0; j < 4; j++) {
+                    float q[4][4], r[2][4];
+                    for (int k = 0; k < 16; k++) q[k / 4][k % 4] = in[k * stride + tx];
+                    for (int j = 0; j < 4; j++) {  // Aᵀ q
                         r[0][j] = q[0][j] + q[1][j] + q[2][j];
                         r[1][j] = q[1][j] - q[2][j] - q[3][j];
                     }
-                    for (int i = 0; i < 2; i++) {
-                        const int yy = 2 * ty + i;
-                        if (yy >= d->oh) continue;
-                        const float o0 = r[i][0] + r[i][1] + r[i][2], o1 = r[i][1] - r[i][2] - r[i][3];
-                        yp[yy * d->ow + 2 * tx] = o0 + b;
-                        if (2 * tx + 1 < d->ow) yp[yy * d->ow + 2 * tx + 1] = o1 + b;
+                    for (int i = 0; i < 2; i++) {  // (Aᵀ q) A
+                        pair[i][0][tx] = r[i][0] + r[i][1] + r[i][2] + b;
+                        pair[i][1][tx] = r[i][1] - r[i][2] - r[i][3] + b;
                     }
                 }
+                for (int i = 0; i < 2 && 2 * ty + i < d->oh; i++) {
+                    float *dst = yp + (int64_t)(2 * ty + i) * d->ow;
+                    for (int ox = 0; ox < d->ow; ox++) dst[ox] = pair[i][ox & 1][ox >> 1];
+                }
+            }
         }
 }
 
@@ -112,13 +125,14 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     if (chunk > per_thread) chunk = per_thread;
     if (chunk < 1) chunk = 1;
     const int chunks = (d->n + chunk - 1) / chunk;
-    float *u = malloc(sizeof(float) * 16 * (int64_t)d->o * d->c);
+    float *u = kn_scratch(KN_SCRATCH_WEIGHTS, 16 * (int64_t)d->o * d->c);
     transform_weights(w, d->o, d->c, u);
     const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
     #pragma omp parallel num_threads(chunks >= threads ? threads : 1)
     {
         const int64_t max_tiles = (int64_t)chunk * th * tw;
-        float *v = malloc(sizeof(float) * 16 * d->c * max_tiles), *m = malloc(sizeof(float) * 16 * d->o * max_tiles);
+        float *v = kn_scratch(KN_SCRATCH_COLUMNS, 16 * matrix_stride(d->c, max_tiles));
+        float *m = kn_scratch(KN_SCRATCH_GATHER, 16 * matrix_stride(d->o, max_tiles));
         #pragma omp for schedule(static)
         for (int ci = 0; ci < chunks; ci++) {
             const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
@@ -126,12 +140,9 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
             transform_input(d, x + first * xs, count, th, tw, v);
             for (int k = 0; k < 16; k++)
                 kn_sgemm(0, 0, d->o, (int)tiles, d->c, 1.0f, u + (int64_t)k * d->o * d->c, d->c,
-                         v + (int64_t)k * d->c * tiles, (int)tiles, 0.0f, m + (int64_t)k * d->o * tiles, (int)tiles);
+                         v + k * matrix_stride(d->c, tiles), (int)tiles, 0.0f, m + k * matrix_stride(d->o, tiles), (int)tiles);
             transform_output(d, m, bias, count, th, tw, y + first * ys);
             if (epilogue) for (int j = first; j < first + count; j++) epilogue(d, context, j, y + j * ys);
         }
-        free(v);
-        free(m);
     }
-    free(u);
 }

@@ -15,6 +15,13 @@ extern "C" {
 void kn_set_threads(int n);
 int kn_threads(void);
 
+// ---- scratch ---------------------------------------------------------------------------
+/// Slots of per-thread scratch memory kernels reuse across calls (contents undefined on entry).
+enum { KN_SCRATCH_COLUMNS = 0, KN_SCRATCH_GATHER = 1, KN_SCRATCH_WEIGHTS = 2, KN_SCRATCH_ROTATED = 3, KN_SCRATCH_SLOTS = 4 };
+/// The calling thread's buffer for `slot`, holding at least `floats` floats (64-byte aligned);
+/// valid until the same thread asks for the same slot again. Never free it.
+float *kn_scratch(int slot, int64_t floats);
+
 // ---- GEMM ----------------------------------------------------------------------------------
 /// Row-major C = alpha·op(A)·op(B) + beta·C, parallel over blocks of C (deterministic; see gemm.c).
 void kn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
