@@ -42,6 +42,7 @@ struct Float64EvaluatorTests {
     static let zoo: [Case] = [
         Case(model: "resnet18", width: 0.125, side: 64),
         Case(model: "resnet18", width: 0.125, side: 64, trainOnly: ["fc"]),
+        Case(model: "resnet18", width: 1, side: 64),  // full width: Winograd in layer1 and layer2
         Case(model: "basic-cnn", width: 0.25, side: 64),
         Case(model: "mobilenet-v2", width: 0.35, side: 64),
         Case(model: "mobilenet-v2", width: 0.35, side: 64, trainOnly: ["predictions", "Conv_1", "Conv_1_bn"]),

@@ -25,6 +25,7 @@ struct ConvolutionTests {
         // Winograd F(2×2, 3×3): odd sizes leave partial edge tiles; batch 3 splits into chunks.
         Case(n: 3, c: 256, h: 9, w: 11, o: 256, k: 3, stride: 1, padding: .symmetric(1)),
         Case(n: 1, c: 256, h: 8, w: 8, o: 264, k: 3, stride: 1, padding: .symmetric(1), bias: false),
+        Case(n: 2, c: 64, h: 13, w: 10, o: 72, k: 3, stride: 1, padding: .symmetric(1)),
     ]
 
     @Test func winogradIsUsedWhereItApplies() {
@@ -32,6 +33,8 @@ struct ConvolutionTests {
         #expect(kn_conv2d_geometry(&d) == 0 && kn_conv2d_winograd_eligible(&d) == 1)
         var strided = Conv2DOp(stride: (2, 2), padding: .symmetric(1)).descriptor([2, 256, 8, 8], [256, 256, 3, 3])
         #expect(kn_conv2d_geometry(&strided) == 0 && kn_conv2d_winograd_eligible(&strided) == 0)
+        var thin = Conv2DOp(padding: .symmetric(1)).descriptor([2, 32, 8, 8], [64, 32, 3, 3])
+        #expect(kn_conv2d_geometry(&thin) == 0 && kn_conv2d_winograd_eligible(&thin) == 0)
     }
 
     /// Batches of 1 take the serial path (threaded sgemm), larger ones the image-parallel path.
