@@ -110,6 +110,7 @@ void kn_conv2d_backward_data(const kn_conv2d_desc *d, const float *dy, const flo
 
 void kn_conv2d_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw) {
     if (conv_is_depthwise(d)) { depthwise_backward_filter(d, x, dy, dw); return; }
+    if (kn_conv2d_winograd_eligible(d) && !getenv("KILN_NO_WINOGRAD")) { kn_conv2d_winograd_backward_filter(d, x, dy, dw); return; }
     const int threads = kn_threads();
     const int cg = d->c / d->groups, og = d->o / d->groups;
     const int ohw = d->oh * d->ow, kdim = cg * d->kh * d->kw;

@@ -3,6 +3,9 @@
 // The 16 element-wise products become 16 GEMMs over all tiles of a chunk of images, so the
 // arithmetic still runs in OpenBLAS. Transforms (Lavin & Gray, 2015):
 //   U = G g Gᵀ,  V = Bᵀ d B,  Y = Aᵀ (U ⊙ V) A.
+// The filter gradient is the same algorithm transposed: Y is linear in g, so
+//   dg = Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ V] G,
+// and the sum over tiles is again 16 GEMMs, now with the tiles as the reduction axis.
 #include "kernels.h"
 #include <omp.h>
 #include <stdlib.h>
@@ -146,4 +149,90 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
             if (epilogue) for (int j = first; j < first + count; j++) epilogue(d, context, j, y + j * ys);
         }
     }
+}
+
+// Ĝ[16][o][T] = A dy Aᵀ for the 2×2 output-gradient tiles of `count` images (zero past the edge),
+// A = [[1,0],[1,1],[1,-1],[0,-1]]; vectorised across the tiles of a tile row.
+static void transform_gradient(const kn_conv2d_desc *d, const float *dy, int count, int th, int tw, float *g) {
+    const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(d->o, tiles);
+    float row[2 * tw], even[2][tw], odd[2][tw];
+    for (int n = 0; n < count; n++)
+        for (int oc = 0; oc < d->o; oc++) {
+            const float *gp = dy + ((int64_t)n * d->o + oc) * d->oh * d->ow;
+            for (int ty = 0; ty < th; ty++) {
+                for (int i = 0; i < 2; i++) {
+                    const int yy = 2 * ty + i;
+                    memset(row, 0, sizeof row);
+                    if (yy < d->oh) memcpy(row, gp + (int64_t)yy * d->ow, sizeof(float) * d->ow);
+                    for (int m = 0; m < tw; m++) { even[i][m] = row[2 * m]; odd[i][m] = row[2 * m + 1]; }
+                }
+                float *out = g + (int64_t)oc * tiles + ((int64_t)n * th + ty) * tw;
+                for (int tx = 0; tx < tw; tx++) {
+                    const float a0 = even[0][tx], b0 = odd[0][tx], a1 = even[1][tx], b1 = odd[1][tx];
+                    // A g: rows (g0, g0 + g1, g0 − g1, −g1) of the 2×2 tile [[a0, b0], [a1, b1]].
+                    const float r[4][2] = {{a0, b0}, {a0 + a1, b0 + b1}, {a0 - a1, b0 - b1}, {-a1, -b1}};
+                    for (int i = 0; i < 4; i++) {  // (A g) Aᵀ
+                        out[(i * 4 + 0) * stride + tx] = r[i][0];
+                        out[(i * 4 + 1) * stride + tx] = r[i][0] + r[i][1];
+                        out[(i * 4 + 2) * stride + tx] = r[i][0] - r[i][1];
+                        out[(i * 4 + 3) * stride + tx] = -r[i][1];
+                    }
+                }
+            }
+        }
+}
+
+// dw[o][c] = Gᵀ M[·][o][c] G from the summed products M[16][o][c], Gᵀ = [[1,½,½,0],[0,½,−½,0],[0,½,½,1]].
+static void transform_filter_gradient(const float *m, int o, int c, float *dw) {
+    const int64_t plane = (int64_t)o * c;
+    #pragma omp parallel for schedule(static)
+    for (int64_t oc = 0; oc < plane; oc++) {
+        float q[4][4], t[3][4];
+        for (int k = 0; k < 16; k++) q[k / 4][k % 4] = m[k * plane + oc];
+        for (int j = 0; j < 4; j++) {  // Gᵀ q
+            t[0][j] = q[0][j] + 0.5f * (q[1][j] + q[2][j]);
+            t[1][j] = 0.5f * (q[1][j] - q[2][j]);
+            t[2][j] = 0.5f * (q[1][j] + q[2][j]) + q[3][j];
+        }
+        float *out = dw + oc * 9;
+        for (int i = 0; i < 3; i++) {  // (Gᵀ q) G
+            out[i * 3 + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+            out[i * 3 + 1] = 0.5f * (t[i][1] - t[i][2]);
+            out[i * 3 + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+        }
+    }
+}
+
+void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw) {
+    const int threads = kn_threads();
+    const int th = (d->oh + 1) / 2, tw = (d->ow + 1) / 2;
+    int chunk = 2048 / (th * tw);
+    const int per_thread = (d->n + threads - 1) / threads;
+    if (chunk > per_thread) chunk = per_thread;
+    if (chunk < 1) chunk = 1;
+    const int chunks = (d->n + chunk - 1) / chunk, workers = chunks >= threads ? threads : 1;
+    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow, plane = (int64_t)d->o * d->c;
+    float *accumulators[workers];
+    #pragma omp parallel num_threads(workers)
+    {
+        const int64_t max_tiles = (int64_t)chunk * th * tw;
+        float *v = kn_scratch(KN_SCRATCH_COLUMNS, 16 * matrix_stride(d->c, max_tiles));
+        float *g = kn_scratch(KN_SCRATCH_GATHER, 16 * matrix_stride(d->o, max_tiles));
+        float *acc = kn_scratch(KN_SCRATCH_ACCUMULATOR, 16 * plane);
+        accumulators[omp_get_thread_num()] = acc;
+        memset(acc, 0, sizeof(float) * 16 * plane);
+        #pragma omp for schedule(static)
+        for (int ci = 0; ci < chunks; ci++) {
+            const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
+            const int64_t tiles = (int64_t)count * th * tw;
+            transform_input(d, x + first * xs, count, th, tw, v);
+            transform_gradient(d, dy + first * ys, count, th, tw, g);
+            for (int k = 0; k < 16; k++)
+                kn_sgemm(0, 1, d->o, d->c, (int)tiles, 1.0f, g + k * matrix_stride(d->o, tiles), (int)tiles,
+                         v + k * matrix_stride(d->c, tiles), (int)tiles, 1.0f, acc + k * plane, d->c);
+        }
+    }
+    for (int t = 1; t < workers; t++)
+        for (int64_t i = 0; i < 16 * plane; i++) accumulators[0][i] += accumulators[t][i];
+    transform_filter_gradient(accumulators[0], d->o, d->c, dw);
 }
