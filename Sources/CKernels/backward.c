@@ -79,6 +79,11 @@ void kn_relu6_backward(const float *y, const float *dy, float *dx, int64_t count
 
 void kn_maxpool2d_backward(const kn_pool2d_desc *d, const float *x, const float *dy, float *dx) {
     const int planes = d->n * d->c;
+    // Windows wholly inside the input (all but the edges) are scanned inline, without bounds checks.
+    const int oy0 = (d->ph + d->sh - 1) / d->sh, ox0 = (d->pw + d->sw - 1) / d->sw;
+    int oy1 = (d->h - d->kh + d->ph) / d->sh + 1, ox1 = (d->w - d->kw + d->pw) / d->sw + 1;
+    if (oy1 > d->oh) oy1 = d->oh;
+    if (ox1 > d->ow) ox1 = d->ow;
     #pragma omp parallel for schedule(static)
     for (int p = 0; p < planes; p++) {
         const float *xp = x + (int64_t)p * d->h * d->w;
@@ -89,7 +94,21 @@ void kn_maxpool2d_backward(const kn_pool2d_desc *d, const float *x, const float 
             for (int ox = 0; ox < d->ow; ox++) {
                 // The same window scan as the forward pass: first maximum wins (PyTorch's rule).
                 int32_t where;
-                kn_window_max(d, xp, oy, ox, &where);
+                if (oy >= oy0 && oy < oy1 && ox >= ox0 && ox < ox1) {
+                    const int32_t corner = (oy * d->sh - d->ph) * d->w + (ox * d->sw - d->pw);
+                    float best = xp[corner];
+                    where = corner;
+                    for (int i = 0; i < d->kh; i++)
+                        for (int j = 0; j < d->kw; j++) {
+                            const int32_t at = corner + i * d->w + j;
+                            const float v = xp[at];
+                            const int take = (v > best) | (v != v);  // as kn_window_max; branch-free
+                            where = take ? at : where;
+                            best = take ? v : best;
+                        }
+                } else {
+                    kn_window_max(d, xp, oy, ox, &where);
+                }
                 if (where >= 0) o[where] += g[oy * d->ow + ox];
             }
     }

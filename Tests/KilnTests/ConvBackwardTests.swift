@@ -7,6 +7,7 @@ struct ConvBackwardTests {
     static let cases: [(n: Int, c: Int, side: Int, o: Int, k: Int, stride: Int, pad: Int, groups: Int)] = [
         (2, 256, 8, 256, 3, 1, 1, 1),  // Winograd
         (2, 64, 10, 96, 3, 1, 1, 1),   // Winograd from 64 channels
+        (3, 64, 5, 64, 3, 1, 1, 1),    // Winograd on a small odd map (partial edge tiles)
         (2, 32, 10, 64, 3, 1, 1, 1),   // below: im2col GEMM, 3×3
         (3, 256, 9, 264, 3, 1, 1, 1),  // Winograd, odd size, chunks
         (2, 8, 9, 12, 3, 2, 1, 1),     // im2col GEMM, strided

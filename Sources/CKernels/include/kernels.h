@@ -73,7 +73,7 @@ void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *dy
 void kn_fused_bn_backward_input(const float *z, const float *y, const float *dy, int activation, const float *gamma,
                                 const float *reduced, int n, int c, int hw, float *dz);
 
-/// Whether the Winograd F(2×2, 3×3) path applies (3×3, stride 1, pad 1, ungrouped, ≥ 64 channels, maps ≥ 8×8).
+/// Whether the Winograd F(2×2, 3×3) path applies (3×3, stride 1, pad 1, ungrouped, ≥ 64 channels, maps ≥ 4×4).
 int kn_conv2d_winograd_eligible(const kn_conv2d_desc *d);
 /// Winograd F(2×2, 3×3) convolution; `epilogue(d, context, image, y_image)` runs per image after its output is written.
 void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
