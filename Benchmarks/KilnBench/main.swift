@@ -103,7 +103,7 @@ struct KilnBench: ParsableCommand {
             print(String(format: "  %.1f GFLOP/s, %.0f%% of sgemm", forwardFlops / median / 1e9, 100 * forwardFlops / median / 1e9 / sgemm))
         }
         if let times = profiled?.stepTimes {
-            for (name, t) in times.sorted(by: { $0.value > $1.value }).prefix(14) {
+            for (name, t) in times.sorted(by: { $0.value > $1.value }).prefix(ProcessInfo.processInfo.environment["KILN_PROFILE_ROWS"].flatMap { Int($0) } ?? 14) {
                 print("  " + name.padRight(36) + String(format: "%.1f ms/run", 1000 * t / Double(iterations + 1)))
             }
             // Totals by step kind: the part of the name after the forward node's (e.g. grad_weight).

@@ -20,9 +20,17 @@ int kn_conv2d_winograd_eligible(const kn_conv2d_desc *d) {
            d->pt == 1 && d->pl == 1 && d->pb == 1 && d->pr == 1 && d->c >= 64 && d->o >= 64 && d->h >= 4 && d->w >= 4;
 }
 
+// Distance between the 16 transformed matrices of `rows` × `tiles`. The transforms write (and
+// read) all 16 at once; at a multiple of 4 KiB apart they would share L1 sets and evict each
+// other, so each is padded by 16 floats (one cache line) to a distinct set.
+static int64_t matrix_stride(int rows, int64_t tiles) {
+    int64_t size = (int64_t)rows * tiles;
+    return (size + 15) / 16 * 16 + 16;
+}
+
 // U[16][o][c] from w[o][c][3][3].
 static void transform_weights(const float *w, int o, int c, float *u) {
-    const int64_t plane = (int64_t)o * c;
+    const int64_t plane = (int64_t)o * c, stride = matrix_stride(o, c);
     #pragma omp parallel for schedule(static)
     for (int64_t oc = 0; oc < plane; oc++) {
         const float *g = w + oc * 9;
@@ -35,17 +43,9 @@ static void transform_weights(const float *w, int o, int c, float *u) {
         }
         for (int i = 0; i < 4; i++) {  // (G g) Gᵀ
             float r[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
-            for (int j = 0; j < 4; j++) u[(int64_t)(i * 4 + j) * plane + oc] = r[j];
+            for (int j = 0; j < 4; j++) u[(i * 4 + j) * stride + oc] = r[j];
         }
     }
-}
-
-// Distance between the 16 transformed matrices of `rows` × `tiles`. The transforms write (and
-// read) all 16 at once; at a multiple of 4 KiB apart they would share L1 sets and evict each
-// other, so each is padded by 16 floats (one cache line) to a distinct set.
-static int64_t matrix_stride(int rows, int64_t tiles) {
-    int64_t size = (int64_t)rows * tiles;
-    return (size + 15) / 16 * 16 + 16;
 }
 
 // V[16][c][T] for the tiles of `count` images (T = count * th * tw), input padded by 1 on each side.
@@ -130,7 +130,7 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     if (chunk > per_thread) chunk = per_thread;
     if (chunk < 1) chunk = 1;
     const int chunks = (d->n + chunk - 1) / chunk;
-    float *u = kn_scratch(KN_SCRATCH_WEIGHTS, 16 * (int64_t)d->o * d->c);
+    float *u = kn_scratch(KN_SCRATCH_WEIGHTS, 16 * matrix_stride(d->o, d->c));
     transform_weights(w, d->o, d->c, u);
     const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
     #pragma omp parallel num_threads(chunks >= threads ? threads : 1)
@@ -144,7 +144,7 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
             const int64_t tiles = (int64_t)count * th * tw;
             transform_input(d, x + first * xs, count, th, tw, v);
             for (int k = 0; k < 16; k++)
-                kn_sgemm(0, 0, d->o, (int)tiles, d->c, 1.0f, u + (int64_t)k * d->o * d->c, d->c,
+                kn_sgemm(0, 0, d->o, (int)tiles, d->c, 1.0f, u + k * matrix_stride(d->o, d->c), d->c,
                          v + k * matrix_stride(d->c, tiles), (int)tiles, 0.0f, m + k * matrix_stride(d->o, tiles), (int)tiles);
             transform_output(d, m, bias, count, th, tw, y + first * ys);
             if (epilogue) for (int j = first; j < first + count; j++) epilogue(d, context, j, y + j * ys);
@@ -185,11 +185,11 @@ static void transform_gradient(const kn_conv2d_desc *d, const float *dy, int cou
 
 // dw[o][c] = Gᵀ M[·][o][c] G from the summed products M[16][o][c], Gᵀ = [[1,½,½,0],[0,½,−½,0],[0,½,½,1]].
 static void transform_filter_gradient(const float *m, int o, int c, float *dw) {
-    const int64_t plane = (int64_t)o * c;
+    const int64_t plane = (int64_t)o * c, stride = matrix_stride(o, c);
     #pragma omp parallel for schedule(static)
     for (int64_t oc = 0; oc < plane; oc++) {
         float q[4][4], t[3][4];
-        for (int k = 0; k < 16; k++) q[k / 4][k % 4] = m[k * plane + oc];
+        for (int k = 0; k < 16; k++) q[k / 4][k % 4] = m[k * stride + oc];
         for (int j = 0; j < 4; j++) {  // Gᵀ q
             t[0][j] = q[0][j] + 0.5f * (q[1][j] + q[2][j]);
             t[1][j] = 0.5f * (q[1][j] - q[2][j]);
@@ -212,16 +212,16 @@ void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x,
     if (chunk > per_thread) chunk = per_thread;
     if (chunk < 1) chunk = 1;
     const int chunks = (d->n + chunk - 1) / chunk, workers = chunks >= threads ? threads : 1;
-    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow, plane = (int64_t)d->o * d->c;
+    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow, products = matrix_stride(d->o, d->c);
     float *accumulators[workers];
     #pragma omp parallel num_threads(workers)
     {
         const int64_t max_tiles = (int64_t)chunk * th * tw;
         float *v = kn_scratch(KN_SCRATCH_COLUMNS, 16 * matrix_stride(d->c, max_tiles));
         float *g = kn_scratch(KN_SCRATCH_GATHER, 16 * matrix_stride(d->o, max_tiles));
-        float *acc = kn_scratch(KN_SCRATCH_ACCUMULATOR, 16 * plane);
+        float *acc = kn_scratch(KN_SCRATCH_ACCUMULATOR, 16 * products);
         accumulators[omp_get_thread_num()] = acc;
-        memset(acc, 0, sizeof(float) * 16 * plane);
+        memset(acc, 0, sizeof(float) * 16 * products);
         #pragma omp for schedule(static)
         for (int ci = 0; ci < chunks; ci++) {
             const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
@@ -230,10 +230,10 @@ void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x,
             transform_gradient(d, dy + first * ys, count, th, tw, g);
             for (int k = 0; k < 16; k++)
                 kn_sgemm(0, 1, d->o, d->c, (int)tiles, 1.0f, g + k * matrix_stride(d->o, tiles), (int)tiles,
-                         v + k * matrix_stride(d->c, tiles), (int)tiles, 1.0f, acc + k * plane, d->c);
+                         v + k * matrix_stride(d->c, tiles), (int)tiles, 1.0f, acc + k * products, d->c);
         }
     }
     for (int t = 1; t < workers; t++)
-        for (int64_t i = 0; i < 16 * plane; i++) accumulators[0][i] += accumulators[t][i];
+        for (int64_t i = 0; i < 16 * products; i++) accumulators[0][i] += accumulators[t][i];
     transform_filter_gradient(accumulators[0], d->o, d->c, dw);
 }
