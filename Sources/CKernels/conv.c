@@ -123,7 +123,8 @@ void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const floa
         return;
     }
     if (kn_conv2d_winograd_eligible(d) && !getenv("KILN_NO_WINOGRAD")) {
-        kn_conv2d_winograd(d, x, w, bias, y, ep ? winograd_epilogue : NULL, ep);
+        // F(2×2): forward activations (and logits) keep direct convolution's float32 accuracy.
+        kn_conv2d_winograd(d, x, w, bias, y, 2, ep ? winograd_epilogue : NULL, ep);
         return;
     }
     const int threads = kn_threads();

@@ -57,6 +57,10 @@ static void depthwise_backward_filter(const kn_conv2d_desc *d, const float *x, c
     }
 }
 
+// Gradients take F(4×4, 3×3): 44% fewer multiplies than F(2×2) for ~10× its rounding error,
+// which stays well inside the 1e-4 gradient tolerance (Float64EvaluatorTests).
+enum { KN_GRADIENT_WINOGRAD_TILE = 4 };
+
 // dx of a 3×3 stride-1 pad-1 conv is the same kind of conv of dy with the kernel rotated by 180°
 // and its channel axes swapped, so it takes the Winograd path too.
 static void winograd_backward_data(const kn_conv2d_desc *d, const float *dy, const float *w, float *dx) {
@@ -67,7 +71,7 @@ static void winograd_backward_data(const kn_conv2d_desc *d, const float *dy, con
     kn_conv2d_desc t = *d;
     t.c = d->o; t.h = d->oh; t.w = d->ow;
     t.o = d->c; t.oh = d->h; t.ow = d->w;
-    kn_conv2d_winograd(&t, dy, rotated, NULL, dx, NULL, NULL);
+    kn_conv2d_winograd(&t, dy, rotated, NULL, dx, KN_GRADIENT_WINOGRAD_TILE, NULL, NULL);
 }
 
 void kn_conv2d_backward_data(const kn_conv2d_desc *d, const float *dy, const float *w, float *dx) {
@@ -110,7 +114,7 @@ void kn_conv2d_backward_data(const kn_conv2d_desc *d, const float *dy, const flo
 
 void kn_conv2d_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw) {
     if (conv_is_depthwise(d)) { depthwise_backward_filter(d, x, dy, dw); return; }
-    if (kn_conv2d_winograd_eligible(d) && !getenv("KILN_NO_WINOGRAD")) { kn_conv2d_winograd_backward_filter(d, x, dy, dw); return; }
+    if (kn_conv2d_winograd_eligible(d) && !getenv("KILN_NO_WINOGRAD")) { kn_conv2d_winograd_backward_filter(d, x, dy, dw, KN_GRADIENT_WINOGRAD_TILE); return; }
     const int threads = kn_threads();
     const int cg = d->c / d->groups, og = d->o / d->groups;
     const int ohw = d->oh * d->ow, kdim = cg * d->kh * d->kw;

@@ -18,7 +18,7 @@ int kn_threads(void);
 // ---- scratch ---------------------------------------------------------------------------
 /// Slots of per-thread scratch memory kernels reuse across calls (contents undefined on entry).
 enum { KN_SCRATCH_COLUMNS = 0, KN_SCRATCH_GATHER = 1, KN_SCRATCH_WEIGHTS = 2, KN_SCRATCH_ROTATED = 3, KN_SCRATCH_ACCUMULATOR = 4,
-       KN_SCRATCH_SLOTS = 5 };
+       KN_SCRATCH_TILES = 5, KN_SCRATCH_SLOTS = 6 };
 /// The calling thread's buffer for `slot`, holding at least `floats` floats (64-byte aligned);
 /// valid until the same thread asks for the same slot again. Never free it.
 float *kn_scratch(int slot, int64_t floats);
@@ -73,14 +73,15 @@ void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *dy
 void kn_fused_bn_backward_input(const float *z, const float *y, const float *dy, int activation, const float *gamma,
                                 const float *reduced, int n, int c, int hw, float *dz);
 
-/// Whether the Winograd F(2×2, 3×3) path applies (3×3, stride 1, pad 1, ungrouped, ≥ 64 channels, maps ≥ 4×4).
+/// Whether the Winograd path applies (3×3, stride 1, pad 1, ungrouped, ≥ 64 channels, maps ≥ 4×4).
 int kn_conv2d_winograd_eligible(const kn_conv2d_desc *d);
-/// Winograd F(2×2, 3×3) convolution; `epilogue(d, context, image, y_image)` runs per image after its output is written.
-void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
+/// Winograd F(tile×tile, 3×3) convolution, tile 2 or 4; `epilogue(d, context, image, y_image)`
+/// runs per image after its output is written.
+void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y, int tile,
                         void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *), const void *context);
-/// dw of a Winograd-eligible convolution by the transposed algorithm (per-thread accumulators
-/// summed in a fixed order).
-void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw);
+/// dw of a Winograd-eligible convolution by the transposed algorithm, tile 2 or 4 (per-thread
+/// accumulators summed in a fixed order).
+void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw, int tile);
 
 /// Naive seven-loop convolution, accumulated in double. Kept as the reference for tests.
 void kn_conv2d_reference(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y);
