@@ -30,6 +30,16 @@ static void conv_chunk_forward(const kn_conv2d_desc *d, const float *x, const fl
         const float *b;
         if (conv_is_pointwise(d) && count == 1) {
             b = x + (int64_t)g * cg * d->h * d->w;
+        } else if (direct) {  // one image: columns a block of output rows at a time, while in L2
+            const float *xg = x + (int64_t)g * cg * d->h * d->w;
+            const int rows = conv_row_block(d, kdim);
+            for (int oy = 0; oy < d->oh; oy += rows) {
+                const int end = oy + rows < d->oh ? oy + rows : d->oh, n = (end - oy) * d->ow;
+                conv_im2col_rows(d, xg, cg, oy, end, col, n);
+                kn_sgemm(0, 0, og, n, kdim, 1.0f, w + (int64_t)g * og * kdim, kdim, col, n, 0.0f,
+                         y + (int64_t)g * og * ohw + (int64_t)oy * d->ow, ohw);
+            }
+            continue;
         } else {
             for (int j = 0; j < count; j++) conv_im2col(d, x + j * xs + (int64_t)g * cg * d->h * d->w, cg, col + (int64_t)j * ohw, cols);
             b = col;

@@ -28,17 +28,18 @@ static inline int conv_chunk(const kn_conv2d_desc *d, int threads) {
     return chunk < 1 ? 1 : chunk;
 }
 
-/// col[(c*kh + i)*kw + j][col0 + oy*ow + ox] = x[c][oy*sh - pt + i][ox*sw - pl + j] (0 outside);
-/// rows have stride ld (several images side by side).
-static inline void conv_im2col(const kn_conv2d_desc *d, const float *x, int channels, float *col, int64_t ld) {
+/// col[(c*kh + i)*kw + j][(oy - oy0)*ow + ox] = x[c][oy*sh - pt + i][ox*sw - pl + j] (0 outside)
+/// for output rows oy0 ≤ oy < oy1; rows of col have stride ld (several images side by side).
+static inline void conv_im2col_rows(const kn_conv2d_desc *d, const float *x, int channels, int oy0, int oy1,
+                                    float *col, int64_t ld) {
     for (int c = 0; c < channels; c++) {
         const float *xc = x + (int64_t)c * d->h * d->w;
         for (int i = 0; i < d->kh; i++)
             for (int j = 0; j < d->kw; j++) {
                 float *row = col + ((int64_t)(c * d->kh + i) * d->kw + j) * ld;
-                for (int oy = 0; oy < d->oh; oy++) {
+                for (int oy = oy0; oy < oy1; oy++) {
                     const int iy = oy * d->sh - d->pt + i;
-                    float *dst = row + oy * d->ow;
+                    float *dst = row + (oy - oy0) * d->ow;
                     if (iy < 0 || iy >= d->h) { memset(dst, 0, sizeof(float) * d->ow); continue; }
                     const float *src = xc + (int64_t)iy * d->w;
                     for (int ox = 0; ox < d->ow; ox++) {
@@ -48,6 +49,18 @@ static inline void conv_im2col(const kn_conv2d_desc *d, const float *x, int chan
                 }
             }
     }
+}
+
+/// The whole image: col[(c*kh + i)*kw + j][oy*ow + ox].
+static inline void conv_im2col(const kn_conv2d_desc *d, const float *x, int channels, float *col, int64_t ld) {
+    conv_im2col_rows(d, x, channels, 0, d->oh, col, ld);
+}
+
+/// Output rows per block when one image's columns are built a block at a time, so the block
+/// (kdim × rows·ow floats) stays in L2 between im2col and the GEMM that reads it.
+static inline int conv_row_block(const kn_conv2d_desc *d, int kdim) {
+    const int rows = (int)((256 * 1024 / sizeof(float)) / ((int64_t)kdim * d->ow));
+    return rows < 1 ? 1 : rows > d->oh ? d->oh : rows;
 }
 
 /// The adjoint of conv_im2col: adds col back onto the image.
