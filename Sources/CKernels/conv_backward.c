@@ -140,6 +140,16 @@ void kn_conv2d_backward_filter(const kn_conv2d_desc *d, const float *x, const fl
                 const float *b;
                 if (pointwise && count == 1) {
                     b = x + first * xs + (int64_t)gi * cg * d->h * d->w;
+                } else if (count == 1) {  // one image: columns a block of output rows at a time, while in L2
+                    const float *xg = x + first * xs + (int64_t)gi * cg * d->h * d->w, *gg = g + (int64_t)gi * og * cols;
+                    const int rows = conv_row_block(d, kdim);
+                    for (int oy = 0; oy < d->oh; oy += rows) {
+                        const int end = oy + rows < d->oh ? oy + rows : d->oh, n = (end - oy) * d->ow;
+                        conv_im2col_rows(d, xg, cg, oy, end, col, n);
+                        kn_sgemm(0, 1, og, kdim, n, 1.0f, gg + (int64_t)oy * d->ow, ohw, col, n, 1.0f,
+                                 acc + (int64_t)gi * og * kdim, kdim);
+                    }
+                    continue;
                 } else {
                     for (int j = 0; j < count; j++)
                         conv_im2col(d, x + (first + j) * xs + (int64_t)gi * cg * d->h * d->w, cg, col + (int64_t)j * ohw, cols);
