@@ -56,33 +56,6 @@ static void conv_chunk_forward(const kn_conv2d_desc *d, const float *x, const fl
             }
 }
 
-// Depthwise (groups == c == o): direct 2-D correlation per channel plane.
-static void conv_depthwise(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
-    const int planes = d->n * d->c;
-    #pragma omp parallel for schedule(static)
-    for (int p = 0; p < planes; p++) {
-        const int ch = p % d->c;
-        const float *xp = x + (int64_t)p * d->h * d->w;
-        const float *wk = w + (int64_t)ch * d->kh * d->kw;
-        float *yp = y + (int64_t)p * d->oh * d->ow;
-        const float b = bias ? bias[ch] : 0.0f;
-        for (int oy = 0; oy < d->oh; oy++) {
-            for (int ox = 0; ox < d->ow; ox++) {
-                float acc = 0.0f;
-                for (int i = 0; i < d->kh; i++) {
-                    int iy = oy * d->sh - d->pt + i;
-                    if (iy < 0 || iy >= d->h) continue;
-                    for (int j = 0; j < d->kw; j++) {
-                        int ix = ox * d->sw - d->pl + j;
-                        if (ix < 0 || ix >= d->w) continue;
-                        acc += wk[i * d->kw + j] * xp[iy * d->w + ix];
-                    }
-                }
-                yp[oy * d->ow + ox] = acc + b;
-            }
-        }
-    }
-}
 
 // The fused epilogue for one image's output y[o, ohw]: either per-channel (sum, sum of squares)
 // for batch statistics, or the residual add and activation, while the image is still in cache.
@@ -124,7 +97,7 @@ void kn_conv2d_forward(const kn_conv2d_desc *d, const float *x, const float *w, 
 void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
                              const kn_conv_epilogue *ep) {
     if (d->groups == d->c && d->o == d->c && d->groups > 1) {
-        conv_depthwise(d, x, w, bias, y);
+        kn_conv2d_depthwise_forward(d, x, w, bias, y);
         if (ep) {
             const int64_t ys = (int64_t)d->o * d->oh * d->ow;
             #pragma omp parallel for schedule(static)

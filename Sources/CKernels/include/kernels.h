@@ -83,6 +83,11 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
 /// accumulators summed in a fixed order).
 void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw, int tile);
 
+/// Depthwise convolution (groups == c == o) and its gradients: direct kernels over zero-padded planes.
+void kn_conv2d_depthwise_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y);
+void kn_conv2d_depthwise_backward_data(const kn_conv2d_desc *d, const float *dy, const float *w, float *dx);
+void kn_conv2d_depthwise_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw);
+
 /// Naive seven-loop convolution, accumulated in double. Kept as the reference for tests.
 void kn_conv2d_reference(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y);
 

@@ -1,0 +1,124 @@
+// Depthwise convolution (groups == channels), forward and both gradients. Each image plane is
+// first copied into a zero border (per-thread scratch), so every tap is a branch-free pass along
+// an output row: contiguous for stride 1, every second element for stride 2 (MobileNetV2's two
+// cases), and the compiler vectorises both.
+#include "kernels.h"
+#include <string.h>
+#include "conv_common.h"
+
+// The padded plane covers exactly the rows and columns the windows read.
+typedef struct { int rows, cols; } padded_size;
+
+static padded_size padded(const kn_conv2d_desc *d) {
+    return (padded_size){(d->oh - 1) * d->sh + d->kh, (d->ow - 1) * d->sw + d->kw};
+}
+
+static void pad_plane(const kn_conv2d_desc *d, const float *plane, padded_size ps, float *out) {
+    memset(out, 0, sizeof(float) * ps.rows * ps.cols);
+    const int width = d->w + d->pl > ps.cols ? ps.cols - d->pl : d->w;  // input columns any window reads
+    for (int iy = 0; iy < d->h && iy + d->pt < ps.rows; iy++)
+        memcpy(out + (int64_t)(iy + d->pt) * ps.cols + d->pl, plane + (int64_t)iy * d->w, sizeof(float) * width);
+}
+
+// row[ox] += wv * src[ox * stride] for ox < n, with the stride a constant in each loop.
+static inline void axpy_strided(float *restrict row, const float *restrict src, float wv, int stride, int n) {
+    if (stride == 1) for (int ox = 0; ox < n; ox++) row[ox] += wv * src[ox];
+    else if (stride == 2) for (int ox = 0; ox < n; ox++) row[ox] += wv * src[2 * ox];
+    else for (int ox = 0; ox < n; ox++) row[ox] += wv * src[ox * stride];
+}
+
+// dst[ox * stride] += wv * g[ox] for ox < n (the adjoint of axpy_strided).
+static inline void scatter_strided(float *restrict dst, const float *restrict g, float wv, int stride, int n) {
+    if (stride == 1) for (int ox = 0; ox < n; ox++) dst[ox] += wv * g[ox];
+    else if (stride == 2) for (int ox = 0; ox < n; ox++) dst[2 * ox] += wv * g[ox];
+    else for (int ox = 0; ox < n; ox++) dst[ox * stride] += wv * g[ox];
+}
+
+// Σ g[ox] · src[ox * stride] for ox < n.
+static inline float dot_strided(const float *restrict g, const float *restrict src, int stride, int n) {
+    float s = 0.0f;
+    if (stride == 1) for (int ox = 0; ox < n; ox++) s += g[ox] * src[ox];
+    else if (stride == 2) for (int ox = 0; ox < n; ox++) s += g[ox] * src[2 * ox];
+    else for (int ox = 0; ox < n; ox++) s += g[ox] * src[ox * stride];
+    return s;
+}
+
+void kn_conv2d_depthwise_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
+    const padded_size ps = padded(d);
+    const int planes = d->n * d->c;
+    #pragma omp parallel
+    {
+        float *pad = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)ps.rows * ps.cols);
+        #pragma omp for schedule(static)
+        for (int p = 0; p < planes; p++) {
+            const int ch = p % d->c;
+            const float *wk = w + (int64_t)ch * d->kh * d->kw;
+            float *yp = y + (int64_t)p * d->oh * d->ow;
+            const float b = bias ? bias[ch] : 0.0f;
+            pad_plane(d, x + (int64_t)p * d->h * d->w, ps, pad);
+            for (int oy = 0; oy < d->oh; oy++) {
+                float *row = yp + (int64_t)oy * d->ow;
+                for (int ox = 0; ox < d->ow; ox++) row[ox] = b;
+                for (int i = 0; i < d->kh; i++) {
+                    const float *src = pad + (int64_t)(oy * d->sh + i) * ps.cols;
+                    for (int j = 0; j < d->kw; j++) axpy_strided(row, src + j, wk[i * d->kw + j], d->sw, d->ow);
+                }
+            }
+        }
+    }
+}
+
+void kn_conv2d_depthwise_backward_data(const kn_conv2d_desc *d, const float *dy, const float *w, float *dx) {
+    const padded_size ps = padded(d);
+    const int planes = d->n * d->c;
+    #pragma omp parallel
+    {
+        float *pad = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)ps.rows * ps.cols);
+        #pragma omp for schedule(static)
+        for (int p = 0; p < planes; p++) {
+            const int ch = p % d->c;
+            const float *wk = w + (int64_t)ch * d->kh * d->kw;
+            const float *g = dy + (int64_t)p * d->oh * d->ow;
+            memset(pad, 0, sizeof(float) * ps.rows * ps.cols);
+            for (int oy = 0; oy < d->oh; oy++)
+                for (int i = 0; i < d->kh; i++) {
+                    float *dst = pad + (int64_t)(oy * d->sh + i) * ps.cols;
+                    for (int j = 0; j < d->kw; j++) scatter_strided(dst + j, g + (int64_t)oy * d->ow, wk[i * d->kw + j], d->sw, d->ow);
+                }
+            // Crop the border; input pixels no window reads get zero.
+            float *dxp = dx + (int64_t)p * d->h * d->w;
+            for (int iy = 0; iy < d->h; iy++)
+                for (int ix = 0; ix < d->w; ix++) {
+                    const int py = iy + d->pt, px = ix + d->pl;
+                    dxp[(int64_t)iy * d->w + ix] = py < ps.rows && px < ps.cols ? pad[(int64_t)py * ps.cols + px] : 0.0f;
+                }
+        }
+    }
+}
+
+// Per channel, summed over images in order (deterministic); each tap's row dot products are
+// float, their total double.
+void kn_conv2d_depthwise_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw) {
+    const padded_size ps = padded(d);
+    const int taps = d->kh * d->kw;
+    #pragma omp parallel
+    {
+        float *pad = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)ps.rows * ps.cols);
+        #pragma omp for schedule(static)
+        for (int ch = 0; ch < d->c; ch++) {
+            double acc[taps];
+            for (int t = 0; t < taps; t++) acc[t] = 0.0;
+            for (int n = 0; n < d->n; n++) {
+                const int64_t p = (int64_t)n * d->c + ch;
+                const float *g = dy + p * d->oh * d->ow;
+                pad_plane(d, x + p * d->h * d->w, ps, pad);
+                for (int oy = 0; oy < d->oh; oy++)
+                    for (int i = 0; i < d->kh; i++) {
+                        const float *src = pad + (int64_t)(oy * d->sh + i) * ps.cols;
+                        for (int j = 0; j < d->kw; j++) acc[i * d->kw + j] += dot_strided(g + (int64_t)oy * d->ow, src + j, d->sw, d->ow);
+                    }
+            }
+            for (int t = 0; t < taps; t++) dw[(int64_t)ch * taps + t] = (float)acc[t];
+        }
+    }
+}
