@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Kiln and PyTorch side by side on this machine: ../shared/bench/torch_anchor.py, then one
+# Kiln and PyTorch side by side on this machine: ../shared/bench/torch_anchor.py and
+# Benchmarks/pytorch_mobilenet.py, then one
 # kiln-bench process per workload (peak RSS is per process), for N interleaved rounds; the
 # machine's speed drifts, so compare within a round.
 #   Benchmarks/side_by_side.sh [rounds]      PYTHON: a python with torch and torchvision (python3)
@@ -15,7 +16,11 @@ for round in $(seq "$rounds"); do
   for mode in infer full frozen cnn; do
     "$python" "$anchor" 32 224 "$mode" | tail -1
   done
-  for workload in resnet18-infer resnet18-train resnet18-frozen basic-cnn-train basic-cnn-infer; do
+  for mode in infer full frozen; do
+    "$python" Benchmarks/pytorch_mobilenet.py 32 224 0.35 "$mode"
+  done
+  for workload in resnet18-infer resnet18-train resnet18-frozen basic-cnn-train basic-cnn-infer \
+                  mobilenet-infer mobilenet-train mobilenet-frozen; do
     .build/release/kiln-bench --workloads "$workload" --iterations 3 | grep "img/s"
   done
 done
