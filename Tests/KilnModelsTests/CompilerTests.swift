@@ -115,6 +115,18 @@ struct CompilerTests {
         #expect(forward.first { $0.name == "layer1.0.conv2" }!.fused == ["layer1.0.conv2", "layer1.0.bn2", "layer1.0.add", "layer1.0.relu_1"])
     }
 
+    /// Keras' ZeroPadding2D before each stride-2 conv folds into the conv's (asymmetric) padding.
+    @Test func zeroPaddingFoldsIntoTheConvThatReadsIt() throws {
+        let model = MobileNetV2(classes: 7, width: 0.35)
+        let unfused = try Compiler.gradients(model, input: [2, 3, 64, 64], fuse: false)
+        let fused = try Compiler.gradients(model, input: [2, 3, 64, 64])
+        #expect(unfused.nodes.filter { $0.op is ZeroPad2DOp }.count == 5)  // Conv1_pad, block_{1,3,6,13}_pad
+        #expect(!fused.nodes.contains { $0.op is ZeroPad2DOp || $0.op is ZeroPad2DBackwardOp })
+        let depthwise = try #require(fused.node(named: "block_1_depthwise"))
+        #expect(depthwise.fused.first == "block_1_pad")
+        #expect((depthwise.op as? FusedConvBNOp)?.conv.padding == Padding(top: 0, left: 0, bottom: 1, right: 1))
+    }
+
     @Test func frozenPlanHasNoBackwardStepBeforeTheClassifier() throws {
         let graph = try Compiler.training(ResNet18(classes: 21), input: [2, 3, 64, 64],
                                           .init(optimizer: .sgd(.init(learningRate: 0.1)), trainOnly: ["fc"]))

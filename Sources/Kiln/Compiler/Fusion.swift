@@ -22,31 +22,21 @@ enum FusionPass {
             absorbed.formUnion(chain.members.dropLast().map(\.index))
         }
 
-        var fused = Graph()
-        var map: [Int: Graph.ValueID] = [:]
-        for value in graph.values where value.role != .activation {
-            map[value.id.index] = try fused.addValue(name: value.name, shape: value.shape, dtype: value.dtype,
-                                                     role: value.role, initializer: value.initializer)
-        }
+        var rewrite = try GraphRewrite(graph)
         for node in graph.nodes where !absorbed.contains(node.index) {
-            if let chain = chainOfLast[node.index] {
-                let op = fusedOp(chain, graph)
-                var inputs = chain.conv.inputs + chain.bn.inputs.dropFirst()
-                if let residual = chain.residual { inputs.append(residual) }
-                let names = [chain.last.name] + (op.bn.usesRunningStatistics ? [] : [chain.conv.name])
-                let out = try fused.addNode(name: chain.conv.name, op: op, inputs: inputs.map { map[$0.index]! },
-                                            phase: node.phase, fused: chain.members.flatMap(\.fused), outputNames: names)
-                map[chain.last.output.index] = out
-            } else {
-                _ = try fused.addNode(name: node.name, op: node.op, inputs: node.inputs.map { map[$0.index]! }, phase: node.phase,
-                                      fused: node.fused, outputNames: node.outputs.map { graph[$0].name })
-                for (old, new) in zip(node.outputs, fused.nodes.last!.outputs) { map[old.index] = new }
+            guard let chain = chainOfLast[node.index] else {
+                try rewrite.copy(node)
+                continue
             }
+            let op = fusedOp(chain, graph)
+            var inputs = chain.conv.inputs + chain.bn.inputs.dropFirst()
+            if let residual = chain.residual { inputs.append(residual) }
+            let names = [chain.last.name] + (op.bn.usesRunningStatistics ? [] : [chain.conv.name])
+            let out = try rewrite.result.addNode(name: chain.conv.name, op: op, inputs: inputs.map(rewrite.mapped), phase: node.phase,
+                                                 fused: chain.members.flatMap(\.fused), outputNames: names)
+            rewrite.map[chain.last.output.index] = out
         }
-        fused.outputs = graph.outputs.mapValues { map[$0.index]! }
-        fused.frozen = graph.frozen
-        fused.gradients = graph.gradients.mapValues { map[$0.index]! }
-        return fused
+        return rewrite.finish()
     }
 
     static func findChains(_ graph: Graph) -> [Chain] {

@@ -86,7 +86,7 @@ public struct PlanDescription: Encodable {
         func mib(_ b: Int) -> String { String(format: "%.1f MiB", Double(b) / 1_048_576) }
         // Column widths from the content, so long fused member lists stay aligned.
         func label(_ step: Step) -> String {
-            step.fused == [step.name] ? step.name : step.name + " [" + step.fused.dropFirst().joined(separator: ", ") + "]"
+            step.fused == [step.name] ? step.name : step.name + " [+ " + step.fused.filter { $0 != step.name }.joined(separator: ", ") + "]"
         }
         let kindWidth = (steps.map(\.kind.count).max() ?? 4) + 2, nameWidth = (steps.map { label($0).count }.max() ?? 4) + 2
         let shapeWidth = (steps.map { Shape($0.outputs[0].shape).description.count }.max() ?? 6) + 2
