@@ -1,6 +1,7 @@
 // Kernels of the fused conv + BN (+ residual) (+ activation) steps.
 #include "kernels.h"
 #include <math.h>
+#include <stddef.h>
 
 void kn_fold_batchnorm(const float *w, const float *bias, const float *gamma, const float *beta, const float *mean,
                        const float *var, float eps, int o, int64_t per_output, float *w_out, float *b_out) {
@@ -53,26 +54,48 @@ void kn_batchnorm_apply_training(const float *z, float *y, const double *stats, 
     }
 }
 
+// Sums of z, z², g and g·z over one plane: float lanes over blocks of BLOCK elements (so the loop
+// vectorises), each block's lanes added into the double totals (so long planes keep their
+// precision). Order is fixed: results are bitwise reproducible.
+enum { LANES = 8, BLOCK = 512 };
+
+static void plane_sums(const float *restrict z, const float *restrict y, const float *restrict dy, int activation,
+                       int64_t hw, double totals[4]) {
+    for (int64_t start = 0; start < hw; start += BLOCK) {
+        const int64_t end = start + BLOCK < hw ? start + BLOCK : hw;
+        float sz[LANES] = {0}, szz[LANES] = {0}, sg[LANES] = {0}, sgz[LANES] = {0};
+        int64_t p = start;
+        for (; p + LANES <= end; p += LANES)
+            for (int l = 0; l < LANES; l++) {
+                const float zv = z[p + l];
+                const float g = y ? dy[p + l] * mask(y, p + l, activation) : dy[p + l];
+                sz[l] += zv; szz[l] += zv * zv; sg[l] += g; sgz[l] += g * zv;
+            }
+        for (; p < end; p++) {
+            const float zv = z[p];
+            const float g = y ? dy[p] * mask(y, p, activation) : dy[p];
+            sz[0] += zv; szz[0] += zv * zv; sg[0] += g; sgz[0] += g * zv;
+        }
+        for (int l = 0; l < LANES; l++) { totals[0] += sz[l]; totals[1] += szz[l]; totals[2] += sg[l]; totals[3] += sgz[l]; }
+    }
+}
+
 void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *dy, int activation, float eps,
                                  int n, int c, int hw, float *out) {
     const double count = (double)n * hw;
     #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < c; ch++) {
-        double sz = 0.0, szz = 0.0, sg = 0.0, sgz = 0.0;
+        double totals[4] = {0.0, 0.0, 0.0, 0.0};  // Σz, Σz², Σg, Σg·z
         for (int i = 0; i < n; i++) {
             const int64_t base = ((int64_t)i * c + ch) * hw;
-            for (int p = 0; p < hw; p++) {
-                const double zv = z[base + p];
-                const double g = y ? dy[base + p] * mask(y, base + p, activation) : dy[base + p];
-                sz += zv; szz += zv * zv; sg += g; sgz += g * zv;
-            }
+            plane_sums(z + base, y ? y + base : NULL, dy + base, activation, hw, totals);
         }
-        const double mean = sz / count;
-        double var = szz / count - mean * mean;
+        const double mean = totals[0] / count;
+        double var = totals[1] / count - mean * mean;
         if (var < 0.0) var = 0.0;
         const double invstd = 1.0 / sqrt(var + eps);
-        out[ch] = (float)sg;
-        out[c + ch] = (float)(invstd * (sgz - mean * sg));
+        out[ch] = (float)totals[2];
+        out[c + ch] = (float)(invstd * (totals[3] - mean * totals[2]));
         out[2 * c + ch] = (float)mean;
         out[3 * c + ch] = (float)invstd;
     }

@@ -59,3 +59,19 @@ func relativeError(_ a: [Float], _ b: [Double]) -> Double {
     }
     return diff / scale
 }
+
+/// Worst max-norm relative error over a model's gradients (by parameter name), each tensor
+/// measured against at least 1% of the model's largest gradient: a BN bias that feeds another
+/// batch-statistics BN has an exact gradient of 0 (the shift is normalised away) while float32
+/// rounding leaves ~1e-6 there, and relative to 0 any rounding is an infinite error.
+func worstGradientError(_ ours: [String: [Float]], _ reference: [String: [Double]]) -> (error: Double, name: String) {
+    let floor = 1e-2 * reference.values.map { $0.map(abs).max() ?? 0 }.max()!
+    var worst = (error: 0.0, name: "")
+    for (name, values) in reference {
+        let scale = max(values.map(abs).max() ?? 0, floor)
+        let error = zip(ours[name]!, values).map { abs(Double($0) - $1) }.max()! / scale
+        if error >= worst.error { worst = (error, name) }
+    }
+    return worst
+}
+
