@@ -69,13 +69,7 @@ static void epilogue_image(const kn_conv2d_desc *d, const kn_conv_epilogue *ep, 
     const int ohw = d->oh * d->ow;
     if (ep->stats) {
         double *st = ep->stats + (int64_t)image * d->o * 2;
-        for (int k = 0; k < d->o; k++) {
-            const float *row = y + (int64_t)k * ohw;
-            double s = 0.0, sq = 0.0;
-            for (int p = 0; p < ohw; p++) { s += row[p]; sq += (double)row[p] * row[p]; }
-            st[2 * k] = s;
-            st[2 * k + 1] = sq;
-        }
+        for (int k = 0; k < d->o; k++) kn_moments(y + (int64_t)k * ohw, ohw, &st[2 * k], &st[2 * k + 1]);
         return;
     }
     const int64_t count = (int64_t)d->o * ohw;

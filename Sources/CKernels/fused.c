@@ -54,30 +54,40 @@ void kn_batchnorm_apply_training(const float *z, float *y, const double *stats, 
     }
 }
 
-// Sums of z, z², g and g·z over one plane: float lanes over blocks of BLOCK elements (so the loop
-// vectorises), each block's lanes added into the double totals (so long planes keep their
-// precision). Order is fixed: results are bitwise reproducible.
-enum { LANES = 8, BLOCK = 512 };
+// Moments over a plane in LANES independent double accumulators, so the loops vectorise (four
+// doubles per AVX2 register) instead of waiting on one dependent chain, with the precision of
+// double accumulation and a fixed order (bitwise reproducible).
+enum { LANES = 8 };
 
+void kn_moments(const float *restrict x, int64_t n, double *sum, double *sum_squares) {
+    double ls[LANES] = {0}, lsq[LANES] = {0};
+    int64_t p = 0;
+    for (; p + LANES <= n; p += LANES)
+        for (int l = 0; l < LANES; l++) { const double v = x[p + l]; ls[l] += v; lsq[l] += v * v; }
+    for (; p < n; p++) { const double v = x[p]; ls[0] += v; lsq[0] += v * v; }
+    double s = 0.0, sq = 0.0;
+    for (int l = 0; l < LANES; l++) { s += ls[l]; sq += lsq[l]; }
+    *sum = s;
+    *sum_squares = sq;
+}
+
+// Σz, Σz², Σg and Σg·z over one plane (g = dy masked by the activation of y), added to totals.
 static void plane_sums(const float *restrict z, const float *restrict y, const float *restrict dy, int activation,
                        int64_t hw, double totals[4]) {
-    for (int64_t start = 0; start < hw; start += BLOCK) {
-        const int64_t end = start + BLOCK < hw ? start + BLOCK : hw;
-        float sz[LANES] = {0}, szz[LANES] = {0}, sg[LANES] = {0}, sgz[LANES] = {0};
-        int64_t p = start;
-        for (; p + LANES <= end; p += LANES)
-            for (int l = 0; l < LANES; l++) {
-                const float zv = z[p + l];
-                const float g = y ? dy[p + l] * mask(y, p + l, activation) : dy[p + l];
-                sz[l] += zv; szz[l] += zv * zv; sg[l] += g; sgz[l] += g * zv;
-            }
-        for (; p < end; p++) {
-            const float zv = z[p];
-            const float g = y ? dy[p] * mask(y, p, activation) : dy[p];
-            sz[0] += zv; szz[0] += zv * zv; sg[0] += g; sgz[0] += g * zv;
+    double lz[LANES] = {0}, lzz[LANES] = {0}, lg[LANES] = {0}, lgz[LANES] = {0};
+    int64_t p = 0;
+    for (; p + LANES <= hw; p += LANES)
+        for (int l = 0; l < LANES; l++) {
+            const double zv = z[p + l];
+            const double g = y ? dy[p + l] * mask(y, p + l, activation) : dy[p + l];
+            lz[l] += zv; lzz[l] += zv * zv; lg[l] += g; lgz[l] += g * zv;
         }
-        for (int l = 0; l < LANES; l++) { totals[0] += sz[l]; totals[1] += szz[l]; totals[2] += sg[l]; totals[3] += sgz[l]; }
+    for (; p < hw; p++) {
+        const double zv = z[p];
+        const double g = y ? dy[p] * mask(y, p, activation) : dy[p];
+        lz[0] += zv; lzz[0] += zv * zv; lg[0] += g; lgz[0] += g * zv;
     }
+    for (int l = 0; l < LANES; l++) { totals[0] += lz[l]; totals[1] += lzz[l]; totals[2] += lg[l]; totals[3] += lgz[l]; }
 }
 
 void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *dy, int activation, float eps,

@@ -54,6 +54,9 @@ typedef struct {
     int activation;
 } kn_conv_epilogue;
 
+/// Σx and Σx² of n floats in double, over independent lanes (vectorised, fixed order).
+void kn_moments(const float *x, int64_t n, double *sum, double *sum_squares);
+
 /// Convolution with a fused epilogue (ep may be NULL).
 void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
                              const kn_conv_epilogue *ep);
