@@ -34,12 +34,22 @@ static inline void scatter_strided(float *restrict dst, const float *restrict g,
     else for (int ox = 0; ox < n; ox++) dst[ox * stride] += wv * g[ox];
 }
 
-// Σ g[ox] · src[ox * stride] for ox < n.
+// Σ g[ox] · src[ox * stride] for ox < n, in LANES independent partial sums so the loop vectorises
+// (a single float accumulator would be a chain the compiler may not reorder).
+enum { LANES = 8 };
+
 static inline float dot_strided(const float *restrict g, const float *restrict src, int stride, int n) {
+    float lanes[LANES] = {0};
+    int ox = 0;
+    if (stride == 1)
+        for (; ox + LANES <= n; ox += LANES)
+            for (int l = 0; l < LANES; l++) lanes[l] += g[ox + l] * src[ox + l];
+    else if (stride == 2)
+        for (; ox + LANES <= n; ox += LANES)
+            for (int l = 0; l < LANES; l++) lanes[l] += g[ox + l] * src[2 * (ox + l)];
+    for (; ox < n; ox++) lanes[0] += g[ox] * src[ox * stride];
     float s = 0.0f;
-    if (stride == 1) for (int ox = 0; ox < n; ox++) s += g[ox] * src[ox];
-    else if (stride == 2) for (int ox = 0; ox < n; ox++) s += g[ox] * src[2 * ox];
-    else for (int ox = 0; ox < n; ox++) s += g[ox] * src[ox * stride];
+    for (int l = 0; l < LANES; l++) s += lanes[l];
     return s;
 }
 
