@@ -154,7 +154,8 @@ struct Grad: ParsableCommand {
                 tensors = [("loss", outputs["loss"]!.clone())]
                 for parameter in trained { tensors.append((parameter.name, try executor.tensor(named: graph[graph.gradients[parameter.name]!].name))) }
             }
-            try Safetensors.write(tensors, metadata: ["model": model.model, "content": "gradients"], to: URL(fileURLWithPath: output))
+            try Safetensors.write(tensors, metadata: ["model": model.model, "content": "gradients", "precision": precision.rawValue],
+                                  to: URL(fileURLWithPath: output))
         }
     }
 }
