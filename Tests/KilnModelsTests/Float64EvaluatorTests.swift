@@ -66,19 +66,47 @@ struct Float64EvaluatorTests {
 
         // Loss and gradients in training mode (frozen BN on running statistics when training only the head).
         let compiled = try Compiler.gradients(layers, input: shape, trainOnly: c.trainOnly)
-        let keep = Set(compiled.gradients.values.map { compiled[$0].name })
+        let activations = Self.activationOutputs(compiled)
+        let keep = Set(compiled.gradients.values.map { compiled[$0].name }).union(activations.map(\.name))
         let executor = try Executor(graph: compiled, parameters: store, mode: .training, keep: keep)
         let loss = try executor.run(["input": input, "labels": labels])["loss"]!.scalars[0]
         let plain = try Compiler.gradients(layers, input: shape, trainOnly: c.trainOnly, fuse: false)
         let expected = try Float64Evaluator(graph: plain).run(feeds64, parameters: store, mode: .training,
-                                                              keep: Set(plain.gradients.values.map { plain[$0].name }))
+                                                              keep: Set(plain.gradients.values.map { plain[$0].name }).union(activations.map(\.name)))
         #expect(abs(Double(loss) - expected["loss"]!.scalars[0]) < 1e-5 * abs(expected["loss"]!.scalars[0]))
         #expect(compiled.gradients.keys.sorted() == plain.gradients.keys.sorted())
+
+        // Where a pre-activation lies within float32 rounding of a ReLU/ReLU6 kink the two passes
+        // may take different sides, and every gradient upstream jumps discretely: gradients are
+        // compared when the masks agree everywhere; a few flips are reported instead (many would
+        // be a bug).
+        var flips = 0
+        for (name, upper) in activations {
+            let ours = try executor.tensor(named: name).scalars, exact = expected[name]!.scalars
+            flips += zip(ours, exact).filter { ($0.0 > 0 && $0.0 < upper) != ($0.1 > 0 && $0.1 < Double(upper)) }.count
+        }
+        #expect(flips <= 3, "\(c): \(flips) activations on different sides of a kink")
         let ours = try compiled.gradients.mapValues { try executor.tensor(named: compiled[$0].name).scalars }
         let exact = plain.gradients.mapValues { expected[plain[$0].name]!.scalars }
         let (worst, name) = worstGradientError(ours, exact)
-        #expect(worst < 1e-4, "\(c): d loss / d \(name) relative error \(worst)")
-        print("\(c): \(compiled.gradients.count) gradients, worst relative error vs float64 \(worst)")
+        if flips == 0 {
+            #expect(worst < 1e-4, "\(c): d loss / d \(name) relative error \(worst)")
+        }
+        print("\(c): \(compiled.gradients.count) gradients, worst relative error vs float64 \(worst)"
+              + (flips == 0 ? "" : " (not checked: \(flips) activation mask flips)"))
+    }
+
+    /// The outputs of ReLU/ReLU6 steps (fused or not) with their upper kink, by value name.
+    static func activationOutputs(_ graph: Graph) -> [(name: String, upper: Float)] {
+        graph.nodes.filter { $0.phase == .forward }.compactMap { node in
+            let upper: Float? = switch node.op {
+            case is ReLUOp: .infinity
+            case is ReLU6Op: 6
+            case let fused as FusedConvBNOp: fused.activation == .relu ? .infinity : fused.activation == .relu6 ? 6 : nil
+            default: nil
+            }
+            return upper.map { (graph[node.output].name, $0) }
+        }
     }
 
     @Test func refusesFusedGraphsNamingTheNode() throws {
