@@ -47,8 +47,9 @@ struct CompilerTests {
         randomizeRunningStatistics(reference)
         let copy = ParameterStore()
         for key in reference.keys { copy.set(key, reference[key]!.clone()) }
+        let activations = activationOutputs(fused)
         func run(_ graph: Graph, _ store: ParameterStore) throws -> (Executor, [String: Tensor]) {
-            let keep = Set(graph.gradients.values.map { graph[$0].name })
+            let keep = Set(graph.gradients.values.map { graph[$0].name }).union(activations.map(\.name))
             let executor = try Executor(graph: graph, parameters: store, mode: .training, keep: keep)
             return (executor, try executor.run(feeds(c.input)))
         }
@@ -59,8 +60,13 @@ struct CompilerTests {
         #expect(fused.gradients.keys.sorted() == unfused.gradients.keys.sorted())
         let unfusedGradients = try unfused.gradients.mapValues { try ue.tensor(named: unfused[$0].name).scalars.map(Double.init) }
         let fusedGradients = try fused.gradients.mapValues { try fe.tensor(named: fused[$0].name).scalars }
+        // Gradients only where both passes agree on every ReLU mask (see Float64EvaluatorTests).
+        let flips = try activations.reduce(0) {
+            $0 + maskFlips(try fe.tensor(named: $1.name).scalars, try ue.tensor(named: $1.name).scalars.map(Double.init), upper: $1.upper)
+        }
+        #expect(flips <= 3, "\(c.name): \(flips) activations on different sides of a kink")
         let (worst, name) = worstGradientError(fusedGradients, unfusedGradients)
-        #expect(worst < 1e-4, "\(c.name) d/d\(name): \(worst)")
+        if flips == 0 { #expect(worst < 1e-4, "\(c.name) d/d\(name): \(worst)") }
         for key in reference.keys where key.contains("running") {
             #expect(relativeError(copy[key]!.scalars, reference[key]!.scalars.map(Double.init)) < 1e-5, "\(key)")
         }

@@ -66,7 +66,7 @@ struct Float64EvaluatorTests {
 
         // Loss and gradients in training mode (frozen BN on running statistics when training only the head).
         let compiled = try Compiler.gradients(layers, input: shape, trainOnly: c.trainOnly)
-        let activations = Self.activationOutputs(compiled)
+        let activations = activationOutputs(compiled)
         let keep = Set(compiled.gradients.values.map { compiled[$0].name }).union(activations.map(\.name))
         let executor = try Executor(graph: compiled, parameters: store, mode: .training, keep: keep)
         let loss = try executor.run(["input": input, "labels": labels])["loss"]!.scalars[0]
@@ -80,10 +80,8 @@ struct Float64EvaluatorTests {
         // may take different sides, and every gradient upstream jumps discretely: gradients are
         // compared when the masks agree everywhere; a few flips are reported instead (many would
         // be a bug).
-        var flips = 0
-        for (name, upper) in activations {
-            let ours = try executor.tensor(named: name).scalars, exact = expected[name]!.scalars
-            flips += zip(ours, exact).filter { ($0.0 > 0 && $0.0 < upper) != ($0.1 > 0 && $0.1 < Double(upper)) }.count
+        let flips = try activations.reduce(0) {
+            $0 + maskFlips(try executor.tensor(named: $1.name).scalars, expected[$1.name]!.scalars, upper: $1.upper)
         }
         #expect(flips <= 3, "\(c): \(flips) activations on different sides of a kink")
         let ours = try compiled.gradients.mapValues { try executor.tensor(named: compiled[$0].name).scalars }
@@ -94,19 +92,6 @@ struct Float64EvaluatorTests {
         }
         print("\(c): \(compiled.gradients.count) gradients, worst relative error vs float64 \(worst)"
               + (flips == 0 ? "" : " (not checked: \(flips) activation mask flips)"))
-    }
-
-    /// The outputs of ReLU/ReLU6 steps (fused or not) with their upper kink, by value name.
-    static func activationOutputs(_ graph: Graph) -> [(name: String, upper: Float)] {
-        graph.nodes.filter { $0.phase == .forward }.compactMap { node in
-            let upper: Float? = switch node.op {
-            case is ReLUOp: .infinity
-            case is ReLU6Op: 6
-            case let fused as FusedConvBNOp: fused.activation == .relu ? .infinity : fused.activation == .relu6 ? 6 : nil
-            default: nil
-            }
-            return upper.map { (graph[node.output].name, $0) }
-        }
     }
 
     @Test func refusesFusedGraphsNamingTheNode() throws {

@@ -75,3 +75,22 @@ func worstGradientError(_ ours: [String: [Float]], _ reference: [String: [Double
     return worst
 }
 
+/// The outputs of ReLU/ReLU6 steps (fused or not) with their upper kink, by value name (the same
+/// names in fused and unfused graphs).
+func activationOutputs(_ graph: Graph) -> [(name: String, upper: Float)] {
+    graph.nodes.filter { $0.phase == .forward }.compactMap { node in
+        let upper: Float? = switch node.op {
+        case is ReLUOp: .infinity
+        case is ReLU6Op: 6
+        case let fused as FusedConvBNOp: fused.activation == .relu ? .infinity : fused.activation == .relu6 ? 6 : nil
+        default: nil
+        }
+        return upper.map { (graph[node.output].name, $0) }
+    }
+}
+
+/// Elements that two passes put on different sides of a ReLU/ReLU6 kink.
+func maskFlips(_ a: [Float], _ b: [Double], upper: Float) -> Int {
+    zip(a, b).filter { ($0.0 > 0 && $0.0 < upper) != ($0.1 > 0 && $0.1 < Double(upper)) }.count
+}
+
