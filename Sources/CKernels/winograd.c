@@ -191,30 +191,37 @@ INLINE void transform_weights_impl(const algorithm *alg, const float *w, int o, 
     }
 }
 
-// V[α²][c][T] for the tiles of `count` images (T = count·th·tw). Plane by plane: the plane is
-// copied into a zero border (so no tile needs bounds checks), its tiles gathered as α² arrays,
-// and Bᵀ d B applied across all of them at once.
-INLINE void transform_input_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *x, int count, int th, int tw, float *v) {
-    const int m = alg->m, a = alg->a, ph = m * th + 2, pw = m * tw + 2;
-    const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(d->c, tiles), n = (int64_t)th * tw;
+// The α² matrices [α²][channels][T] of `count` images' planes (T = count·th·tw), `side`×`side`
+// tiles a step of m apart, each lifted to α×α by `f` along both axes. Plane by plane: the plane
+// is copied into a zero border (`border` columns and rows in front, zeros past the end, so no tile
+// needs bounds checks), its tiles gathered as side² arrays, and `f` applied across all at once.
+INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, int border, const float *src,
+                             int channels, int h, int w, int count, int th, int tw, float *out_matrices) {
+    const int m = alg->m, a = alg->a, ph = m * th + side - m, pw = m * tw + side - m;
+    const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(channels, tiles), n = (int64_t)th * tw;
     plane_buffers b = plane_scratch(alg, n, (int64_t)ph * pw);
     float *out[36];
     memset(b.plane, 0, sizeof(float) * ph * pw);
     for (int img = 0; img < count; img++)
-        for (int ch = 0; ch < d->c; ch++) {
-            const float *xp = x + ((int64_t)img * d->c + ch) * d->h * d->w;
-            for (int y = 0; y < d->h; y++) memcpy(b.plane + (int64_t)(y + 1) * pw + 1, xp + (int64_t)y * d->w, sizeof(float) * d->w);
-            for (int i = 0; i < a; i++)
-                for (int j = 0; j < a; j++) {
-                    float *dst = b.grid[i * a + j];
+        for (int ch = 0; ch < channels; ch++) {
+            const float *sp = src + ((int64_t)img * channels + ch) * h * w;
+            for (int y = 0; y < h; y++) memcpy(b.plane + (int64_t)(y + border) * pw + border, sp + (int64_t)y * w, sizeof(float) * w);
+            for (int i = 0; i < side; i++)
+                for (int j = 0; j < side; j++) {
+                    float *dst = b.grid[i * side + j];
                     for (int ty = 0; ty < th; ty++) {
-                        const float *src = b.plane + (int64_t)(m * ty + i) * pw + j;
-                        for (int tx = 0; tx < tw; tx++) dst[ty * tw + tx] = src[m * tx];
+                        const float *row = b.plane + (int64_t)(m * ty + i) * pw + j;
+                        for (int tx = 0; tx < tw; tx++) dst[ty * tw + tx] = row[m * tx];
                     }
                 }
-            for (int k = 0; k < a * a; k++) out[k] = v + k * stride + (int64_t)ch * tiles + (int64_t)img * n;
-            transform_2d(alg->input, a, a, (const float *const *)b.grid, b.mid, out, (int)n);
+            for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride + (int64_t)ch * tiles + (int64_t)img * n;
+            transform_2d(f, side, a, (const float *const *)b.grid, b.mid, out, (int)n);
         }
+}
+
+// V[α²][c][T] = Bᵀ d B for the α×α input tiles (the input padded by 1 on each side).
+INLINE void transform_input_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *x, int count, int th, int tw, float *v) {
+    transform_planes(alg, alg->input, alg->a, 1, x, d->c, d->h, d->w, count, th, tw, v);
 }
 
 // y[n][o] from M[α²][o][T]: Aᵀ M A per tile, plus bias, written into the plane (edge tiles clipped).
@@ -245,26 +252,7 @@ INLINE void transform_output_impl(const algorithm *alg, const kn_conv2d_desc *d,
 
 // Ĝ[α²][o][T] = A dy Aᵀ for the m×m output-gradient tiles of `count` images (zero past the edge).
 INLINE void transform_gradient_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *dy, int count, int th, int tw, float *g) {
-    const int m = alg->m, a = alg->a, ph = m * th, pw = m * tw;
-    const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(d->o, tiles), n = (int64_t)th * tw;
-    plane_buffers b = plane_scratch(alg, n, (int64_t)ph * pw);
-    float *out[36];
-    memset(b.plane, 0, sizeof(float) * ph * pw);
-    for (int img = 0; img < count; img++)
-        for (int oc = 0; oc < d->o; oc++) {
-            const float *gp = dy + ((int64_t)img * d->o + oc) * d->oh * d->ow;
-            for (int y = 0; y < d->oh; y++) memcpy(b.plane + (int64_t)y * pw, gp + (int64_t)y * d->ow, sizeof(float) * d->ow);
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < m; j++) {
-                    float *dst = b.grid[i * m + j];
-                    for (int ty = 0; ty < th; ty++) {
-                        const float *src = b.plane + (int64_t)(m * ty + i) * pw + j;
-                        for (int tx = 0; tx < tw; tx++) dst[ty * tw + tx] = src[m * tx];
-                    }
-                }
-            for (int k = 0; k < a * a; k++) out[k] = g + k * stride + (int64_t)oc * tiles + (int64_t)img * n;
-            transform_2d(alg->gradient, m, a, (const float *const *)b.grid, b.mid, out, (int)n);
-        }
+    transform_planes(alg, alg->gradient, alg->m, 0, dy, d->o, d->oh, d->ow, count, th, tw, g);
 }
 
 // dw[o][c] = Gᵀ M[·][o][c] G from the summed products M[α²][o][c], in blocks of pairs.

@@ -35,13 +35,13 @@ enum Precision: String, ExpressibleByArgument, CaseIterable {
 
 /// Reads the input images; in float64 mode a `<f8` file keeps its full precision.
 func readImages(_ path: String, precision: Precision) throws -> (Tensor, Float64Tensor?) {
-    let url = URL(fileURLWithPath: path)
-    let x = try NPY.read(url)
+    let data = try NPY.contents(of: URL(fileURLWithPath: path))
+    let x = try NPY.decode(data, file: path)
     guard x.dtype == .float32, x.shape.rank == 4, x.shape[1] == 3 else {
         throw ValidationError("\(path): expected float32 [N, 3, H, W], got \(x.dtype) \(x.shape)")
     }
     guard precision == .float64 else { return (x, nil) }
-    let (shape, values) = try NPY.readDoubles(url)
+    let (shape, values) = try NPY.decodeDoubles(data, file: path)
     return (x, Float64Tensor(shape: shape, values: values))
 }
 

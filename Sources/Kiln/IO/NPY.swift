@@ -4,9 +4,12 @@ import Foundation
 /// float64 and int32 are converted on read (to float32 and int64); writes are float32 or int64.
 public enum NPY {
     public static func read(_ url: URL) throws -> Tensor {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw NPYError(file: url.path, detail: "cannot read: \(error.localizedDescription)") }
-        return try decode(data, file: url.path)
+        try decode(contents(of: url), file: url.path)
+    }
+
+    /// The file's bytes, or an `NPYError` naming it.
+    public static func contents(of url: URL) throws -> Data {
+        do { return try Data(contentsOf: url) } catch { throw NPYError(file: url.path, detail: "cannot read: \(error.localizedDescription)") }
     }
 
     public static func decode(_ data: Data, file: String = "<memory>") throws -> Tensor {
@@ -66,8 +69,12 @@ public enum NPY {
 
     /// Reads float64 data without rounding to float32 (reference values in tests).
     public static func readDoubles(_ url: URL) throws -> (shape: Shape, values: [Double]) {
-        let data = try Data(contentsOf: url)
-        let t = try decode(data, file: url.path)
+        try decodeDoubles(contents(of: url), file: url.path)
+    }
+
+    /// The values in float64: `<f8` data without rounding to float32, other dtypes widened.
+    public static func decodeDoubles(_ data: Data, file: String = "<memory>") throws -> (shape: Shape, values: [Double]) {
+        let t = try decode(data, file: file)
         // The header follows the magic's non-ASCII 0x93 byte, so decode leniently.
         guard String(decoding: data.prefix(128), as: UTF8.self).contains("'<f8'") else {
             return (t.shape, t.scalars.map(Double.init))
