@@ -34,21 +34,7 @@ void kn_batchnorm_backward_reduce(const float *x, const float *dy, float eps, in
 
 void kn_batchnorm_backward_input(const float *x, const float *dy, const float *gamma, const float *reduced,
                                  int n, int c, int hw, float *dx) {
-    const double count = (double)n * hw;
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int i = 0; i < n; i++)
-        for (int ch = 0; ch < c; ch++) {
-            const float sum_dy = reduced[ch], sum_dy_xhat = reduced[c + ch];
-            const float mean = reduced[2 * c + ch], invstd = reduced[3 * c + ch];
-            const float scale = (float)(gamma[ch] * invstd / count);
-            const float *xp = x + ((int64_t)i * c + ch) * hw;
-            const float *g = dy + ((int64_t)i * c + ch) * hw;
-            float *o = dx + ((int64_t)i * c + ch) * hw;
-            for (int p = 0; p < hw; p++) {
-                float xhat = (xp[p] - mean) * invstd;
-                o[p] = scale * ((float)count * g[p] - sum_dy - xhat * sum_dy_xhat);
-            }
-        }
+    kn_fused_bn_backward_input(x, NULL, dy, KN_ACT_NONE, gamma, reduced, n, c, hw, dx);  // no activation to mask
 }
 
 void kn_batchnorm_frozen_backward(const float *dy, const float *gamma, const float *var, float eps,
