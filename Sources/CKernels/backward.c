@@ -154,14 +154,6 @@ void kn_linear_backward_weight(const float *x, const float *dy, float *dw, int n
     kn_sgemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
 }
 
-void kn_column_sum(const float *x, float *y, int rows, int cols) {
-    for (int j = 0; j < cols; j++) {
-        double acc = 0.0;
-        for (int i = 0; i < rows; i++) acc += x[(int64_t)i * cols + j];
-        y[j] = (float)acc;
-    }
-}
-
 void kn_cross_entropy_backward(const float *logits, const int64_t *labels, float dloss, int n, int k, float *dlogits) {
     kn_softmax(logits, dlogits, n, k);
     const float scale = dloss / (float)n;

@@ -162,8 +162,6 @@ void kn_global_avgpool_backward(const float *dy, float *dx, int n, int c, int hw
 void kn_zero_pad2d_backward(const float *dy, float *dx, int n, int c, int h, int w, int pt, int pl, int pb, int pr);
 void kn_linear_backward_data(const float *dy, const float *w, float *dx, int n, int in, int out);
 void kn_linear_backward_weight(const float *x, const float *dy, float *dw, int n, int in, int out);
-/// y[j] = sum_i x[i, j] (bias gradients of linear layers).
-void kn_column_sum(const float *x, float *y, int rows, int cols);
 /// From the output y: softmax dx = y·(dy − Σdy·y); log-softmax dx = dy − exp(y)·Σdy.
 void kn_softmax_backward(const float *y, const float *dy, float *dx, int n, int k, int log_softmax);
 void kn_cross_entropy_backward(const float *logits, const int64_t *labels, float dloss, int n, int k, float *dlogits);
