@@ -122,6 +122,7 @@ void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const floa
         float *col = kn_scratch(KN_SCRATCH_COLUMNS, col_size), *tmp = kn_scratch(KN_SCRATCH_GATHER, tmp_size);
         #pragma omp for schedule(static)
         for (int ci = 0; ci < chunks; ci++) {
+            if (!col || !tmp) continue;
             const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
             conv_chunk_forward(d, x + first * xs, w, bias, y + first * ys, count, col, tmp);
             if (ep) for (int j = first; j < first + count; j++) epilogue_image(d, ep, j, y + j * ys);

@@ -16,6 +16,7 @@ enum { KN_GRADIENT_WINOGRAD_TILE = 4 };
 // and its channel axes swapped, so it takes the Winograd path too.
 static void winograd_backward_data(const kn_conv2d_desc *d, const float *dy, const float *w, float *dx) {
     float *rotated = kn_scratch(KN_SCRATCH_ROTATED, (int64_t)d->o * d->c * 9);
+    if (!rotated) return;
     for (int o = 0; o < d->o; o++)
         for (int c = 0; c < d->c; c++)
             for (int k = 0; k < 9; k++) rotated[((int64_t)c * d->o + o) * 9 + k] = w[((int64_t)o * d->c + c) * 9 + (8 - k)];
@@ -40,8 +41,10 @@ void kn_conv2d_backward_data(const kn_conv2d_desc *d, const float *dy, const flo
     {
         float *col = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)kdim * chunk * ohw);
         float *gathered = chunk > 1 ? kn_scratch(KN_SCRATCH_GATHER, (int64_t)d->o * chunk * ohw) : NULL;
+        const int ok = col && (chunk == 1 || gathered);
         #pragma omp for schedule(static)
         for (int ci = 0; ci < chunks; ci++) {
+            if (!ok) continue;
             int first, count;
             const float *g = conv_chunk_gradient(d, dy, ci, chunk, gathered, &first, &count);
             const int64_t cols = (int64_t)count * ohw;
@@ -75,6 +78,7 @@ void kn_conv2d_backward_filter(const kn_conv2d_desc *d, const float *x, const fl
     const int pointwise = conv_is_pointwise(d);
     // One accumulator per worker (worker 0 writes dw directly), summed in worker order.
     float *partial = workers > 1 ? calloc((size_t)(workers - 1) * wsize, sizeof(float)) : NULL;
+    if (workers > 1 && !partial) { kn_allocation_failed((workers - 1) * wsize * (int64_t)sizeof(float)); return; }
     memset(dw, 0, sizeof(float) * wsize);
     #pragma omp parallel num_threads(workers)
     {
@@ -82,8 +86,10 @@ void kn_conv2d_backward_filter(const kn_conv2d_desc *d, const float *x, const fl
         float *acc = t == 0 ? dw : partial + (int64_t)(t - 1) * wsize;
         float *col = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)kdim * chunk * ohw);
         float *gathered = chunk > 1 ? kn_scratch(KN_SCRATCH_GATHER, (int64_t)d->o * chunk * ohw) : NULL;
+        const int ok = col && (chunk == 1 || gathered);
         #pragma omp for schedule(static)
         for (int ci = 0; ci < chunks; ci++) {
+            if (!ok) continue;
             int first, count;
             const float *g = conv_chunk_gradient(d, dy, ci, chunk, gathered, &first, &count);
             const int64_t cols = (int64_t)count * ohw;

@@ -61,6 +61,7 @@ void kn_conv2d_depthwise_forward(const kn_conv2d_desc *d, const float *x, const 
         float *pad = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)ps.rows * ps.cols);
         #pragma omp for schedule(static)
         for (int p = 0; p < planes; p++) {
+            if (!pad) continue;
             const int ch = p % d->c;
             const float *wk = w + (int64_t)ch * d->kh * d->kw;
             float *yp = y + (int64_t)p * d->oh * d->ow;
@@ -86,6 +87,7 @@ void kn_conv2d_depthwise_backward_data(const kn_conv2d_desc *d, const float *dy,
         float *pad = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)ps.rows * ps.cols);
         #pragma omp for schedule(static)
         for (int p = 0; p < planes; p++) {
+            if (!pad) continue;
             const int ch = p % d->c;
             const float *wk = w + (int64_t)ch * d->kh * d->kw;
             const float *g = dy + (int64_t)p * d->oh * d->ow;
@@ -116,6 +118,7 @@ void kn_conv2d_depthwise_backward_filter(const kn_conv2d_desc *d, const float *x
         float *pad = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)ps.rows * ps.cols);
         #pragma omp for schedule(static)
         for (int ch = 0; ch < d->c; ch++) {
+            if (!pad) continue;
             double acc[taps];
             for (int t = 0; t < taps; t++) acc[t] = 0.0;
             for (int n = 0; n < d->n; n++) {

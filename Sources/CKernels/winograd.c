@@ -164,7 +164,8 @@ typedef struct { float *grid[36], *mid[36], *plane; } plane_buffers;
 INLINE plane_buffers plane_scratch(const algorithm *alg, int64_t tiles, int64_t plane_floats) {
     const int a2n = alg->a * alg->a;
     float *base = kn_scratch(KN_SCRATCH_TILES, 2 * a2n * tiles + plane_floats);
-    plane_buffers b;
+    plane_buffers b = {0};
+    if (!base) return b;  // b.plane == NULL: the caller skips its work
     for (int k = 0; k < a2n; k++) { b.grid[k] = base + k * tiles; b.mid[k] = base + (a2n + k) * tiles; }
     b.plane = base + 2 * a2n * tiles;
     return b;
@@ -200,6 +201,7 @@ INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, i
     const int m = alg->m, a = alg->a, ph = m * th + side - m, pw = m * tw + side - m;
     const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(channels, tiles), n = (int64_t)th * tw;
     plane_buffers b = plane_scratch(alg, n, (int64_t)ph * pw);
+    if (!b.plane) return;
     float *out[36];
     memset(b.plane, 0, sizeof(float) * ph * pw);
     for (int img = 0; img < count; img++)
@@ -230,6 +232,7 @@ INLINE void transform_output_impl(const algorithm *alg, const kn_conv2d_desc *d,
     const int m = alg->m, a = alg->a;
     const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(d->o, tiles), n = (int64_t)th * tw;
     plane_buffers b = plane_scratch(alg, n, 0);
+    if (!b.plane) return;
     const float *in[36];
     for (int img = 0; img < count; img++)
         for (int oc = 0; oc < d->o; oc++) {
@@ -311,6 +314,7 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     const int chunk = tile_chunk(d, th * tw, threads), chunks = (d->n + chunk - 1) / chunk;
     const int64_t weights = matrix_stride(d->o, d->c);
     float *u = kn_scratch(KN_SCRATCH_WEIGHTS, a2n * weights);
+    if (!u) return;
     transform_weights(alg, w, d->o, d->c, u);
     const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
     #pragma omp parallel num_threads(chunks >= threads ? threads : 1)
@@ -320,6 +324,7 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
         float *m = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, max_tiles));
         #pragma omp for schedule(static)
         for (int ci = 0; ci < chunks; ci++) {
+            if (!v || !m) continue;
             const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
             const int64_t tiles = (int64_t)count * th * tw;
             transform_input(alg, d, x + first * xs, count, th, tw, v);
@@ -347,9 +352,10 @@ void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x,
         float *g = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, max_tiles));
         float *acc = kn_scratch(KN_SCRATCH_ACCUMULATOR, a2n * products);
         accumulators[omp_get_thread_num()] = acc;
-        memset(acc, 0, sizeof(float) * a2n * products);
+        if (acc) memset(acc, 0, sizeof(float) * a2n * products);
         #pragma omp for schedule(static)
         for (int ci = 0; ci < chunks; ci++) {
+            if (!v || !g || !acc) continue;
             const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
             const int64_t tiles = (int64_t)count * th * tw;
             transform_input(alg, d, x + first * xs, count, th, tw, v);
@@ -359,6 +365,7 @@ void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x,
                          v + k * matrix_stride(d->c, tiles), (int)tiles, 1.0f, acc + k * products, d->c);
         }
     }
+    for (int t = 0; t < workers; t++) if (!accumulators[t]) return;
     for (int t = 1; t < workers; t++)
         for (int64_t i = 0; i < a2n * products; i++) accumulators[0][i] += accumulators[t][i];
     transform_filter_gradient(alg, accumulators[0], d->o, d->c, dw);

@@ -20,8 +20,13 @@ int kn_threads(void);
 enum { KN_SCRATCH_COLUMNS = 0, KN_SCRATCH_GATHER = 1, KN_SCRATCH_WEIGHTS = 2, KN_SCRATCH_ROTATED = 3, KN_SCRATCH_ACCUMULATOR = 4,
        KN_SCRATCH_TILES = 5, KN_SCRATCH_SLOTS = 6 };
 /// The calling thread's buffer for `slot`, holding at least `floats` floats (64-byte aligned);
-/// valid until the same thread asks for the same slot again. Never free it.
+/// valid until the same thread asks for the same slot again. Never free it. NULL when the memory
+/// cannot be had: the kernel then skips its work and the executor reports the failure.
 float *kn_scratch(int slot, int64_t floats);
+/// Records a refused allocation of `bytes` (for kernels that allocate outside kn_scratch).
+void kn_allocation_failed(int64_t bytes);
+/// The largest scratch request refused since the last call (0 if none), and clears it.
+int64_t kn_take_allocation_failure(void);
 
 // ---- GEMM ----------------------------------------------------------------------------------
 /// Row-major C = alpha·op(A)·op(B) + beta·C, parallel over blocks of C (deterministic; see gemm.c).

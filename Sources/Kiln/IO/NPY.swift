@@ -13,8 +13,13 @@ public enum NPY {
     }
 
     public static func decode(_ data: Data, file: String = "<memory>") throws -> Tensor {
-        let bytes = [UInt8](data)
-        func fail(_ detail: String) -> NPYError { NPYError(file: file, detail: detail) }
+        try data.withUnsafeBytes { try decode($0, file: file) }
+    }
+
+    /// Decodes a .npy held in memory; every size in its header is checked against the bytes present.
+    public static func decode(_ bytes: UnsafeRawBufferPointer, file: String = "<memory>") throws -> Tensor {
+        let sizes = HostileSizes(file: file) { NPYError(file: file, detail: $0) }
+        func fail(_ detail: String) -> Error { sizes.fail(detail) }
         guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1...5]) == Array("NUMPY".utf8) else { throw fail("not a .npy file (bad magic)") }
         let major = bytes[6]
         let headerStart = major == 1 ? 10 : 12
@@ -22,7 +27,7 @@ public enum NPY {
         let headerLength = major == 1
             ? Int(bytes[8]) | Int(bytes[9]) << 8
             : Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
-        guard bytes.count >= headerStart + headerLength else { throw fail("header of \(headerLength) bytes runs past the end of the file") }
+        guard bytes.count - headerStart >= headerLength else { throw fail("header of \(headerLength) bytes runs past the end of the file") }
         guard let header = String(bytes: bytes[headerStart..<headerStart + headerLength], encoding: .utf8) else { throw fail("header is not text") }
         let descr = try field("descr", in: header, file: file)
         guard try field("fortran_order", in: header, file: file) == "False" else { throw fail("Fortran-order arrays are not supported") }
@@ -33,7 +38,6 @@ public enum NPY {
                 guard let d = Int(s), d >= 0 else { throw fail("bad shape \(shapeText)") }
                 return d
             }
-        let shape = Shape(dims)
         let payload = headerStart + headerLength
         let width: Int
         switch descr {
@@ -41,30 +45,20 @@ public enum NPY {
         case "'<f8'", "'<i8'": width = 8
         default: throw fail("unsupported dtype \(descr) (expected <f4, <f8, <i4 or <i8)")
         }
-        guard bytes.count - payload >= shape.count * width else {
-            throw fail("data holds \(bytes.count - payload) bytes, shape \(shape) of \(descr) needs \(shape.count * width)")
+        let (shape, needed) = try sizes.shape(dims, width: width, "shape \(shapeText) of \(descr)")
+        guard bytes.count - payload >= needed else {
+            throw fail("data holds \(bytes.count - payload) bytes, shape \(shape) of \(descr) needs \(needed)")
         }
-        return bytes.withUnsafeBytes { raw -> Tensor in
-            let src = raw.baseAddress!.advanced(by: payload)
-            switch descr {
-            case "'<f4'":
-                let t = Tensor(zeros: shape)
-                t.data.copyMemory(from: src, byteCount: shape.count * 4)
-                return t
-            case "'<f8'":
-                let t = Tensor(zeros: shape)
-                for i in 0..<shape.count { t.floats[i] = Float(src.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
-                return t
-            case "'<i8'":
-                let t = Tensor(zeros: shape, dtype: .int64)
-                t.data.copyMemory(from: src, byteCount: shape.count * 8)
-                return t
-            default:
-                let t = Tensor(zeros: shape, dtype: .int64)
-                for i in 0..<shape.count { t.int64s[i] = Int64(src.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
-                return t
-            }
+        let isFloat = descr == "'<f4'" || descr == "'<f8'"
+        let t = try sizes.tensor(shape, dtype: isFloat ? .float32 : .int64, "shape \(shape)")
+        let src = bytes.baseAddress!.advanced(by: payload)
+        switch descr {
+        case "'<f4'": t.data.copyMemory(from: src, byteCount: needed)
+        case "'<f8'": for i in 0..<shape.count { t.floats[i] = Float(src.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+        case "'<i8'": t.data.copyMemory(from: src, byteCount: needed)
+        default: for i in 0..<shape.count { t.int64s[i] = Int64(src.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
         }
+        return t
     }
 
     /// Reads float64 data without rounding to float32 (reference values in tests).

@@ -4,14 +4,13 @@ import ZIPFoundation
 /// NumPy .npz archives: a zip of .npy files, one per array (`np.savez`). Writes are atomic.
 public enum NPZ {
     public static func read(_ url: URL) throws -> [(String, Tensor)] {
-        let archive: Archive
-        do { archive = try Archive(url: url, accessMode: .read) } catch {
-            throw CheckpointError(file: url.path, detail: "not a readable .npz (zip) archive: \(error)")
+        var zip = try ZipMembers(url)
+        var arrays: [(String, Tensor)] = []
+        for entry in zip.archive where entry.path.hasSuffix(".npy") {
+            let bytes = try zip.extract(entry)
+            arrays.append((String(entry.path.dropLast(4)), try NPY.decode(bytes.buffer, file: "\(url.path):\(entry.path)")))
         }
-        return try archive.filter { $0.path.hasSuffix(".npy") }.map { entry in
-            let bytes = try TorchCheckpoint.extract(archive, entry, url.path)
-            return (String(entry.path.dropLast(4)), try NPY.decode(Data(bytes), file: "\(url.path):\(entry.path)"))
-        }
+        return arrays
     }
 
     public static func write(_ arrays: [(String, Tensor)], to url: URL) throws {

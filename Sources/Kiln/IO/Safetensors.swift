@@ -13,6 +13,7 @@ public enum Safetensors {
         }
         guard data.count >= 8 else { throw CheckpointError(file: file, detail: "shorter than a safetensors header") }
         let headerLength = data.prefix(8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let sizes = HostileSizes.checkpoint(file)
         guard headerLength <= UInt64(data.count - 8) else {
             throw CheckpointError(file: file, detail: "header claims \(headerLength) bytes but the file has \(data.count - 8) after the length")
         }
@@ -22,6 +23,7 @@ public enum Safetensors {
         }
         var metadata: [String: String] = [:]
         var entries: [(String, Int, Tensor)] = []
+        var materialized = 0
         for (name, value) in header {
             if name == "__metadata__" {
                 metadata = (value as? [String: String]) ?? [:]
@@ -34,20 +36,26 @@ public enum Safetensors {
             guard let type = ElementType(safetensors: dtype) else {
                 throw CheckpointError(file: file, detail: "'\(name)': unsupported dtype \(dtype)")
             }
-            let width = type.width
-            let shp = Shape(shape)
-            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] - offsets[0] == shp.count * width,
-                  headerEnd + offsets[1] <= data.count else {
-                throw CheckpointError(file: file, detail: "'\(name)': data_offsets \(offsets) do not hold shape \(shp) of \(dtype) inside the file")
+            let what = "'\(name)'"
+            let (shp, bytes) = try sizes.shape(shape, width: type.width, what)
+            guard offsets[0] >= 0, offsets[1] >= offsets[0], try sizes.sum(headerEnd, offsets[1], "\(what): data_offsets \(offsets)") <= data.count else {
+                throw CheckpointError(file: file, detail: "\(what): data_offsets \(offsets) lie outside the file's \(data.count - headerEnd) data bytes")
             }
-            let tensor = Tensor(zeros: shp, dtype: type.isInteger ? .int64 : .float32)
+            guard offsets[1] - offsets[0] == bytes else {
+                throw CheckpointError(file: file, detail: "\(what): data_offsets \(offsets) hold \(offsets[1] - offsets[0]) bytes, shape \(shp) of \(dtype) needs \(bytes)")
+            }
+            // Entries may not overlap (the format says so); a file that reuses one region for many
+            // tensors still cannot expand past the load limit.
+            materialized = try sizes.sum(materialized, bytes, "the tensors")
+            try sizes.withinLimit(materialized, "\(what): the tensors loaded so far")
+            let tensor = try sizes.tensor(shp, dtype: type.isInteger ? .int64 : .float32, what)
             data.withUnsafeBytes { raw in
                 let base = headerEnd + offsets[0]
                 if type == .float32 || type == .int64 {
                     tensor.data.copyMemory(from: raw.baseAddress! + base, byteCount: tensor.byteCount)
                     return
                 }
-                for i in 0..<shp.count { type.load(from: raw, byteOffset: base + i * width, into: tensor, at: i) }
+                for i in 0..<shp.count { type.load(from: raw, byteOffset: base + i * type.width, into: tensor, at: i) }
             }
             entries.append((name, offsets[0], tensor))
         }

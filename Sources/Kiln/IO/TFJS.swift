@@ -7,23 +7,29 @@ import Foundation
 public enum TFJS {
     public static func read(_ modelJSON: URL) throws -> [(String, Tensor)] {
         let file = modelJSON.path
+        let sizes = HostileSizes.checkpoint(file)
         guard let json = try? JSONSerialization.jsonObject(with: Data(contentsOf: modelJSON)) as? [String: Any],
               let manifest = json["weightsManifest"] as? [[String: Any]] else {
             throw CheckpointError(file: file, detail: "not a TF.js model.json (no weightsManifest)")
         }
+        let folder = modelJSON.deletingLastPathComponent()
         var result: [(String, Tensor)] = []
         var batchNorms: [String] = []
+        var loaded = 0
         for group in manifest {
             guard let paths = group["paths"] as? [String], let weights = group["weights"] as? [[String: Any]] else {
                 throw CheckpointError(file: file, detail: "malformed weightsManifest group")
             }
             var data = Data()
             for path in paths {
-                let shard = modelJSON.deletingLastPathComponent().appendingPathComponent(path)
+                let shard = try shardURL(path, in: folder, manifest: file)
                 do { data.append(try Data(contentsOf: shard)) } catch {
                     throw CheckpointError(file: shard.path, detail: "cannot read weight shard: \(error.localizedDescription)")
                 }
+                loaded = try sizes.sum(loaded, data.count, "the weight shards")
+                try sizes.withinLimit(loaded, "the weight shards")
             }
+            let shards = folder.appendingPathComponent(paths.last ?? "").path
             var offset = 0
             for weight in weights {
                 guard let name = weight["name"] as? String, let shape = weight["shape"] as? [Int] else {
@@ -32,13 +38,14 @@ public enum TFJS {
                 guard (weight["dtype"] as? String ?? "float32") == "float32", weight["quantization"] == nil else {
                     throw CheckpointError(file: file, detail: "'\(name)': only unquantized float32 weights are supported")
                 }
-                let count = shape.reduce(1, *)
-                guard offset + count * 4 <= data.count else {
-                    throw CheckpointError(file: modelJSON.deletingLastPathComponent().appendingPathComponent(paths.last ?? "").path,
-                                          detail: "truncated: '\(name)' needs bytes \(offset)…\(offset + count * 4) but the shards hold \(data.count)")
+                let (_, bytes) = try sizes.shape(shape, width: 4, "'\(name)'")
+                let end = try sizes.sum(offset, bytes, "'\(name)': offset \(offset)")
+                guard end <= data.count else {
+                    throw CheckpointError(file: shards, detail: "truncated: '\(name)' needs bytes \(offset)…\(end) but the shards hold \(data.count)")
                 }
+                let count = bytes / 4
                 let values = data.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: offset + 4 * $0, as: Float.self) } }
-                offset += count * 4
+                offset = end
                 let (key, tensor) = try convert(name: name, shape: shape, values: values, file: file)
                 if key.hasSuffix(".running_var") { batchNorms.append(String(key.dropLast(".running_var".count))) }
                 result.append((key, tensor))
@@ -46,6 +53,22 @@ public enum TFJS {
         }
         for layer in batchNorms { result.append(("\(layer).num_batches_tracked", Tensor(zeros: [], dtype: .int64))) }
         return result
+    }
+
+    /// A shard named by the manifest, which must lie inside the manifest's folder: a relative
+    /// path without `..` that, symbolic links resolved, still ends up there.
+    static func shardURL(_ path: String, in folder: URL, manifest file: String) throws -> URL {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard !path.isEmpty, !path.hasPrefix("/"), !parts.contains(".."), !path.contains("\0") else {
+            throw CheckpointError(file: file, detail: "weight shard path '\(Pickle.printable(path))' leaves the model's folder (only files beside model.json are read)")
+        }
+        let shard = folder.appendingPathComponent(path)
+        let root = folder.resolvingSymlinksInPath().standardizedFileURL.path
+        let resolved = shard.resolvingSymlinksInPath().standardizedFileURL.path
+        guard resolved.hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
+            throw CheckpointError(file: file, detail: "weight shard '\(Pickle.printable(path))' resolves to \(resolved), outside the model's folder \(root)")
+        }
+        return shard
     }
 
     static func convert(name: String, shape: [Int], values: [Float], file: String) throws -> (String, Tensor) {

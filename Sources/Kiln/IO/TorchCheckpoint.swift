@@ -15,95 +15,113 @@ public enum TorchCheckpoint {
         return torchHome.appendingPathComponent("hub/checkpoints/resnet18-f37072fd.pth")
     }
 
+    /// data.pkl holds names and shapes only (≈100 KB for ResNet-18); more is not a state dict.
+    public static let maxPickleBytes = 256 << 20
+
     public static func read(_ url: URL) throws -> [(String, Tensor)] {
         let file = url.path
-        let archive: Archive
+        var zip: ZipMembers
         do {
-            archive = try Archive(url: url, accessMode: .read)
+            zip = try ZipMembers(url)
         } catch {
             if let head = try? FileHandle(forReadingFrom: url).readData(ofLength: 2), head == Data([0x80, 0x02]) {
                 throw CheckpointError(file: file, detail: "legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with a current PyTorch")
             }
-            throw CheckpointError(file: file, detail: "not a readable zip archive (truncated or not a PyTorch checkpoint): \(error)")
+            throw CheckpointError(file: file, detail: "not a readable zip archive (truncated or not a PyTorch checkpoint)")
         }
-        guard let pickleEntry = archive.first(where: { $0.path.hasSuffix("data.pkl") }) else {
-            throw CheckpointError(file: file, detail: "no data.pkl in the archive")
+        guard let pickleEntry = zip.first(where: { $0.path.hasSuffix("data.pkl") }) else {
+            throw CheckpointError(file: file, detail: "no data.pkl in the archive (not a PyTorch checkpoint)")
         }
         let prefix = String(pickleEntry.path.dropLast("data.pkl".count))
-        if let order = archive[prefix + "byteorder"], try extract(archive, order, file) != Array("little".utf8) {
+        if let order = zip[prefix + "byteorder"], try zip.extract(order, limit: 16).array != Array("little".utf8) {
             throw CheckpointError(file: file, detail: "big-endian checkpoints are not supported")
         }
-        let root = try Pickle.load(try extract(archive, pickleEntry, file), file: file)
-        var storages: [String: [UInt8]] = [:]
-        func storage(_ key: String) throws -> [UInt8] {
-            if let bytes = storages[key] { return bytes }
-            guard let entry = archive[prefix + "data/" + key] else {
-                throw CheckpointError(file: file, detail: "storage '\(key)' is missing from the archive")
+        let document = try Pickle.load(try zip.extract(pickleEntry, limit: maxPickleBytes).array, file: file)
+        var storages: [String: LoadedBytes] = [:]
+        var materialized = 0
+        return try stateDict(document, file: file).map { key, ref in
+            let storage = ref.storage
+            guard let dtype = ElementType(torchStorage: storage.dtype) else {
+                throw CheckpointError(file: file, detail: "'\(key)': unsupported storage type \(storage.dtype)")
             }
-            let bytes = try extract(archive, entry, file)
-            storages[key] = bytes
-            return bytes
+            let bytes: LoadedBytes
+            if let cached = storages[storage.key] {
+                bytes = cached
+            } else {
+                guard let entry = zip[prefix + "data/" + storage.key] else {
+                    throw CheckpointError(file: file, detail: "'\(key)': storage '\(Pickle.printable(storage.key))' is missing from the archive")
+                }
+                bytes = try zip.extract(entry, expected: try zip.sizes.product(storage.count, dtype.width, "'\(key)': storage of \(storage.count) elements"))
+                storages[storage.key] = bytes
+            }
+            let tensor = try materialize(ref, dtype: dtype, bytes, key: key, sizes: zip.sizes)
+            materialized = try zip.sizes.sum(materialized, tensor.byteCount, "the tensors")
+            try zip.sizes.withinLimit(materialized, "'\(key)': the tensors loaded so far")
+            return (key, tensor)
         }
-        return try stateDict(root, file: file).map { key, ref in (key, try materialize(ref, storage(ref.storage.key), key: key, file: file)) }
     }
 
-    static func extract(_ archive: Archive, _ entry: Entry, _ file: String) throws -> [UInt8] {
-        var data = Data()
-        do {
-            _ = try archive.extract(entry, skipCRC32: true) { data.append($0) }
-        } catch {
-            throw CheckpointError(file: file, detail: "cannot read '\(entry.path)' from the archive (truncated?): \(error)")
+    /// The (key, tensor) pairs of the state dict, in file order. A bare state dict, or one held
+    /// under `state_dict` / `model` (training checkpoints), unwrapped without recursion: a dict
+    /// that holds itself is an error, not a stack overflow.
+    static func stateDict(_ document: Pickle.Document, file: String) throws -> [(String, Pickle.TensorRef)] {
+        var dict = document.root
+        var visited: Set<Pickle.Value> = []
+        while let inner = ["state_dict", "model"].lazy.compactMap({ document.lookup(dict, $0) }).first(where: { document.entries($0) != nil }) {
+            guard visited.insert(dict).inserted else { throw CheckpointError(file: file, detail: "the checkpoint's state dict contains itself") }
+            dict = inner
         }
-        return [UInt8](data)
-    }
-
-    /// The (key, tensor) pairs of the state dict, in file order.
-    static func stateDict(_ root: Pickle.Value, file: String) throws -> [(String, Pickle.TensorRef)] {
-        guard case let .dict(dict) = root else { throw CheckpointError(file: file, detail: "the checkpoint is not a dict") }
-        for wrapper in ["state_dict", "model"] {
-            if let inner = dict[wrapper], case .dict = inner { return try stateDict(inner, file: file) }
-        }
-        return try dict.items.compactMap { key, value in
-            guard case let .string(name) = key else { throw CheckpointError(file: file, detail: "non-string key \(key)") }
+        guard let entries = document.entries(dict) else { throw CheckpointError(file: file, detail: "the checkpoint is not a dict") }
+        return try entries.compactMap { key, value in
+            guard case let .string(name) = key else { throw CheckpointError(file: file, detail: "non-string key \(key) in the state dict") }
             guard case let .tensor(ref) = value else { return nil }  // e.g. an epoch counter beside the weights
             return (name, ref)
         }
     }
 
-    static func materialize(_ ref: Pickle.TensorRef, _ bytes: [UInt8], key: String, file: String) throws -> Tensor {
-        guard let dtype = ElementType(torchStorage: ref.storage.dtype) else {
-            throw CheckpointError(file: file, detail: "'\(key)': unsupported storage type \(ref.storage.dtype)")
+    /// The tensor a `_rebuild_tensor_v2` call describes, read from its storage's bytes. Sizes,
+    /// strides and offset are checked (no overflow, nothing negative, every element inside the
+    /// storage) before the tensor is allocated; an expanded view (stride 0) may not materialise
+    /// past `LoadLimits.maxBytes`.
+    static func materialize(_ ref: Pickle.TensorRef, dtype: ElementType, _ bytes: LoadedBytes, key: String, sizes: HostileSizes) throws -> Tensor {
+        let width = dtype.width, storageCount = ref.storage.count
+        let what = "'\(key)'"
+        guard bytes.count / width >= storageCount else {
+            throw sizes.fail("\(what): storage holds \(bytes.count) bytes, expected \(storageCount) elements of \(width) bytes")
         }
-        let width = dtype.width
-        guard bytes.count >= ref.storage.count * width else {
-            throw CheckpointError(file: file, detail: "'\(key)': storage holds \(bytes.count) bytes, expected \(ref.storage.count * width)")
+        guard ref.shape.count == ref.strides.count else {
+            throw sizes.fail("\(what): size \(ref.shape) and stride \(ref.strides) disagree")
         }
-        guard ref.shape.count == ref.strides.count, ref.shape.allSatisfy({ $0 >= 0 }) else {
-            throw CheckpointError(file: file, detail: "'\(key)': size \(ref.shape) and stride \(ref.strides) disagree")
-        }
+        if let s = ref.strides.first(where: { $0 < 0 }) { throw sizes.fail("\(what): negative stride \(s) in \(ref.strides)") }
+        guard ref.offset >= 0 else { throw sizes.fail("\(what): negative storage offset \(ref.offset)") }
+        let count = try sizes.elementCount(ref.shape, what)
         let shape = Shape(ref.shape)
-        let last = zip(ref.shape, ref.strides).reduce(ref.offset) { $0 + ($1.0 > 0 ? ($1.0 - 1) * $1.1 : 0) }
-        guard shape.count == 0 || (ref.offset >= 0 && last < ref.storage.count) else {
-            throw CheckpointError(file: file, detail: "'\(key)': shape \(shape) with strides \(ref.strides) runs past its storage of \(ref.storage.count) elements")
+        let tensor = try sizes.tensor(shape, dtype: dtype.isInteger ? .int64 : .float32, what)
+        guard count > 0 else { return tensor }
+        // The last element's index: offset + Σ (size − 1) · stride, each step checked.
+        var last = ref.offset
+        for (size, stride) in zip(ref.shape, ref.strides) {
+            last = try sizes.sum(last, try sizes.product(size - 1, stride, "\(what): stride \(stride)"), "\(what): shape \(shape) with strides \(ref.strides)")
         }
-        let tensor = Tensor(zeros: shape, dtype: dtype.isInteger ? .int64 : .float32)
+        guard last < storageCount else {
+            throw sizes.fail("\(what): shape \(shape) with strides \(ref.strides) at offset \(ref.offset) runs past its storage of \(storageCount) elements")
+        }
+        let raw = bytes.buffer
         let contiguous = zip(ref.strides, ref.shape.indices).allSatisfy { stride, d in stride == ref.shape[(d + 1)...].reduce(1, *) || ref.shape[d] == 1 }
         if contiguous, dtype == .float32 || dtype == .int64 {
-            bytes.withUnsafeBytes { raw in tensor.data.copyMemory(from: raw.baseAddress! + ref.offset * width, byteCount: tensor.byteCount) }
+            tensor.data.copyMemory(from: raw.baseAddress! + ref.offset * width, byteCount: tensor.byteCount)
             return tensor
         }
-        bytes.withUnsafeBytes { raw in
-            var index = [Int](repeating: 0, count: shape.rank)
-            for i in 0..<shape.count {
-                let element = ref.offset + zip(index, ref.strides).reduce(0) { $0 + $1.0 * $1.1 }
-                dtype.load(from: raw, byteOffset: element * width, into: tensor, at: i)
-                var d = shape.rank - 1
-                while d >= 0 {
-                    index[d] += 1
-                    if index[d] < shape[d] { break }
-                    index[d] = 0
-                    d -= 1
-                }
+        var index = [Int](repeating: 0, count: shape.rank)
+        for i in 0..<count {
+            let element = ref.offset + zip(index, ref.strides).reduce(0) { $0 + $1.0 * $1.1 }
+            dtype.load(from: raw, byteOffset: element * width, into: tensor, at: i)
+            var d = shape.rank - 1
+            while d >= 0 {
+                index[d] += 1
+                if index[d] < shape[d] { break }
+                index[d] = 0
+                d -= 1
             }
         }
         return tensor

@@ -13,11 +13,12 @@ public enum WeightFile {
         defer { try? handle.close() }
         let head = [UInt8](handle.readData(ofLength: 16))
         if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) || head.starts(with: [0x50, 0x4B, 0x05, 0x06]) {
-            // A zip: a torch checkpoint has data.pkl, an npz only .npy members.
-            let probe = (try? TorchCheckpoint.read(url)).map { _ in Format.torch }
-            if let probe { return probe }
-            if (try? NPZ.read(url)).map({ !$0.isEmpty }) == true { return .npz }
-            return .torch  // let the torch reader report what is wrong
+            // A zip: a torch checkpoint has data.pkl, an npz .npy members. Only the names are read
+            // here; the chosen reader parses the file once.
+            let paths = try ZipMembers(url).paths
+            if paths.contains(where: { $0.hasSuffix("data.pkl") }) { return .torch }
+            if paths.contains(where: { $0.hasSuffix(".npy") }) { return .npz }
+            throw CheckpointError(file: url.path, detail: "a zip archive with neither data.pkl (PyTorch checkpoint) nor .npy members (.npz)")
         }
         if head.starts(with: [0x80, 0x02]) { return .torch }  // legacy pickle: the torch reader explains
         if let first = head.first(where: { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }), first == UInt8(ascii: "{") { return .tfjs }

@@ -1,4 +1,6 @@
+import CKernels
 import Dispatch
+import Foundation
 
 /// Runs a planned step: walks the schedule, each node reading and writing views into one arena
 /// allocated at construction (see `Plan`). Parameters, buffers and optimizer state come from the
@@ -27,7 +29,8 @@ public final class Executor {
         self.seed = seed
         plan = Plan(graph, keep: keep)
         if verify { try PlanVerifier.verify(plan) }
-        arena = Arena(bytes: plan.arenaBytes)
+        guard let arena = Arena(bytes: plan.arenaBytes) else { throw ExecutionError.outOfMemory(node: "arena", bytes: plan.arenaBytes) }
+        self.arena = arena
         slots = Array(repeating: nil, count: graph.values.count)
         for value in graph.persistentValues { slots[value.id.index] = parameters[value.name] }
         for (valueIndex, region) in plan.regionOfValue {
@@ -74,6 +77,8 @@ public final class Executor {
             } else {
                 try node.op.forward(call)
             }
+            let refused = kn_take_allocation_failure()
+            if refused > 0 { throw ExecutionError.outOfMemory(node: node.name, bytes: Int(refused)) }
         }
         return graph.outputs.mapValues { slots[$0.index]! }
     }
@@ -91,9 +96,9 @@ public final class Executor {
 /// One aligned, zeroed allocation that tensor views point into.
 final class Arena: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
-    init(bytes: Int) {
-        base = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, Plan.alignment), alignment: Plan.alignment)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: max(bytes, Plan.alignment))
+    init?(bytes: Int) {
+        guard let memory = alignedZeroedMemory(max(bytes, Plan.alignment)) else { return nil }
+        base = memory
     }
-    deinit { base.deallocate() }
+    deinit { free(base) }
 }

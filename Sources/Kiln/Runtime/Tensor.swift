@@ -14,8 +14,19 @@ public final class Tensor: @unchecked Sendable {
         self.shape = shape
         self.dtype = dtype
         let bytes = max(shape.count * dtype.byteSize, 1)
-        data = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        data.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        guard let memory = alignedZeroedMemory(bytes) else { fatalError("cannot allocate \(bytes) bytes for a \(shape) tensor") }
+        data = memory
+        owner = nil
+    }
+
+    /// A zeroed tensor, or nil when the memory cannot be had (loaders turn that into an error
+    /// naming the file; `init(zeros:)` traps instead).
+    public init?(allocating shape: Shape, dtype: DType = .float32) {
+        let bytes = max(shape.count * dtype.byteSize, 1)
+        guard let memory = alignedZeroedMemory(bytes) else { return nil }
+        self.shape = shape
+        self.dtype = dtype
+        data = memory
         owner = nil
     }
 
@@ -39,7 +50,7 @@ public final class Tensor: @unchecked Sendable {
         values.withUnsafeBufferPointer { int64s.update(from: $0.baseAddress!, count: values.count) }
     }
 
-    deinit { if owner == nil { data.deallocate() } }
+    deinit { if owner == nil { free(data) } }
 
     public var count: Int { shape.count }
     public var byteCount: Int { shape.count * dtype.byteSize }
@@ -59,4 +70,13 @@ public final class Tensor: @unchecked Sendable {
         t.copy(from: self)
         return t
     }
+}
+
+/// `bytes` of zeroed memory aligned to 64 bytes, or nil when the allocator refuses (e.g. under an
+/// address-space limit). Freed with `free`.
+func alignedZeroedMemory(_ bytes: Int) -> UnsafeMutableRawPointer? {
+    var memory: UnsafeMutableRawPointer?
+    guard posix_memalign(&memory, 64, bytes) == 0, let memory else { return nil }
+    memory.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+    return memory
 }
