@@ -63,7 +63,7 @@ let package = Package(
         ),
         .testTarget(name: "KilnTests", dependencies: ["Kiln", "CKernels"]),
         // Fixtures live in Tests/Fixtures and are found through #filePath (no resource bundle needed).
-        .testTarget(name: "KilnModelsTests", dependencies: ["Kiln", "KilnModels", "KilnData"]),
+        .testTarget(name: "KilnModelsTests", dependencies: ["Kiln", "KilnModels", "KilnData", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "KilnDataTests", dependencies: ["Kiln", "KilnData", "CImageCodecs"]),
         .testTarget(name: "KilnStudyTests", dependencies: ["Kiln", "KilnModels", "KilnData", "KilnStudy"]),
     ]

@@ -26,7 +26,7 @@ static void on_warning(j_common_ptr cinfo, int level) {
     if (level < 0) on_error(cinfo);
 }
 
-int kn_decode_jpeg(const uint8_t *data, size_t size, kn_image *out) {
+int kn_decode_jpeg(const uint8_t *data, size_t size, int64_t max_pixels, kn_image *out) {
     struct jpeg_decompress_struct cinfo;
     error_mgr err;
     memset(out, 0, sizeof(*out));
@@ -48,10 +48,19 @@ int kn_decode_jpeg(const uint8_t *data, size_t size, kn_image *out) {
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
+    if (kn_image_size_refused(cinfo.image_width, cinfo.image_height, max_pixels, out)) {
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
     cinfo.out_color_space = JCS_RGB;
     jpeg_start_decompress(&cinfo);
     const int w = cinfo.output_width, h = cinfo.output_height;
     pixels = malloc((size_t)w * h * 3);
+    if (!pixels) {
+        snprintf(out->error, sizeof(out->error), "cannot allocate %zu bytes for a %dx%d image", (size_t)w * h * 3, w, h);
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
     while (cinfo.output_scanline < cinfo.output_height) {
         JSAMPROW row = pixels + (size_t)cinfo.output_scanline * w * 3;
         jpeg_read_scanlines(&cinfo, &row, 1);

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <png.h>
 
-int kn_decode_png(const uint8_t *data, size_t size, kn_image *out) {
+int kn_decode_png(const uint8_t *data, size_t size, int64_t max_pixels, kn_image *out) {
     png_image image;
     memset(out, 0, sizeof(*out));
     memset(&image, 0, sizeof(image));
@@ -14,8 +14,17 @@ int kn_decode_png(const uint8_t *data, size_t size, kn_image *out) {
         snprintf(out->error, sizeof(out->error), "libpng: %s", image.message);
         return -1;
     }
+    if (kn_image_size_refused(image.width, image.height, max_pixels, out)) {
+        png_image_free(&image);
+        return -1;
+    }
     image.format = PNG_FORMAT_RGB;  // palette/gray expanded; alpha composited over black
-    uint8_t *pixels = malloc(PNG_IMAGE_SIZE(image));
+    uint8_t *pixels = malloc((size_t)image.width * image.height * 3);
+    if (!pixels) {
+        snprintf(out->error, sizeof(out->error), "cannot allocate memory for a %ux%u image", image.width, image.height);
+        png_image_free(&image);
+        return -1;
+    }
     png_color black = {0, 0, 0};
     if (!png_image_finish_read(&image, &black, pixels, 0, NULL)) {
         snprintf(out->error, sizeof(out->error), "libpng: %s", image.message);

@@ -17,7 +17,20 @@ static void on_tiff_error(const char *module, const char *fmt, va_list ap) {
 
 static void on_tiff_warning(const char *module, const char *fmt, va_list ap) { (void)module; (void)fmt; (void)ap; }
 
-int kn_decode_tiff(const char *path, kn_image *out) {
+int kn_image_size_refused(uint64_t width, uint64_t height, int64_t max_pixels, kn_image *out) {
+    if (width == 0 || height == 0) {
+        snprintf(out->error, sizeof(out->error), "empty image (%llux%llu)", (unsigned long long)width, (unsigned long long)height);
+        return 1;
+    }
+    if (width > (uint64_t)max_pixels || height > (uint64_t)max_pixels || width * height > (uint64_t)max_pixels) {
+        snprintf(out->error, sizeof(out->error), "declares %llux%llu pixels, over the limit of %lld (KILN_MAX_IMAGE_PIXELS raises it)",
+                 (unsigned long long)width, (unsigned long long)height, (long long)max_pixels);
+        return 1;
+    }
+    return 0;
+}
+
+int kn_decode_tiff(const char *path, int64_t max_pixels, kn_image *out) {
     memset(out, 0, sizeof(*out));
     TIFFSetErrorHandler(on_tiff_error);
     TIFFSetWarningHandler(on_tiff_warning);
@@ -30,19 +43,26 @@ int kn_decode_tiff(const char *path, kn_image *out) {
     uint32_t w = 0, h = 0;
     TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w);
     TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h);
-    if (w == 0 || h == 0 || (uint64_t)w * h > (1u << 28)) {
-        snprintf(out->error, sizeof(out->error), "libtiff: unusable size %ux%u", w, h);
+    if (kn_image_size_refused(w, h, max_pixels, out)) {
         TIFFClose(tif);
         return -1;
     }
     uint32_t *rgba = _TIFFmalloc((tmsize_t)w * h * sizeof(uint32_t));
-    if (!TIFFReadRGBAImageOriented(tif, w, h, rgba, ORIENTATION_TOPLEFT, 0)) {
-        snprintf(out->error, sizeof(out->error), "%s", tiff_message[0] ? tiff_message : "libtiff: cannot decode");
-        _TIFFfree(rgba);
+    uint8_t *pixels = malloc((size_t)w * h * 3);
+    if (!rgba || !pixels) {
+        snprintf(out->error, sizeof(out->error), "cannot allocate memory for a %ux%u image", w, h);
+        if (rgba) _TIFFfree(rgba);
+        free(pixels);
         TIFFClose(tif);
         return -1;
     }
-    uint8_t *pixels = malloc((size_t)w * h * 3);
+    if (!TIFFReadRGBAImageOriented(tif, w, h, rgba, ORIENTATION_TOPLEFT, 0)) {
+        snprintf(out->error, sizeof(out->error), "%s", tiff_message[0] ? tiff_message : "libtiff: cannot decode");
+        _TIFFfree(rgba);
+        free(pixels);
+        TIFFClose(tif);
+        return -1;
+    }
     for (size_t i = 0; i < (size_t)w * h; i++) {
         pixels[3 * i] = TIFFGetR(rgba[i]);
         pixels[3 * i + 1] = TIFFGetG(rgba[i]);

@@ -291,23 +291,5 @@ struct WeightsTests {
         }
     }
 
-    /// Runs the debug build of graphc (built by `swift build`, as `make test` does); returns its
-    /// exit status and standard error.
-    func runGraphc(_ args: [String]) throws -> (Int32, String) {
-        let graphc = Self.packageRoot.appendingPathComponent(".build/debug/graphc")
-        guard FileManager.default.fileExists(atPath: graphc.path) else {
-            Issue.record("graphc is not built at \(graphc.path): run `swift build` first (`make test` does)")
-            return (-1, "not built")
-        }
-        let process = Process()
-        process.executableURL = graphc
-        process.arguments = args
-        let pipe = Pipe()
-        process.standardError = pipe
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let message = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, message)
-    }
+    func runGraphc(_ args: [String]) throws -> (Int32, String) { try runTool("graphc", args) }
 }

@@ -15,12 +15,16 @@ typedef struct {
     char error[256];
 } kn_image;
 
+/// Decoders refuse, before allocating, an image of more than `max_pixels` pixels (a header can
+/// declare 16384² pixels in a few bytes), and report a failed allocation as an error.
 /// 0 on success. Grayscale is expanded to RGB; CMYK/YCCK JPEGs are refused.
-int kn_decode_jpeg(const uint8_t *data, size_t size, kn_image *out);
+int kn_decode_jpeg(const uint8_t *data, size_t size, int64_t max_pixels, kn_image *out);
 /// 0 on success. Palette and grayscale are expanded, alpha is composited over black.
-int kn_decode_png(const uint8_t *data, size_t size, kn_image *out);
+int kn_decode_png(const uint8_t *data, size_t size, int64_t max_pixels, kn_image *out);
 /// 0 on success; reads the first directory of a TIFF file.
-int kn_decode_tiff(const char *path, kn_image *out);
+int kn_decode_tiff(const char *path, int64_t max_pixels, kn_image *out);
+/// Nonzero (and an error message in `out`) when a width × height image is empty or too large.
+int kn_image_size_refused(uint64_t width, uint64_t height, int64_t max_pixels, kn_image *out);
 void kn_image_free(kn_image *image);
 
 /// Encoders (RGB8 in; used to write test images). Return 0 on success.

@@ -69,20 +69,22 @@ struct ZipMembers {
         try sizes.withinLimit(total, "decompressing \(name)")
         guard let bytes = LoadedBytes(count: size) else { throw sizes.fail("\(name): cannot allocate \(size) bytes") }
         var written = 0
+        let checksum: CRC32
         do {
-            _ = try archive.extract(entry, skipCRC32: false) { chunk in
+            checksum = try archive.extract(entry, skipCRC32: false) { chunk in
                 guard chunk.count <= size - written else { throw ZipBomb() }
                 chunk.copyBytes(to: (bytes.base + written).assumingMemoryBound(to: UInt8.self), count: chunk.count)
                 written += chunk.count
             }
         } catch is ZipBomb {
             throw sizes.fail("\(name) inflates past its declared \(size) bytes (a zip bomb?)")
-        } catch Archive.ArchiveError.invalidCRC32 {
-            throw sizes.fail("\(name) fails its CRC-32 check (the file is damaged)")
         } catch {
             throw sizes.fail("cannot read \(name) from the archive (truncated?): \(error)")
         }
         guard written == size else { throw sizes.fail("\(name) inflates to \(written) bytes, it declares \(size) (truncated?)") }
+        guard checksum == entry.checksum else {
+            throw sizes.fail("\(name) fails its CRC-32 check (stored \(String(entry.checksum, radix: 16)), computed \(String(checksum, radix: 16)): the file is damaged)")
+        }
         extracted = total
         return bytes
     }
