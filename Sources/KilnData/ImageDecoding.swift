@@ -7,6 +7,11 @@ public struct RGBImage: Sendable {
     public let width: Int
     public let height: Int
     public let pixels: [UInt8]
+
+    public init(width: Int, height: Int, pixels: [UInt8]) {
+        precondition(pixels.count == width * height * 3, "\(pixels.count) bytes for a \(width)x\(height) RGB image")
+        (self.width, self.height, self.pixels) = (width, height, pixels)
+    }
 }
 
 /// A file that is not a decodable RGB image; names the file.
