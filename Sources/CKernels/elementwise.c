@@ -1,5 +1,6 @@
 // Elementwise kernels: activations, residual add, copy, dropout.
 #include "kernels.h"
+#include <math.h>
 #include <string.h>
 
 void kn_relu(const float *x, float *y, int64_t count) {
@@ -42,4 +43,15 @@ void kn_dropout(const float *x, float *y, float *mask, int64_t count, float p, u
         if (mask) mask[i] = s;
         y[i] = x[i] * s;
     }
+}
+
+int64_t kn_count_nonfinite(const float *x, int64_t count, int64_t *first) {
+    int64_t bad = 0, at = -1;
+    for (int64_t i = 0; i < count; i++)
+        if (!isfinite(x[i])) {
+            if (at < 0) at = i;
+            bad++;
+        }
+    *first = at;
+    return bad;
 }

@@ -40,18 +40,25 @@ public struct Report {
     }
 
     static func pct(_ v: Double) -> String { String(format: "%.1f%%", 100 * v) }
+    /// A percentage, or "—" where there is no value (an empty validation split).
+    static func pct(_ v: Double?) -> String { v.map { pct($0) } ?? "—" }
 
     public func writeComparison(_ results: [RunResult]) throws {
         try JSONEncoder.pretty.encode(results).write(to: directory.appendingPathComponent("results.json"), options: .atomic)
-        let byTime = results.map { r in (name: r.config.label, points: r.history.reduce(into: [(Double, Double)]()) { acc, e in
-            acc.append(((acc.last?.0 ?? 0) + e.seconds, e.validationAccuracy)) }, dashed: false) }
+        let byTime = results.map { r in
+            var elapsed = 0.0
+            return (name: r.config.label, points: r.history.compactMap { e -> (Double, Double)? in
+                elapsed += e.seconds
+                return e.validationAccuracy.map { (elapsed, $0) }
+            }, dashed: false)
+        }
         try write(SVG.lineChart(title: "Loss per epoch (solid: train, dashed: validation)", xLabel: "epoch", yLabel: "cross-entropy",
                                 series: results.flatMap { r in [
                                     (r.config.label, r.history.map { (Double($0.epoch), $0.trainLoss) }, false),
-                                    (r.config.label + " (val)", r.history.map { (Double($0.epoch), $0.validationLoss) }, true)] },
+                                    (r.config.label + " (val)", r.history.compactMap { e in e.validationLoss.map { (Double(e.epoch), $0) } }, true)] },
                                 width: 1000), "loss.svg")
         try write(SVG.lineChart(title: "Validation accuracy per epoch", xLabel: "epoch", yLabel: "accuracy",
-                                series: results.map { r in (r.config.label, r.history.map { (Double($0.epoch), $0.validationAccuracy) }, false) }),
+                                series: results.map { r in (r.config.label, r.history.compactMap { e in e.validationAccuracy.map { (Double(e.epoch), $0) } }, false) }),
                   "accuracy.svg")
         try write(SVG.lineChart(title: "Validation accuracy against training time", xLabel: "seconds", yLabel: "accuracy", series: byTime),
                   "accuracy_vs_time.svg")
@@ -65,7 +72,7 @@ public struct Report {
         md += "| model · strategy | started from | lr | test accuracy | test loss | best val. accuracy | epochs to converge | s / epoch | total s |\n|---|---|---|---|---|---|---|---|---|\n"
         for r in results {
             md += "| \(r.config.label) | \(r.config.pretraining) | \(r.config.learningRate) | **\(Self.pct(r.test.accuracy))** | \(String(format: "%.3f", r.test.loss)) | "
-            md += "\(Self.pct(r.bestValidationAccuracy)) | \(r.epochsToConverge) | \(String(format: "%.1f", r.secondsPerEpoch)) | \(String(format: "%.0f", r.history.map(\.seconds).reduce(0, +))) |\n"
+            md += "\(Self.pct(r.bestValidationAccuracy)) | \(r.epochsToConverge.map(String.init) ?? "—") | \(String(format: "%.1f", r.secondsPerEpoch)) | \(String(format: "%.0f", r.history.map(\.seconds).reduce(0, +))) |\n"
         }
         md += "\n*Epochs to converge*: first epoch whose validation accuracy is within 2 points of the run's best.\n\n"
         md += "![loss](loss.svg)\n\n![accuracy](accuracy.svg)\n\n![accuracy vs time](accuracy_vs_time.svg)\n\n![confusion](confusion.svg)\n\n"
@@ -87,8 +94,8 @@ public struct Report {
             guard let z = frozen.first(where: { $0.config.model == f.config.model }) else { continue }
             let faster = z.secondsPerEpoch < f.secondsPerEpoch ? "frozen" : "fine-tune-all"
             out += "- **\(f.config.model): fine-tune all vs. frozen** — \(Self.pct(f.test.accuracy)) vs. \(Self.pct(z.test.accuracy)) test accuracy; "
-            out += String(format: "%.1f vs. %.1f s per epoch (%@ is cheaper per epoch); converged after %d vs. %d epochs.\n",
-                          f.secondsPerEpoch, z.secondsPerEpoch, faster, f.epochsToConverge, z.epochsToConverge)
+            out += String(format: "%.1f vs. %.1f s per epoch (%@ is cheaper per epoch); ", f.secondsPerEpoch, z.secondsPerEpoch, faster)
+            if let a = f.epochsToConverge, let b = z.epochsToConverge { out += "converged after \(a) vs. \(b) epochs.\n" } else { out += "no validation split to judge convergence.\n" }
         }
         if let scratch = results.first(where: { $0.config.model == "resnet18" && $0.config.strategy == .scratch }),
            let ft = finetune.first(where: { $0.config.model == "resnet18" }) {

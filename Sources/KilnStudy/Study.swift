@@ -9,22 +9,36 @@ public struct StudyData {
     public let split: DataSplit
     public let cache: ImageCache
     public let inputSize: Int
+    /// Where the split is kept: reused from there, written there by the first run that starts.
+    public let splitURL: URL
 
     /// Real data from an ImageFolder root, or the embedded synthetic set when `root` is nil. The
-    /// split is stratified 70/10/20 by `seed`, saved as split.json in `directory`, and reused
-    /// when one is already there.
+    /// split is stratified 70/10/20 by `seed`; split.json in `directory` is reused when it is
+    /// there and names only samples of this data (a trainer writes it once a run has started).
     public static func prepare(root: URL?, syntheticPerClass: Int = 40, inputSize: Int, seed: UInt64, skipBad: Bool,
                                directory: URL, progress: ProgressReporter) throws -> StudyData {
         let baseSize = Int((Double(inputSize) * 8 / 7).rounded())
         let dataset = try root.map(ImageFolder.scan) ?? SyntheticLandUse.dataset(perClass: syntheticPerClass, size: baseSize, seed: seed)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let splitURL = directory.appendingPathComponent("split.json")
-        let split = FileManager.default.fileExists(atPath: splitURL.path) ? try DataSplit.read(splitURL) : DataSplit.stratified(dataset, seed: seed)
-        try split.write(to: splitURL)
+        let split: DataSplit
+        if FileManager.default.fileExists(atPath: splitURL.path) {
+            split = try DataSplit.read(splitURL)
+            let known = Set(dataset.samples.map(\.id)), listed = split.train + split.validation + split.test
+            if let foreign = listed.first(where: { !known.contains($0) }) {
+                let count = listed.filter { !known.contains($0) }.count
+                throw DatasetError("\(splitURL.path) was made for other data: \(count) of its \(listed.count) samples (e.g. '\(foreign)') are not in \(dataset.name). Use another --out, or delete split.json to split this data anew")
+            }
+        } else {
+            split = DataSplit.stratified(dataset, seed: seed)
+        }
         progress.line("data: \(dataset.name), \(dataset.samples.count) images, \(dataset.classes.count) classes\(dataset.isSynthetic ? " (synthetic)" : ""); split \(split.train.count)/\(split.validation.count)/\(split.test.count) (seed \(split.seed))")
         let cache = try ImageCache(dataset, ids: split.train + split.validation + split.test, baseSize: baseSize, skipBad: skipBad)
         for failure in cache.failures { progress.line("skipped unreadable image: \(failure)") }
-        return StudyData(dataset: dataset, split: split, cache: cache, inputSize: inputSize)
+        guard !cache.images.isEmpty else {
+            throw DatasetError("\(dataset.name): none of its \(dataset.samples.count) images could be decoded\(cache.failures.first.map { " (first: \($0))" } ?? "")")
+        }
+        return StudyData(dataset: dataset, split: split, cache: cache, inputSize: inputSize, splitURL: splitURL)
     }
 }
 
@@ -70,7 +84,7 @@ public final class Study {
         var config = RunConfig(model: model, width: width, strategy: .scratch)
         (config.epochs, config.batchSize, config.learningRate, config.seed, config.inputSize) =
             (options.pretrainEpochs, options.batchSize, options.learningRates[.scratch]!, options.seed, data.inputSize)
-        _ = try Trainer(config: config, cache: cache, split: split, directory: dir, progress: progress).run()
+        _ = try Trainer(config: config, cache: cache, split: split, directory: dir, progress: progress).run(force: true)
         return (checkpoint.path, label)
     }
 
@@ -110,7 +124,8 @@ public final class Study {
                 results.append(previous)
                 continue
             }
-            let result = try Trainer(config: config, cache: data.cache, split: data.split, directory: runDir, progress: progress).run()
+            let result = try Trainer(config: config, cache: data.cache, split: data.split, directory: runDir, progress: progress,
+                                     splitFile: data.splitURL).run(force: true)
             progress.line(String(format: "   test accuracy %.1f%%", 100 * result.test.accuracy))
             results.append(result)
         }
@@ -131,7 +146,8 @@ public final class Study {
                 config.fraction = fraction
                 progress.line("== \(config.label) lr \(lr), \(Int(fraction * 100))% of the training set")
                 let dir = directory.appendingPathComponent("sweep").appendingPathComponent("lr\(lr)-f\(fraction)")
-                results.append(try Trainer(config: config, cache: data.cache, split: data.split, directory: dir, progress: progress).run())
+                results.append(try Trainer(config: config, cache: data.cache, split: data.split, directory: dir, progress: progress,
+                                           splitFile: data.splitURL).run(force: true))
             }
         }
         try Report(data: data, directory: directory).writeSweep(results, learningRates: learningRates, fractions: fractions)

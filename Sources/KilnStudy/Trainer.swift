@@ -9,8 +9,9 @@ public struct EpochRecord: Codable, Sendable {
     public var learningRate: Double
     public var trainLoss: Double
     public var trainAccuracy: Double
-    public var validationLoss: Double
-    public var validationAccuracy: Double
+    /// nil when the validation split is empty (reports show "—", never 0%).
+    public var validationLoss: Double?
+    public var validationAccuracy: Double?
     /// Wall time of the epoch (training and validation).
     public var seconds: Double
     public var imagesPerSecond: Double
@@ -24,10 +25,10 @@ public struct RunResult: Codable, Sendable {
     public var trainImages: Int
 
     public var secondsPerEpoch: Double { history.isEmpty ? 0 : history.map(\.seconds).reduce(0, +) / Double(history.count) }
-    public var bestValidationAccuracy: Double { history.map(\.validationAccuracy).max() ?? 0 }
-    /// First epoch whose validation accuracy is within 2 points of the best.
-    public var epochsToConverge: Int {
-        (history.first { $0.validationAccuracy >= bestValidationAccuracy - 0.02 }?.epoch ?? 0)
+    public var bestValidationAccuracy: Double? { history.compactMap(\.validationAccuracy).max() }
+    /// First epoch whose validation accuracy is within 2 points of the best (nil without validation).
+    public var epochsToConverge: Int? {
+        bestValidationAccuracy.flatMap { best in history.first { ($0.validationAccuracy ?? -1) >= best - 0.02 }?.epoch }
     }
 }
 
@@ -40,16 +41,39 @@ public final class Trainer {
     public let directory: URL
     public let progress: ProgressReporter
 
-    public init(config: RunConfig, cache: ImageCache, split: DataSplit, directory: URL, progress: ProgressReporter) {
+    /// Where the split is saved once the run has started (its first checkpoint), if not already there.
+    public let splitFile: URL?
+
+    public init(config: RunConfig, cache: ImageCache, split: DataSplit, directory: URL, progress: ProgressReporter, splitFile: URL? = nil) {
         (self.config, self.cache, self.split, self.directory, self.progress) = (config, cache, split, directory, progress)
+        self.splitFile = splitFile
     }
 
     var classes: [String] { cache.dataset.classes }
-    var checkpointURL: URL { directory.appendingPathComponent("checkpoint.safetensors") }
+    public var checkpointURL: URL { directory.appendingPathComponent("checkpoint.safetensors") }
+    var resultURL: URL { directory.appendingPathComponent("result.json") }
 
-    public func run(resume: Bool = false) throws -> RunResult {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try JSONEncoder.pretty.encode(config).write(to: directory.appendingPathComponent("config.json"), options: .atomic)
+    /// Trains (or, with `resume`, continues — also a finished run given more epochs) the run in
+    /// `directory`. A folder holding a run without `resume`, and `resume` without a checkpoint,
+    /// are errors unless `force` (which starts over).
+    public func run(resume: Bool = false, force: Bool = false) throws -> RunResult {
+        let fm = FileManager.default
+        let hasCheckpoint = fm.fileExists(atPath: checkpointURL.path), finished = fm.fileExists(atPath: resultURL.path)
+        if !force {
+            if finished && !resume {
+                throw TrainingError("\(directory.path) already holds a finished run (result.json); use --force to train it again from scratch, --resume with more --epochs to extend it, or another --out")
+            }
+            if resume && !hasCheckpoint {
+                throw TrainingError("--resume: \(directory.path) has no checkpoint.safetensors to continue from; drop --resume to start a new run (or --force)")
+            }
+            if !resume && hasCheckpoint {
+                throw TrainingError("\(directory.path) holds an unfinished run (checkpoint.safetensors); --resume continues it, --force starts over")
+            }
+        }
+        let resuming = resume && hasCheckpoint
+        guard config.epochs > 0, config.batchSize > 0 else { throw TrainingError("\(config.label): epochs and batch size must be positive") }
+        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        if !resuming { for stale in ["checkpoint.safetensors", "history.json", "result.json"] { try? fm.removeItem(at: directory.appendingPathComponent(stale)) } }
         // BN running statistics follow the new data at PyTorch's momentum 0.1 (Keras' 0.001 would
         // leave ImageNet statistics in place for most of a short fine-tuning run).
         let model = try Zoo.model(config.model, classes: classes.count, width: config.width, batchNormMomentum: 0.1)
@@ -57,18 +81,26 @@ public final class Trainer {
         let forward = try Graph.trace(model, input: shape)
         let store = ParameterStore(graph: forward, seed: config.seed)
         if let weights = config.weights, config.strategy != .scratch {
-            let report = try store.load(WeightFile.read(URL(fileURLWithPath: weights)), for: forward, file: weights,
+            let report: LoadReport
+            do {
+                report = try store.load(WeightFile.read(URL(fileURLWithPath: weights)), for: forward, file: weights,
                                         strict: false, skipPrefixes: [config.classifier])
+            } catch let error as LoadError {
+                throw Zoo.explain(error, model: config.model)
+            }
             progress.line("  \(config.label): loaded \(report.loaded.count) pretrained tensors (\(config.pretraining)); new classifier")
         }
         let step = try TrainStep(model: model, inputShape: shape, parameters: store, configuration: config.trainStepConfiguration)
 
         var history: [EpochRecord] = []
         var firstEpoch = 0
-        if resume, FileManager.default.fileExists(atPath: checkpointURL.path) {
+        if resuming {
             let (tensors, metadata) = try Safetensors.read(checkpointURL)
             try store.load(tensors, for: step.graph, file: checkpointURL.path, optimizerState: true)
             firstEpoch = Int(metadata["epoch"] ?? "0") ?? 0
+            guard firstEpoch < config.epochs else {
+                throw TrainingError("--resume: \(checkpointURL.path) has already trained \(firstEpoch) of \(config.epochs) epochs; raise --epochs to continue")
+            }
             step.restore(stepCount: Int64(metadata["step"] ?? "0") ?? 0)
             history = (try? JSONDecoder().decode([EpochRecord].self, from: Data(contentsOf: directory.appendingPathComponent("history.json")))) ?? []
             history = Array(history.prefix(firstEpoch))
@@ -79,6 +111,9 @@ public final class Trainer {
         let trainIDs = split.trainingSubset(config.fraction, labels: labels)
         let train = DataLoader(cache: cache, ids: trainIDs, batchSize: config.batchSize, transforms: config.trainTransforms,
                                shuffle: true, seed: config.seed)
+        guard train.count > 0 else {
+            throw TrainingError("\(config.label): the training split has no readable images (\(trainIDs.count) listed, \(cache.failures.count) unreadable in the data)")
+        }
         let validation = DataLoader(cache: cache, ids: split.validation, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
         let test = DataLoader(cache: cache, ids: split.test, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
 
@@ -89,7 +124,8 @@ public final class Trainer {
             for batch in train.batches(epoch: epoch) {
                 let result = try step.run(images: batch.images, labels: batch.labels)
                 guard result.loss.isFinite else {
-                    throw DatasetError("\(config.label): loss became \(result.loss) at epoch \(epoch + 1) (learning rate \(config.learningRate) too high?)")
+                    let cause = step.diagnoseNonFinite(images: batch.images, labels: batch.labels)
+                    throw nonFinite("the loss became \(result.loss) at epoch \(epoch + 1), batch \(batchIndex + 1)", cause, lastGood: epoch)
                 }
                 let n = batch.labels.count
                 lossSum += Double(result.loss) * Double(n)
@@ -105,15 +141,22 @@ public final class Trainer {
                                eta: elapsed / Double(seen) * Double(train.count * (config.epochs - epoch) - seen))
             }
             let trainSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            // Nothing non-finite is written: the weights and the validation metrics are checked first.
+            if let bad = store.firstNonFinite(in: step.graph) { throw nonFinite("after epoch \(epoch + 1)", bad, lastGood: epoch) }
             let val = try evaluate(step, validation)
+            guard val.loss.isFinite else { throw nonFinite("the validation loss became \(val.loss) after epoch \(epoch + 1)", nil, lastGood: epoch) }
+            let hasValidation = val.count > 0
             let record = EpochRecord(epoch: epoch + 1, learningRate: Double(step.learningRate), trainLoss: lossSum / Double(max(seen, 1)),
-                                     trainAccuracy: Double(correct) / Double(max(seen, 1)), validationLoss: val.loss,
-                                     validationAccuracy: val.accuracy, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
+                                     trainAccuracy: Double(correct) / Double(max(seen, 1)), validationLoss: hasValidation ? val.loss : nil,
+                                     validationAccuracy: hasValidation ? val.accuracy : nil,
+                                     seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
                                      imagesPerSecond: Double(seen) / trainSeconds)
             history.append(record)
-            progress.line(String(format: "  %@ epoch %d/%d: train loss %.3f acc %.1f%% | val loss %.3f acc %.1f%% | %.1f s, %.0f img/s",
+            let validationText = hasValidation ? String(format: "val loss %.3f acc %.1f%%", val.loss, 100 * val.accuracy) : "val —"
+            progress.line(String(format: "  %@ epoch %d/%d: train loss %.3f acc %.1f%% | %@ | %.1f s, %.0f img/s",
                                  config.label, epoch + 1, config.epochs, record.trainLoss, 100 * record.trainAccuracy,
-                                 record.validationLoss, 100 * record.validationAccuracy, record.seconds, record.imagesPerSecond))
+                                 validationText, record.seconds, record.imagesPerSecond))
+            if epoch == firstEpoch { try recordStart() }
             try Safetensors.write(store.stateTensors(for: step.graph, includeOptimizer: true),
                                   metadata: ["epoch": String(epoch + 1), "step": String(step.stepCount), "model": config.model,
                                              "classes": classes.joined(separator: ","), "strategy": config.strategy.rawValue],
@@ -121,8 +164,21 @@ public final class Trainer {
             try JSONEncoder.pretty.encode(history).write(to: directory.appendingPathComponent("history.json"), options: .atomic)
         }
         let result = RunResult(config: config, classes: classes, history: history, test: try evaluate(step, test), trainImages: train.count)
-        try JSONEncoder.pretty.encode(result).write(to: directory.appendingPathComponent("result.json"), options: .atomic)
+        guard result.test.loss.isFinite else { throw nonFinite("the test loss became \(result.test.loss)", nil, lastGood: config.epochs) }
+        try JSONEncoder.pretty.encode(result).write(to: resultURL, options: .atomic)
         return result
+    }
+
+    /// config.json (and the split, when the caller keeps one) are written once the first epoch
+    /// has trained, so a run that fails before never leaves files that steer the next one.
+    func recordStart() throws {
+        try JSONEncoder.pretty.encode(config).write(to: directory.appendingPathComponent("config.json"), options: .atomic)
+        if let splitFile, !FileManager.default.fileExists(atPath: splitFile.path) { try split.write(to: splitFile) }
+    }
+
+    func nonFinite(_ what: String, _ cause: ExecutionError?, lastGood epoch: Int) -> TrainingError {
+        let checkpoint = epoch > 0 ? "the checkpoint of epoch \(epoch) is kept" : "no checkpoint was written"
+        return TrainingError("\(config.label): \(what)\(cause.map { ": \($0)" } ?? ""). The learning rate (\(config.learningRate)) is probably too high; training stopped and \(checkpoint).")
     }
 
     func evaluate(_ step: TrainStep, _ loader: DataLoader) throws -> Evaluation {
@@ -132,6 +188,12 @@ public final class Trainer {
         }
         return evaluation
     }
+}
+
+/// A training run that cannot start or go on; names the run and what to do.
+public struct TrainingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 extension JSONEncoder {

@@ -8,7 +8,7 @@ struct WeightOptions: ParsableArguments {
     @Option(help: "Weights: PyTorch .pth, .safetensors, TF.js model.json or .npz (format chosen by content). Default for resnet18: the torch hub cache.")
     var weights: String?
 
-    @Flag(help: "Leave the classifier at its initial values when it does not match (e.g. 21 classes from a 1000-class file) and ignore keys the model lacks.")
+    @Flag(help: "Skip tensors whose shape differs (left at their initial values, e.g. a 1000-class fc for 21 classes) and ignore keys the model lacks; both are reported.")
     var nonStrict = false
 
     func load(into store: ParameterStore, graph: Graph, model: String) throws -> LoadReport {
@@ -24,7 +24,11 @@ struct WeightOptions: ParsableArguments {
             throw ValidationError("--weights is required for \(model)")
         }
         let tensors = try WeightFile.read(url)
-        return try store.load(tensors, for: graph, file: url.path, strict: !nonStrict, skipPrefixes: [try Zoo.entry(model).classifier])
+        do {
+            return try store.load(tensors, for: graph, file: url.path, strict: !nonStrict)
+        } catch let error as LoadError {
+            throw Zoo.explain(error, model: model)
+        }
     }
 }
 
@@ -40,6 +44,7 @@ func readImages(_ path: String, precision: Precision) throws -> (Tensor, Float64
     guard x.dtype == .float32, x.shape.rank == 4, x.shape[1] == 3 else {
         throw ValidationError("\(path): expected float32 [N, 3, H, W], got \(x.dtype) \(x.shape)")
     }
+    if let summary = x.nonFiniteSummary { throw CheckpointError(file: path, detail: "input \(summary)") }
     guard precision == .float64 else { return (x, nil) }
     let (shape, values) = try NPY.decodeDoubles(data, file: path)
     return (x, Float64Tensor(shape: shape, values: values))

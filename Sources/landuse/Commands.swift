@@ -20,6 +20,7 @@ struct Train: ParsableCommand {
     @Option(help: "Fraction of the training split to use (stratified).") var fraction = 1.0
     @Option(help: "Output folder.") var out = "runs/train"
     @Flag(help: "Continue from the checkpoint in --out.") var resume = false
+    @Flag(help: "Train even though --out holds a run (finished or not): start over, or with --resume and no checkpoint, start anew.") var force = false
 
     func validate() throws {
         guard ["sgd", "adam", "adamw"].contains(optimizer) else { throw ValidationError("unknown optimizer '\(optimizer)'") }
@@ -37,7 +38,10 @@ struct Train: ParsableCommand {
             (config.epochs, config.batchSize, config.learningRate, config.optimizer) = (training.epochs, training.batch, lr, optimizer)
             (config.schedule, config.fraction, config.seed, config.inputSize) = (schedule, fraction, dataOptions.seed, data.inputSize)
             if let weights { (config.weights, config.pretraining) = (weights, URL(fileURLWithPath: weights).lastPathComponent) }
-            let result = try Trainer(config: config, cache: data.cache, split: data.split, directory: directory, progress: progress).run(resume: resume)
+            let again = CommandLine.arguments.filter { $0 != "--resume" && $0 != "--force" }.joined(separator: " ") + " --resume"
+            onInterrupt(say: "interrupted: the checkpoint of the last finished epoch is in \(out); continue with\n  \(again)")
+            let result = try Trainer(config: config, cache: data.cache, split: data.split, directory: directory, progress: progress,
+                                     splitFile: data.splitURL).run(resume: resume, force: force)
             print(String(format: "test accuracy %.2f%% (loss %.3f) — %@/result.json", 100 * result.test.accuracy, result.test.loss, out))
         }
     }
@@ -59,7 +63,7 @@ struct Evaluate: ParsableCommand {
             let graph = try Compiler.inference(model, input: [config.batchSize, 3, config.inputSize, config.inputSize])
             let store = ParameterStore()
             let checkpoint = directory.appendingPathComponent("checkpoint.safetensors")
-            try store.load(Safetensors.read(checkpoint).tensors.filter { !$0.0.hasPrefix("optimizer.") }, for: graph, file: checkpoint.path)
+            try store.load(Safetensors.read(checkpoint).tensors, for: graph, file: checkpoint.path)
             let step = try TrainStep(model: model, inputShape: [config.batchSize, 3, config.inputSize, config.inputSize], parameters: store,
                                      configuration: config.trainStepConfiguration)
             var evaluation = Evaluation(classes: data.dataset.classes)
@@ -93,7 +97,7 @@ struct Predict: ParsableCommand {
             let model = try Zoo.model(config.model, classes: classes.count, width: config.width)
             let graph = try Compiler.inference(model, input: [1, 3, config.inputSize, config.inputSize])
             let store = ParameterStore()
-            try store.load(tensors.filter { !$0.0.hasPrefix("optimizer.") }, for: graph, file: checkpoint.path)
+            try store.load(tensors, for: graph, file: checkpoint.path)
             let executor = try Executor(graph: graph, parameters: store)
             for path in images {
                 var rng = SplitMix(seed: 0)
@@ -102,6 +106,7 @@ struct Predict: ParsableCommand {
                 let input = Tensor(zeros: [1, 3, config.inputSize, config.inputSize])
                 image.writeCHW(to: input.floats)
                 let logits = try executor.run(["input": input])["logits"]!
+                if let summary = logits.nonFiniteSummary { throw StudyError("\(path): the model's logits are non-finite (\(summary))") }
                 let top = KilnStudy.topK(UnsafeBufferPointer(start: logits.floats, count: classes.count), k: topK)
                 print(path + ": " + top.map { "\(classes[$0.index]) \(String(format: "%.1f%%", 100 * $0.probability))" }.joined(separator: ", "))
             }

@@ -28,6 +28,12 @@ struct DataOptions: ParsableArguments {
 
     var resolvedInputSize: Int { inputSize ?? (data == nil ? 64 : 224) }
 
+    func validate() throws {
+        if let inputSize, inputSize < 8 { throw ValidationError("--input-size must be at least 8, got \(inputSize)") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        guard syntheticPerClass >= 5 else { throw ValidationError("--synthetic-per-class must be at least 5 (a split needs train, validation and test images)") }
+    }
+
     func prepare(_ directory: URL, progress: ProgressReporter) throws -> StudyData {
         if let threads { Threads.count = threads }
         return try StudyData.prepare(root: data.map { URL(fileURLWithPath: $0) }, syntheticPerClass: syntheticPerClass,
@@ -38,6 +44,11 @@ struct DataOptions: ParsableArguments {
 struct TrainingOptions: ParsableArguments {
     @Option(help: "Epochs.") var epochs = 8
     @Option(help: "Batch size.") var batch = 32
+
+    func validate() throws {
+        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+    }
 
     func studyOptions(seed: UInt64) -> Study.Options {
         var options = Study.Options()
@@ -64,3 +75,16 @@ func reporting<T>(_ body: () throws -> T) throws -> T {
 }
 
 extension Strategy: ExpressibleByArgument {}
+
+/// What Ctrl-C prints before the process exits 130 (a C signal handler cannot capture context).
+nonisolated(unsafe) private var interruptMessage: UnsafeMutablePointer<CChar>?
+
+/// On SIGINT: say how to continue, then exit 130 like a shell would. The checkpoint of the last
+/// finished epoch is intact (checkpoints are written atomically).
+func onInterrupt(say message: String) {
+    interruptMessage = strdup("\n" + message + "\n")
+    signal(SIGINT) { _ in
+        if let text = interruptMessage { _ = write(STDERR_FILENO, text, strlen(text)) }
+        _exit(130)
+    }
+}

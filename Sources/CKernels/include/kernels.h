@@ -114,6 +114,8 @@ void kn_batchnorm_training(const float *x, float *y, const float *gamma, const f
 void kn_relu(const float *x, float *y, int64_t count);
 void kn_relu6(const float *x, float *y, int64_t count);
 void kn_add(const float *a, const float *b, float *y, int64_t count);
+/// How many of `count` values are NaN or ±infinity; `*first` gets the index of the first (-1 if none).
+int64_t kn_count_nonfinite(const float *x, int64_t count, int64_t *first);
 void kn_copy(const float *x, float *y, int64_t count);
 /// Inverted dropout with a counter-based generator: the mask depends only on (seed, index).
 /// mask (may be NULL) receives the scale applied to each element (0 or 1/(1-p)).

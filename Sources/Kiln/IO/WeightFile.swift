@@ -44,15 +44,28 @@ public struct LoadReport: Sendable, CustomStringConvertible {
     public var mismatched: [(key: String, file: Shape, model: Shape)] = []
     /// Keys deliberately not loaded (the classifier, in non-strict mode).
     public var skipped: [String] = []
+    /// A training checkpoint's optimizer state, not wanted by an inference or gradient load.
+    public var optimizerState: [String] = []
+    /// Whether mismatched tensors were skipped (non-strict) rather than refused.
+    public var strict = true
 
     public var isClean: Bool { missing.isEmpty && unexpected.isEmpty && mismatched.isEmpty }
 
+    /// At most a few names, then how many more: a mismatched file has hundreds.
+    static func names(_ keys: [String], limit: Int = 5) -> String {
+        keys.prefix(limit).joined(separator: ", ") + (keys.count > limit ? " (and \(keys.count - limit) more)" : "")
+    }
+
     public var description: String {
         var lines = ["loaded \(loaded.count) tensors"]
-        if !skipped.isEmpty { lines.append("skipped (non-strict): \(skipped.joined(separator: ", "))") }
-        if !missing.isEmpty { lines.append("missing keys: \(missing.joined(separator: ", "))") }
-        if !unexpected.isEmpty { lines.append("unexpected keys: \(unexpected.joined(separator: ", "))") }
-        for m in mismatched { lines.append("size mismatch for \(m.key): file has \(m.file), model has \(m.model)") }
+        if !optimizerState.isEmpty { lines.append("ignored the optimizer state (\(optimizerState.count) tensors)") }
+        if !skipped.isEmpty { lines.append("skipped (non-strict): \(Self.names(skipped))") }
+        if !missing.isEmpty { lines.append("missing keys (\(missing.count)): \(Self.names(missing))") }
+        if !unexpected.isEmpty { lines.append("unexpected keys (\(unexpected.count)): \(Self.names(unexpected))") }
+        for m in mismatched.prefix(5) {
+            lines.append("\(strict ? "size mismatch" : "skipped, shape differs") for \(m.key): file has \(m.file), model has \(m.model)")
+        }
+        if mismatched.count > 5 { lines.append("(and \(mismatched.count - 5) more size mismatches)") }
         return lines.joined(separator: "\n")
     }
 }
@@ -60,25 +73,34 @@ public struct LoadReport: Sendable, CustomStringConvertible {
 public struct LoadError: Error, CustomStringConvertible {
     public let file: String
     public let report: LoadReport
-    public var description: String { "\(file): weights do not match the model (strict load)\n\(report)" }
+    public var description: String { "\(file): weights do not match the model (\(report.strict ? "strict" : "non-strict") load)\n\(report)" }
 }
 
 extension ParameterStore {
-    /// Copies matching tensors into the store. Strict (default): every key of the graph must be
-    /// present with its shape and nothing else may be in the file. Non-strict: the classifier
-    /// (`skipPrefixes`) is left at its initial values, other parameters must still match, and
-    /// keys the model lacks are reported but ignored (the seed's "replace fc with 21 outputs").
+    /// Copies matching tensors into the store.
+    /// - Strict (default): every key of the graph must be present with its shape and nothing else
+    ///   may be in the file, except a training checkpoint's `optimizer.` state (ignored unless
+    ///   `optimizerState`, when resuming, asks for it).
+    /// - Non-strict: tensors whose shape differs are skipped (left at their initial values) and
+    ///   reported, keys the model lacks are reported and ignored, and `skipPrefixes` (the
+    ///   classifier, for the seed's "replace fc with 21 outputs") are never loaded. Keys of the
+    ///   model missing from the file are an error in both modes.
+    /// Non-finite values are refused in both.
     @discardableResult
-    /// With `optimizerState`, the optimizer's slots are expected too (resuming a checkpoint).
     public func load(_ tensors: [(String, Tensor)], for graph: Graph, file: String, strict: Bool = true,
                      skipPrefixes: [String] = [], optimizerState: Bool = false) throws -> LoadReport {
         var report = LoadReport()
+        report.strict = strict
         let values = optimizerState ? graph.persistentValues : graph.stateValues
         let expected = Dictionary(uniqueKeysWithValues: values.map { ($0.name, $0) })
         let provided = Dictionary(tensors, uniquingKeysWith: { a, _ in a })
+        let skip = { (key: String) in !strict && skipPrefixes.contains(where: { key.hasModulePrefix($0) }) }
         for (key, tensor) in tensors {
-            guard let value = expected[key] else { report.unexpected.append(key); continue }
-            if !strict, skipPrefixes.contains(where: { key.hasModulePrefix($0) }) { report.skipped.append(key); continue }
+            guard let value = expected[key] else {
+                if !optimizerState, key.hasPrefix("optimizer.") { report.optimizerState.append(key) } else { report.unexpected.append(key) }
+                continue
+            }
+            if skip(key) { report.skipped.append(key); continue }
             guard tensor.shape == value.shape, tensor.dtype == value.dtype else {
                 report.mismatched.append((key, tensor.shape, value.shape))
                 continue
@@ -86,10 +108,15 @@ extension ParameterStore {
             report.loaded.append(key)
         }
         for value in values where provided[value.name] == nil {
-            if !strict, skipPrefixes.contains(where: { value.name.hasModulePrefix($0) }) { report.skipped.append(value.name) } else { report.missing.append(value.name) }
+            if skip(value.name) { report.skipped.append(value.name) } else { report.missing.append(value.name) }
         }
-        let fatal = strict ? !report.isClean : !(report.missing.isEmpty && report.mismatched.isEmpty)
-        if fatal { throw LoadError(file: file, report: report) }
+        if strict ? !report.isClean : !report.missing.isEmpty { throw LoadError(file: file, report: report) }
+        // A diverged run's weights are never trusted (nor written: see the trainer).
+        for key in report.loaded {
+            if let summary = provided[key]!.nonFiniteSummary {
+                throw CheckpointError(file: file, detail: "'\(key)': \(summary); refusing to load non-finite weights (from a diverged training run?)")
+            }
+        }
         addMissing(from: graph)
         for key in report.loaded { self[key]!.copy(from: provided[key]!) }
         return report

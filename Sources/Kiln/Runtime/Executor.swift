@@ -15,6 +15,9 @@ public final class Executor {
     private var runs: UInt64 = 0
     /// When non-nil, each run adds every step's wall time (seconds) under its node name.
     public var stepTimes: [String: Double]?
+    /// Check every node's float outputs after it runs and stop at the first that holds NaN or
+    /// infinity (`ExecutionError.nonFinite` names it). Off by default: it reads every output once.
+    public var checksFiniteness = false
     private let seed: UInt64
 
     /// - Parameters:
@@ -79,6 +82,11 @@ public final class Executor {
             }
             let refused = kn_take_allocation_failure()
             if refused > 0 { throw ExecutionError.outOfMemory(node: node.name, bytes: Int(refused)) }
+            if checksFiniteness {
+                for output in node.outputs {
+                    if let summary = slots[output.index]!.nonFiniteSummary { throw ExecutionError.nonFinite(node: node.name, detail: summary) }
+                }
+            }
         }
         return graph.outputs.mapValues { slots[$0.index]! }
     }

@@ -89,6 +89,25 @@ public final class TrainStep {
         return Result(loss: outputs["loss"]!.scalars[0], logits: outputs["logits"]!)
     }
 
+    /// Why a step went non-finite: the first parameter or optimizer slot that already holds NaN
+    /// or infinity (an earlier update diverged), else the first node whose output does when the
+    /// batch is run again with every output checked. The re-run updates the parameters again:
+    /// call it only to report the failure, never to continue training.
+    public func diagnoseNonFinite(images: Tensor, labels: Tensor) -> ExecutionError? {
+        if let bad = parameters.firstNonFinite(in: graph) { return bad }
+        guard let executor = try? trainExecutor(batch: images.shape[0]) else { return nil }
+        executor.checksFiniteness = true
+        defer { executor.checksFiniteness = false }
+        do {
+            try executor.run(["input": images, "labels": labels], hyper: StepHyperparameters(learningRate: learningRate, step: stepCount))
+        } catch let error as ExecutionError {
+            return error
+        } catch {
+            return nil
+        }
+        return nil
+    }
+
     /// Eval-mode logits (BN on running statistics, dropout off); parameters are not touched.
     public func evaluate(images: Tensor) throws -> Tensor {
         let batch = images.shape[0]
