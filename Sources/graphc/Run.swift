@@ -11,6 +11,7 @@ struct WeightOptions: ParsableArguments {
     @Flag(help: "Skip tensors whose shape differs (left at their initial values, e.g. a 1000-class fc for 21 classes) and ignore keys the model lacks; both are reported.")
     var nonStrict = false
 
+    @discardableResult
     func load(into store: ParameterStore, graph: Graph, model: String) throws -> LoadReport {
         let url: URL
         if let weights {
@@ -25,7 +26,10 @@ struct WeightOptions: ParsableArguments {
         }
         let tensors = try WeightFile.read(url)
         do {
-            return try store.load(tensors, for: graph, file: url.path, strict: !nonStrict)
+            let report = try store.load(tensors, for: graph, file: url.path, strict: !nonStrict)
+            // Say what a non-strict load left out; a clean load (optimizer state aside) is silent.
+            if !report.isClean || !report.skipped.isEmpty { FileHandle.standardError.write(Data("\(url.path): \(report)\n".utf8)) }
+            return report
         } catch let error as LoadError {
             throw Zoo.explain(error, model: model)
         }
@@ -83,8 +87,7 @@ struct Run: ParsableCommand {
             let entry = try Zoo.entry(model.model)
             let plain = try Graph.trace(layers, input: x.shape)
             let store = ParameterStore(graph: plain)
-            let report = try weights.load(into: store, graph: plain, model: model.model)
-            if !report.skipped.isEmpty || !report.unexpected.isEmpty { FileHandle.standardError.write(Data("\(report)\n".utf8)) }
+            try weights.load(into: store, graph: plain, model: model.model)
 
             var graph = try Compiler.inference(layers, input: x.shape, fuse: !(unfused || outputNode != nil || x64 != nil))
             var wanted = graph[graph.outputs["logits"]!].name

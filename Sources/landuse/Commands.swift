@@ -42,7 +42,11 @@ struct Train: ParsableCommand {
             onInterrupt(say: "interrupted: the checkpoint of the last finished epoch is in \(out); continue with\n  \(again)")
             let result = try Trainer(config: config, cache: data.cache, split: data.split, directory: directory, progress: progress,
                                      splitFile: data.splitURL).run(resume: resume, force: force)
-            print(String(format: "test accuracy %.2f%% (loss %.3f) — %@/result.json", 100 * result.test.accuracy, result.test.loss, out))
+            if result.test.count == 0 {
+                print("test accuracy — (the test split is empty) — \(out)/result.json")
+            } else {
+                print(String(format: "test accuracy %.2f%% (loss %.3f) — %@/result.json", 100 * result.test.accuracy, result.test.loss, out))
+            }
         }
     }
 }

@@ -83,6 +83,11 @@ nonisolated(unsafe) private var interruptMessage: UnsafeMutablePointer<CChar>?
 /// finished epoch is intact (checkpoints are written atomically).
 func onInterrupt(say message: String) {
     interruptMessage = strdup("\n" + message + "\n")
+    // A launcher may hand SIGINT over blocked; Ctrl-C must still reach the handler.
+    var unblock = sigset_t()
+    sigemptyset(&unblock)
+    sigaddset(&unblock, SIGINT)
+    sigprocmask(SIG_UNBLOCK, &unblock, nil)
     signal(SIGINT) { _ in
         if let text = interruptMessage { _ = write(STDERR_FILENO, text, strlen(text)) }
         _exit(130)

@@ -291,5 +291,30 @@ struct WeightsTests {
         }
     }
 
+    /// graphc on a training checkpoint (weights + `optimizer.` slots, as `landuse train` writes),
+    /// on a file of another class count, and on another model's file.
+    @Test func graphcLoadsTrainingCheckpointsAndDiagnosesMismatches() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let x = dir.appendingPathComponent("x.npy"), y = dir.appendingPathComponent("y.npy")
+        try NPY.write(Tensor(zeros: [1, 3, 32, 32]), to: x)
+        let tensors = try WeightFile.read(Self.fixtures.appendingPathComponent("weights/basic-cnn.pth"))
+        let momentum = tensors.filter { $0.1.dtype == .float32 }.map { ("optimizer.\($0.0).momentum_buffer", Tensor(zeros: $0.1.shape)) }
+        let checkpoint = dir.appendingPathComponent("checkpoint.safetensors")
+        try Safetensors.write(tensors + momentum, metadata: ["epoch": "3"], to: checkpoint)
+        let common = ["run", "--model", "basic-cnn", "--input", x.path, "--output", y.path, "--weights"]
+        let (strict, strictMessage) = try runGraphc(common + [checkpoint.path, "--classes", "21"])
+        #expect(strict == 0, "\(strictMessage)")
+        let logits = try NPY.read(y)
+        // The trained classifier is loaded, not dropped (an all-zero image still gives fc.bias plus BN shifts).
+        #expect(logits.shape == [1, 21] && logits.scalars.contains { $0 != 0 })
+        let (nonStrict, skipped) = try runGraphc(common + [checkpoint.path, "--classes", "10", "--non-strict"])
+        #expect(nonStrict == 0 && skipped.contains("skipped, shape differs for fc.weight: file has [21, 256], model has [10, 256]"), "\(skipped)")
+        #expect(!skipped.contains("blocks.0.conv.weight"))
+        let (wrong, diagnosis) = try runGraphc(common + [Self.fixtures.appendingPathComponent("weights/resnet18-w8.pth").path, "--classes", "21"])
+        #expect(wrong == 1 && diagnosis.contains("looks like a resnet18") && diagnosis.contains("not a basic-cnn"), "\(diagnosis)")
+        #expect(diagnosis.count < 1500 && diagnosis.contains("more)"), "\(diagnosis.count) characters")
+    }
+
     func runGraphc(_ args: [String]) throws -> (Int32, String) { try runTool("graphc", args) }
 }

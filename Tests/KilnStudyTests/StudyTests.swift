@@ -48,6 +48,27 @@ struct StudyTests {
         #expect(resumed.test.count == data.split.test.count)
     }
 
+    @Test func anEmptyValidationSplitIsNoScore() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = try tinyData(dir)
+        var split = data.split
+        split.train += split.validation
+        split.validation = []
+        var config = RunConfig(model: "basic-cnn", width: 0.25, strategy: .scratch)
+        (config.epochs, config.batchSize, config.inputSize) = (1, 16, 16)
+        let progress = ProgressReporter(interactive: false)
+        progress.quiet = true
+        let result = try Trainer(config: config, cache: data.cache, split: split, directory: dir.appendingPathComponent("run"), progress: progress).run()
+        #expect(result.history[0].validationAccuracy == nil && result.history[0].validationLoss == nil)
+        #expect(result.bestValidationAccuracy == nil && result.epochsToConverge == nil)
+        let json = try String(contentsOf: dir.appendingPathComponent("run/result.json"), encoding: .utf8)
+        #expect(!json.contains("validationAccuracy") && !json.lowercased().contains("nan"))
+        try Report(data: data, directory: dir).writeComparison([result])
+        let report = try String(contentsOf: dir.appendingPathComponent("report.md"), encoding: .utf8)
+        #expect(report.contains("| — | — |"), "\(report)")
+    }
+
     @Test func compareWritesAReportWithEveryRowAndPlot() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

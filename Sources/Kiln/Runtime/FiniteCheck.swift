@@ -18,7 +18,7 @@ extension ParameterStore {
     public func firstNonFinite(in graph: Graph) -> ExecutionError? {
         for value in graph.persistentValues {
             if let tensor = self[value.name], let summary = tensor.nonFiniteSummary {
-                return .nonFinite(node: value.name, detail: summary)
+                return .nonFiniteParameter(name: value.name, detail: summary)
             }
         }
         return nil
