@@ -18,7 +18,7 @@ void kn_batchnorm_inference(const float *x, float *y, const float *gamma, const 
 
 void kn_batchnorm_training(const float *x, float *y, const float *gamma, const float *beta,
                            float *running_mean, float *running_var, float momentum, float eps,
-                           int n, int c, int hw, float *save_mean, float *save_invstd) {
+                           int n, int c, int hw) {
     const int64_t count = (int64_t)n * hw;
     #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < c; ch++) {
@@ -42,7 +42,5 @@ void kn_batchnorm_training(const float *x, float *y, const float *gamma, const f
             running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
             running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * unbiased);
         }
-        if (save_mean) save_mean[ch] = (float)mean;
-        if (save_invstd) save_invstd[ch] = invstd;
     }
 }

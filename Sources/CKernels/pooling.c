@@ -31,7 +31,7 @@ float kn_window_max(const kn_pool2d_desc *d, const float *xp, int oy, int ox, in
     return best;
 }
 
-void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int32_t *argmax) {
+void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y) {
     const int planes = d->n * d->c;
     // Output rows/columns whose window lies wholly inside the input take the branch-free path.
     const int oy0 = (d->ph + d->sh - 1) / d->sh, ox0 = (d->pw + d->sw - 1) / d->sw;
@@ -42,13 +42,12 @@ void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int
     for (int p = 0; p < planes; p++) {
         const float *xp = x + (int64_t)p * d->h * d->w;
         float *yp = y + (int64_t)p * d->oh * d->ow;
-        int32_t *ap = argmax ? argmax + (int64_t)p * d->oh * d->ow : NULL;
         for (int oy = 0; oy < d->oh; oy++) {
             const int inside_row = oy >= oy0 && oy < oy1;
             for (int ox = 0; ox < d->ow; ox++) {
                 int32_t where;
                 float best;
-                if (inside_row && ox >= ox0 && ox < ox1 && !ap) {
+                if (inside_row && ox >= ox0 && ox < ox1) {
                     const float *wp = xp + (oy * d->sh - d->ph) * d->w + (ox * d->sw - d->pw);
                     best = wp[0];
                     for (int i = 0; i < d->kh; i++)
@@ -58,7 +57,6 @@ void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int
                         }
                 } else {
                     best = kn_window_max(d, xp, oy, ox, &where);
-                    if (ap) ap[oy * d->ow + ox] = where;
                 }
                 yp[oy * d->ow + ox] = best;
             }

@@ -3,12 +3,7 @@
 #include "kernels.h"
 #include <math.h>
 
-static inline uint64_t mix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#include "mix64.h"
 
 // Uniform in (0, 1), never 0 (safe for log in Box-Muller).
 static inline double unit(uint64_t seed, uint64_t i) {

@@ -45,13 +45,6 @@ public enum Transform: Sendable {
 
     public static let imageNetNormalization = Transform.normalize(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
 
-    public var isRandom: Bool {
-        switch self {
-        case .randomCrop, .randomHorizontalFlip, .randomVerticalFlip, .randomRotation90: true
-        default: false
-        }
-    }
-
     public func apply(_ image: FloatImage, rng: inout SplitMix) -> FloatImage {
         switch self {
         case let .resize(size):

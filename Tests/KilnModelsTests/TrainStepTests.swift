@@ -48,10 +48,15 @@ struct TrainStepTests {
             #expect(node.name.hasPrefix("fc.") || node.name.hasPrefix("loss."), "unexpected backward node \(node.name)")
         }
         #expect(frozen.nodes.filter { $0.phase == .update }.map(\.name) == ["fc.weight.update", "fc.bias.update"])
-        // Every BN in the frozen backbone runs on running statistics.
-        for node in frozen.nodes where node.op is BatchNormOp {
-            #expect((node.op as! BatchNormOp).usesRunningStatistics)
-        }
+        // Every BN in the frozen backbone runs on running statistics (the unfused graph keeps
+        // them as BatchNorm nodes; the fused one folds them into the convs).
+        var unfusedConfig = config
+        unfusedConfig.fuse = false
+        let unfused = try TrainStep.compile(ResNet18(classes: 21), input: [2, 3, 64, 64], unfusedConfig)
+        let batchNorms = unfused.nodes.compactMap { $0.op as? BatchNormOp }
+        #expect(batchNorms.count == 20)
+        #expect(batchNorms.allSatisfy { $0.usesRunningStatistics })
+        #expect(!frozen.nodes.contains { $0.op is BatchNormOp })
         let full = try TrainStep.compile(ResNet18(classes: 21), input: [2, 3, 64, 64], .init(optimizer: .sgd(.init(learningRate: 0.1))))
         let fullBackward = full.nodes.filter { $0.phase == .backward }.count
         print("resnet18 backward nodes: fine-tune all \(fullBackward), frozen backbone \(backward.count)")

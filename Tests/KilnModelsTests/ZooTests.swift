@@ -73,14 +73,10 @@ struct ZooTests {
         #expect(graph[try graph.value(named: "out_relu").id].shape == [1, 1280, 7, 7])
     }
 
-    @Test func sharedTFJSManifestMatchesOurShapes() throws {
-        let manifest = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("shared/weights/mobilenet_v2_0.35_imagenet_tfjs/model.json")
-        guard FileManager.default.fileExists(atPath: manifest.path) else {
-            print("note: ../shared/weights absent; skipping the TF.js manifest shape check")
-            return
-        }
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: WeightsTests.sharedMobileNet.path),
+                   "needs ../shared/weights (the real MobileNetV2-0.35 TF.js manifest), absent in a fresh clone"))
+    func sharedTFJSManifestMatchesOurShapes() throws {
+        let manifest = WeightsTests.sharedMobileNet
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: manifest)) as! [String: Any]
         let groups = json["weightsManifest"] as! [[String: Any]]
         let graph = try Graph.trace(MobileNetV2(classes: 21, width: 0.35), input: [1, 3, 224, 224])

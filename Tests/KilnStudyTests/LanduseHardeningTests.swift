@@ -82,7 +82,7 @@ struct LanduseHardeningTests {
         let run = dir.appendingPathComponent("run")
         #expect(try train(run, ["--epochs", "1"]).0 == 0)
         let checkpoint = run.appendingPathComponent("checkpoint.safetensors")
-        var (tensors, metadata) = try Safetensors.read(checkpoint)
+        let (tensors, metadata) = try Safetensors.read(checkpoint)
         let index = tensors.firstIndex { $0.0 == "fc.weight" }!
         tensors[index].1.floats[3] = .nan
         try Safetensors.write(tensors, metadata: metadata, to: checkpoint)

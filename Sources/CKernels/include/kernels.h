@@ -105,10 +105,9 @@ void kn_batchnorm_inference(const float *x, float *y, const float *gamma, const 
                             const float *mean, const float *var, float eps, int n, int c, int hw);
 /// Training: normalises with batch statistics (biased variance) and updates the running
 /// estimates with `momentum` (PyTorch: new = (1-m)*old + m*batch, unbiased batch variance).
-/// save_mean/save_invstd (may be NULL) receive the batch mean and 1/sqrt(var+eps).
 void kn_batchnorm_training(const float *x, float *y, const float *gamma, const float *beta,
                            float *running_mean, float *running_var, float momentum, float eps,
-                           int n, int c, int hw, float *save_mean, float *save_invstd);
+                           int n, int c, int hw);
 
 // ---- elementwise ---------------------------------------------------------------------------
 void kn_relu(const float *x, float *y, int64_t count);
@@ -117,9 +116,9 @@ void kn_add(const float *a, const float *b, float *y, int64_t count);
 /// How many of `count` values are NaN or ±infinity; `*first` gets the index of the first (-1 if none).
 int64_t kn_count_nonfinite(const float *x, int64_t count, int64_t *first);
 void kn_copy(const float *x, float *y, int64_t count);
-/// Inverted dropout with a counter-based generator: the mask depends only on (seed, index).
-/// mask (may be NULL) receives the scale applied to each element (0 or 1/(1-p)).
-void kn_dropout(const float *x, float *y, float *mask, int64_t count, float p, uint64_t seed);
+/// Inverted dropout with a counter-based generator: element i is dropped iff
+/// mix64(seed ^ mix64(i)) < p·2⁶⁴ (SplitMix64's finaliser), survivors scaled by 1/(1-p).
+void kn_dropout(const float *x, float *y, int64_t count, float p, uint64_t seed);
 
 // ---- pooling and padding -------------------------------------------------------------------
 typedef struct {
@@ -129,8 +128,8 @@ typedef struct {
 } kn_pool2d_desc;
 
 int kn_pool2d_geometry(kn_pool2d_desc *d);
-/// Max pool with implicit -inf padding; argmax (may be NULL) receives the flat h*w index.
-void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int32_t *argmax);
+/// Max pool with implicit -inf padding.
+void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y);
 /// The first maximum of output (oy, ox)'s window in one plane; *where receives its flat index (-1 if empty).
 float kn_window_max(const kn_pool2d_desc *d, const float *plane, int oy, int ox, int32_t *where);
 /// Average pool; count_include_pad as PyTorch's default (true) or false.

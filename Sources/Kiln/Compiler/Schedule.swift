@@ -5,7 +5,6 @@
 /// buffer is free as early as possible.
 enum Schedule {
     static func order(_ graph: Graph) -> [Int] {
-        var position = [Int](repeating: 0, count: graph.nodes.count)
         var lastReader = [Int](repeating: -1, count: graph.values.count)
         for node in graph.nodes where node.phase != .update {
             for input in node.inputs { lastReader[input.index] = node.index }
@@ -24,7 +23,6 @@ enum Schedule {
             order.append(index)
             order += updatesAfter[index] ?? []
         }
-        for (i, index) in order.enumerated() { position[index] = i }
         return order
     }
 }

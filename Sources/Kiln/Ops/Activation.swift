@@ -57,7 +57,7 @@ public struct DropoutOp: Primitive {
         let count = Int64(call.output.count)
         switch call.mode {
         case .inference: kn_copy(call.inputs[0].floats, call.output.floats, count)
-        case .training: kn_dropout(call.inputs[0].floats, call.output.floats, nil, count, p, dropoutSeed(call.seed, call.node))
+        case .training: kn_dropout(call.inputs[0].floats, call.output.floats, count, p, dropoutSeed(call.seed, call.node))
         }
     }
     public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
@@ -76,7 +76,7 @@ public struct DropoutBackwardOp: Primitive {
         let count = Int64(call.output.count)
         switch call.mode {
         case .inference: kn_copy(call.inputs[0].floats, call.output.floats, count)
-        case .training: kn_dropout(call.inputs[0].floats, call.output.floats, nil, count, p, dropoutSeed(call.seed, forwardNode))
+        case .training: kn_dropout(call.inputs[0].floats, call.output.floats, count, p, dropoutSeed(call.seed, forwardNode))
         }
     }
 }

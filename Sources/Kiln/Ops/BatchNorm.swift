@@ -42,7 +42,7 @@ public struct BatchNormOp: Primitive {
                                    mean.floats, variance.floats, eps, n, c, hw)
         case .training:
             kn_batchnorm_training(x.floats, call.output.floats, gamma.floats, beta.floats,
-                                  mean.floats, variance.floats, momentum, eps, n, c, hw, nil, nil)
+                                  mean.floats, variance.floats, momentum, eps, n, c, hw)
             call.inputs[5].int64s.pointee += 1
         }
     }

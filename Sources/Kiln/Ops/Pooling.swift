@@ -47,7 +47,7 @@ public struct Pool2DOp: Primitive {
     public func forward(_ call: KernelCall) {
         var d = geometry(call.inputs[0].shape)
         switch reduction {
-        case .max: kn_maxpool2d_forward(&d, call.inputs[0].floats, call.output.floats, nil)
+        case .max: kn_maxpool2d_forward(&d, call.inputs[0].floats, call.output.floats)
         case let .average(include): kn_avgpool2d_forward(&d, call.inputs[0].floats, call.output.floats, include ? 1 : 0)
         }
     }

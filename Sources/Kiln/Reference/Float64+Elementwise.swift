@@ -31,15 +31,23 @@ extension MaskedGradientOp: Float64Definition {
     }
 }
 
-/// x scaled by the dropout mask of `forwardNode` (the float32 kernel draws it; survivors are
-/// scaled by 1/(1-p) in float64).
+/// x scaled by the dropout mask of `forwardNode`, drawn here from the generator's definition
+/// (kn_dropout's contract: element i is dropped iff mix64(seed ^ mix64(i)) < p·2⁶⁴), survivors
+/// scaled by 1/(1-p) in float64 — an implementation independent of the float32 kernel it checks.
 private func applyDropout(_ x: Float64Tensor, p: Float, forwardNode: String, _ call: Float64Call) -> Float64Tensor {
-    guard call.mode == .training else { return .map(call.outputShape) { x.doubles[$0] } }
-    let mask = Tensor(zeros: x.shape)
-    kn_fill_constant(mask.floats, Int64(x.count), 1)
-    kn_dropout(mask.floats, mask.floats, nil, Int64(x.count), p, dropoutSeed(call.seed, forwardNode))
+    guard call.mode == .training, p > 0 else { return .map(call.outputShape) { x.doubles[$0] } }
+    guard p < 1 else { return .map(call.outputShape) { _ in 0 } }
+    let seed = dropoutSeed(call.seed, forwardNode), threshold = UInt64(Double(p) * 0x1p64)
     let scale = 1 / (1 - Double(p))
-    return .map(call.outputShape) { mask.floats[$0] != 0 ? x.doubles[$0] * scale : 0 }
+    return .map(call.outputShape) { i in splitMix64(seed ^ splitMix64(UInt64(i))) < threshold ? 0 : x.doubles[i] * scale }
+}
+
+/// SplitMix64's finaliser.
+private func splitMix64(_ value: UInt64) -> UInt64 {
+    var z = value &+ 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
 }
 
 extension DropoutOp: Float64Definition {
