@@ -56,6 +56,21 @@ struct HostileFileTests {
         }
     }
 
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/prlimit"), "needs prlimit (util-linux)"))
+    func anImageBombStopsLanduseUnderAMemoryLimit() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for name in ["farm", "river"] {
+            let folder = dir.appendingPathComponent("data/\(name)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: try HostileInput.tiffBomb(in: dir.appendingPathComponent("data")), to: folder.appendingPathComponent("bomb.tif"))
+            try FileManager.default.removeItem(at: dir.appendingPathComponent("data/bomb.tif"))
+        }
+        let (status, message) = try runTool("landuse", ["train", "--data", dir.appendingPathComponent("data").path, "--epochs", "1",
+                                                        "--out", dir.appendingPathComponent("run").path], memoryLimit: 4_000_000_000)
+        #expect(status == 1 && message.contains("bomb.tif") && message.contains("over the limit"), "\(status): \(message)")
+    }
+
     @Test func refusedKernelScratchIsReportedNotDereferenced() {
         _ = kn_take_allocation_failure()
         #expect(kn_scratch(Int32(KN_SCRATCH_ACCUMULATOR), 1 << 60) == nil)
