@@ -2,7 +2,9 @@
 APT_PACKAGES := libopenblas-dev liblapacke-dev libjpeg-dev libtiff-dev libpng-dev libomp-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build release test demo bench clean
+FUZZ_SECONDS ?= 5
+
+.PHONY: deps build release test fuzz demo bench clean
 
 # Installs the system libraries only when one is missing.
 deps:
@@ -18,10 +20,16 @@ build: deps
 release: deps
 	swift build -c release
 
-# The CLI tests run the debug graphc/landuse binaries, so build them first.
+# The CLI tests run the debug graphc/landuse binaries, so build them first. Each loader's fuzz
+# target runs a few seconds on its corpus first (a crash fails the build).
 test: deps
 	swift build
+	Fuzz/run.sh all $(FUZZ_SECONDS)
 	swift test
+
+# A longer fuzzing campaign: FUZZ_SECONDS per target (Docs/Reliability.md).
+fuzz:
+	Fuzz/run.sh all $(FUZZ_SECONDS)
 
 # The study on the embedded synthetic land-use set (64² inputs): every strategy, report and plots.
 demo: release
@@ -32,4 +40,4 @@ bench: release
 	.build/release/kiln-bench
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz
