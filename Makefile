@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 FUZZ_SECONDS ?= 5
 
-.PHONY: deps build release test fuzz demo bench clean
+.PHONY: deps build release test fuzz format lint demo bench clean
 
 # Installs the system libraries only when one is missing.
 deps:
@@ -22,10 +22,19 @@ release: deps
 
 # The CLI tests run the debug graphc/landuse binaries, so build them first. Each loader's fuzz
 # target runs a few seconds on its corpus first (a crash fails the build).
-test: deps
+test: deps lint
 	swift build
 	Fuzz/run.sh all $(FUZZ_SECONDS)
 	swift test
+
+# The toolchain's formatter (.swift-format: 4 spaces, 140 columns): `make format` applies it,
+# `make lint` (part of `make test`) fails on code it would change.
+SWIFT_SOURCES := Package.swift Sources Models Tests Benchmarks Fuzz/Package.swift Fuzz/Sources
+format:
+	swift format -i -r $(SWIFT_SOURCES)
+
+lint:
+	swift format lint --strict -r $(SWIFT_SOURCES)
 
 # A longer fuzzing campaign: FUZZ_SECONDS per target (Docs/Reliability.md).
 fuzz:

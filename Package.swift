@@ -31,7 +31,7 @@ let package = Package(
             name: "CKernels",
             dependencies: ["COpenBLAS"],
             cSettings: [
-                .unsafeFlags(["-O3", "-mavx2", "-mfma", "-fopenmp", "-I\(ompInclude)", "-std=gnu11"]),
+                .unsafeFlags(["-O3", "-mavx2", "-mfma", "-fopenmp", "-I\(ompInclude)", "-std=gnu11"])
             ],
             linkerSettings: [
                 .unsafeFlags(["-L\(ompLib)", "-Xlinker", "-rpath", "-Xlinker", ompLib]),
@@ -41,15 +41,18 @@ let package = Package(
         ),
         .target(name: "Kiln", dependencies: ["CKernels", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         // libjpeg/libpng/libtiff behind an error-returning C API (libjpeg's default handler exits).
-        .target(name: "CImageCodecs", dependencies: ["CJPEG", "CPNG", "CTIFF"], cSettings: [.unsafeFlags(["-O2"])],
-                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16"), .linkedLibrary("tiff")]),
+        .target(
+            name: "CImageCodecs", dependencies: ["CJPEG", "CPNG", "CTIFF"], cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16"), .linkedLibrary("tiff")]),
         // Images, datasets, transforms, data loading, the synthetic land-use set.
         .target(name: "KilnData", dependencies: ["Kiln", "CImageCodecs"]),
         // The land-use study: training loop, metrics, experiments, report (Markdown + SVG).
         .target(name: "KilnStudy", dependencies: ["Kiln", "KilnModels", "KilnData"]),
         .executableTarget(
             name: "landuse",
-            dependencies: ["Kiln", "KilnModels", "KilnData", "KilnStudy", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "Kiln", "KilnModels", "KilnData", "KilnStudy", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .target(name: "KilnModels", dependencies: ["Kiln"], path: "Models"),
         .executableTarget(
@@ -63,7 +66,9 @@ let package = Package(
         ),
         .testTarget(name: "KilnTests", dependencies: ["Kiln", "CKernels"]),
         // Fixtures live in Tests/Fixtures and are found through #filePath (no resource bundle needed).
-        .testTarget(name: "KilnModelsTests", dependencies: ["Kiln", "KilnModels", "KilnData", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .testTarget(
+            name: "KilnModelsTests",
+            dependencies: ["Kiln", "KilnModels", "KilnData", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "KilnDataTests", dependencies: ["Kiln", "KilnData", "CImageCodecs"]),
         .testTarget(name: "KilnStudyTests", dependencies: ["Kiln", "KilnModels", "KilnData", "KilnStudy"]),
     ]

@@ -12,6 +12,6 @@ let package = Package(
             dependencies: [.product(name: "Kiln", package: "Kiln"), .product(name: "KilnData", package: "Kiln")],
             path: "Sources/KilnFuzz",
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
-        ),
+        )
     ]
 )

@@ -73,8 +73,10 @@ struct InvertedResidual: NamedLayer {
         }
         if stride == 2 { layers.append(KerasStridePad().named(prefix + "pad")) }
         layers += [
-            Conv2d(hidden, hidden, kernel: 3, stride: stride, padding: stride == 1 ? 1 : 0,
-                   groups: hidden, bias: false).named(prefix + "depthwise"),
+            Conv2d(
+                hidden, hidden, kernel: 3, stride: stride, padding: stride == 1 ? 1 : 0,
+                groups: hidden, bias: false
+            ).named(prefix + "depthwise"),
             KerasBatchNorm(hidden).named(prefix + "depthwise_BN"),
             ReLU6().named(prefix + "depthwise_relu"),
             Conv2d(hidden, outChannels, kernel: 1, bias: false).named(prefix + "project"),
@@ -85,7 +87,6 @@ struct InvertedResidual: NamedLayer {
         return try g.scoped(prefix + "add") { try g.apply(AddOp(), [x, projected]) }
     }
 }
-
 
 /// Keras' `correct_pad` for a 3×3 stride-2 'valid' conv: pads [[0,1],[0,1]] on even sizes,
 /// [[1,1],[1,1]] on odd ones, so it is decided from the input shape at build time.

@@ -12,7 +12,8 @@ public struct WeightsMismatch: Error, CustomStringConvertible {
     public var description: String {
         var head = "\(file): these weights do not fit \(model)"
         if let lookalike, lookalike.matched > 0 {
-            head += lookalike.name == model
+            head +=
+                lookalike.name == model
                 ? " — they are a \(model) state dict, but some tensors differ in shape (another width or number of classes? --non-strict skips them)"
                 : " — the file looks like a \(lookalike.name) (it holds \(lookalike.matched) of its \(lookalike.total) keys), not a \(model)"
         }

@@ -13,16 +13,22 @@ public enum Zoo {
     }
 
     public static let entries: [Entry] = [
-        Entry(name: "resnet18", summary: "torchvision ResNet-18 (11.7M params at 1000 classes)",
-              defaultInputSize: 224, classifier: "fc") { classes, width, _ in
+        Entry(
+            name: "resnet18", summary: "torchvision ResNet-18 (11.7M params at 1000 classes)",
+            defaultInputSize: 224, classifier: "fc"
+        ) { classes, width, _ in
             ResNet18(classes: classes, width: Int(((width ?? 1) * 64).rounded()))
         },
-        Entry(name: "basic-cnn", summary: "the course's 4-block baseline CNN",
-              defaultInputSize: 224, classifier: "fc") { classes, width, _ in
+        Entry(
+            name: "basic-cnn", summary: "the course's 4-block baseline CNN",
+            defaultInputSize: 224, classifier: "fc"
+        ) { classes, width, _ in
             BasicCNN(classes: classes, channels: [32, 64, 128, 256].map { Int((Double($0) * (width ?? 1)).rounded()) })
         },
-        Entry(name: "mobilenet-v2", summary: "Keras MobileNetV2 with width multiplier (0.35, 0.5, 0.75, 1.0, …)",
-              defaultInputSize: 224, classifier: "predictions") { classes, width, momentum in
+        Entry(
+            name: "mobilenet-v2", summary: "Keras MobileNetV2 with width multiplier (0.35, 0.5, 0.75, 1.0, …)",
+            defaultInputSize: 224, classifier: "predictions"
+        ) { classes, width, momentum in
             MobileNetV2(classes: classes, width: width ?? 1, batchNormMomentum: momentum ?? 0.001)
         },
     ]

@@ -48,7 +48,9 @@ struct KilnBench: ParsableCommand {
 
     func run() throws {
         Threads.count = threads
-        print("kiln-bench: batch \(batch), \(inputSize)², \(threads) threads, \(iterations) iterations after warm-up\(unfused ? ", unfused" : "")")
+        print(
+            "kiln-bench: batch \(batch), \(inputSize)², \(threads) threads, \(iterations) iterations after warm-up\(unfused ? ", unfused" : "")"
+        )
         let sgemm = Self.sgemmRate()
         print(String(format: "sgemm 1024³ (OpenBLAS, one block per thread): %.1f GFLOP/s", sgemm))
         for name in workloads.split(separator: ",") {
@@ -74,9 +76,10 @@ struct KilnBench: ParsableCommand {
             if profile { executor.stepTimes = [:]; profiled = executor }
             step = { try executor.run(["input": input]) }
         case .resnet18Train, .resnet18Frozen, .basicCNNTrain, .mobileNetTrain, .mobileNetFrozen:
-            let configuration = TrainStep.Configuration(optimizer: .sgd(.init(learningRate: 0.01, momentum: 0.9)),
-                                                        trainOnly: [.resnet18Frozen, .mobileNetFrozen].contains(workload) ? [workload.classifier] : nil,
-                                                        fuse: !unfused)
+            let configuration = TrainStep.Configuration(
+                optimizer: .sgd(.init(learningRate: 0.01, momentum: 0.9)),
+                trainOnly: [.resnet18Frozen, .mobileNetFrozen].contains(workload) ? [workload.classifier] : nil,
+                fuse: !unfused)
             let graph = try Compiler.training(model, input: shape, configuration)
             let executor = try Executor(graph: graph, parameters: ParameterStore(graph: graph, seed: 1), mode: .training)
             if profile { executor.stepTimes = [:]; profiled = executor }
@@ -97,19 +100,25 @@ struct KilnBench: ParsableCommand {
         let forwardFlops = FlopCounter.forward(try Graph.trace(model, input: shape))
         let ips = Double(batch) / median
         let rss = Self.peakRSSMiB()
-        print(String(format: "%@: %.1f img/s (median %.3f s/batch, best %.3f s), forward %.2f GFLOP/img, peak RSS %.0f MiB",
-                     workload.rawValue, ips, median, times.min()!, forwardFlops / Double(batch) / 1e9, rss))
+        print(
+            String(
+                format: "%@: %.1f img/s (median %.3f s/batch, best %.3f s), forward %.2f GFLOP/img, peak RSS %.0f MiB",
+                workload.rawValue, ips, median, times.min()!, forwardFlops / Double(batch) / 1e9, rss))
         if [.resnet18Infer, .basicCNNInfer, .mobileNetInfer].contains(workload) {
             print(String(format: "  %.1f GFLOP/s, %.0f%% of sgemm", forwardFlops / median / 1e9, 100 * forwardFlops / median / 1e9 / sgemm))
         }
         if let times = profiled?.stepTimes {
-            for (name, t) in times.sorted(by: { $0.value > $1.value }).prefix(ProcessInfo.processInfo.environment["KILN_PROFILE_ROWS"].flatMap { Int($0) } ?? 14) {
+            for (name, t) in times.sorted(by: { $0.value > $1.value }).prefix(
+                ProcessInfo.processInfo.environment["KILN_PROFILE_ROWS"].flatMap { Int($0) } ?? 14)
+            {
                 print("  " + name.padRight(36) + String(format: "%.1f ms/run", 1000 * t / Double(iterations + 1)))
             }
             // Totals by step kind: the part of the name after the forward node's (e.g. grad_weight).
             var byKind: [String: Double] = [:]
             for (name, t) in times {
-                let kind = name.split(separator: ".").last.map(String.init).flatMap { $0.hasPrefix("grad") || $0 == "update" ? $0 : nil } ?? "forward"
+                let kind =
+                    name.split(separator: ".").last.map(String.init).flatMap { $0.hasPrefix("grad") || $0 == "update" ? $0 : nil }
+                    ?? "forward"
                 byKind[kind, default: 0] += t
             }
             for (kind, t) in byKind.sorted(by: { $0.value > $1.value }) {

@@ -37,7 +37,8 @@ public final class ImageCache: @unchecked Sendable {
     static func resize(_ image: RGBImage, shorterSide: Int) -> RGBImage {
         var rng = SplitMix(seed: 0)
         let resized = Transform.resize(shorterSide).apply(FloatImage(image), rng: &rng)
-        return RGBImage(width: resized.width, height: resized.height, pixels: resized.pixels.map { UInt8(min(255, max(0, ($0 * 255).rounded()))) })
+        return RGBImage(
+            width: resized.width, height: resized.height, pixels: resized.pixels.map { UInt8(min(255, max(0, ($0 * 255).rounded()))) })
     }
 }
 
@@ -55,7 +56,9 @@ public final class DataLoader: @unchecked Sendable {
     public let seed: UInt64
     let labels: [String: Int]
 
-    public init(cache: ImageCache, ids: [String], batchSize: Int, transforms: [Transform], shuffle: Bool, dropLast: Bool = false, seed: UInt64 = 0) {
+    public init(
+        cache: ImageCache, ids: [String], batchSize: Int, transforms: [Transform], shuffle: Bool, dropLast: Bool = false, seed: UInt64 = 0
+    ) {
         self.cache = cache
         self.ids = ids.filter { cache.images[$0] != nil }
         self.batchSize = batchSize

@@ -15,8 +15,10 @@ public struct ImageDataset: Sendable {
     public let isSynthetic: Bool
     let loader: @Sendable (Sample) throws -> RGBImage
 
-    public init(name: String, classes: [String], samples: [Sample], isSynthetic: Bool,
-                loader: @escaping @Sendable (Sample) throws -> RGBImage) {
+    public init(
+        name: String, classes: [String], samples: [Sample], isSynthetic: Bool,
+        loader: @escaping @Sendable (Sample) throws -> RGBImage
+    ) {
         (self.name, self.classes, self.samples, self.isSynthetic, self.loader) = (name, classes, samples, isSynthetic, loader)
     }
 

@@ -27,7 +27,9 @@ public enum ImageDecoder {
     /// Decodes JPEG, PNG or TIFF, chosen by the file's signature (not its extension).
     public static func decode(_ url: URL) throws -> RGBImage {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ImageError(file: url.path, detail: "cannot read: \(error.localizedDescription)") }
+        do { data = try Data(contentsOf: url) } catch {
+            throw ImageError(file: url.path, detail: "cannot read: \(error.localizedDescription)")
+        }
         return try decode(data, file: url.path)
     }
 
@@ -52,14 +54,17 @@ public enum ImageDecoder {
         }
         defer { kn_image_free(&image) }
         let count = Int(image.width) * Int(image.height) * 3
-        return RGBImage(width: Int(image.width), height: Int(image.height), pixels: Array(UnsafeBufferPointer(start: image.rgb, count: count)))
+        return RGBImage(
+            width: Int(image.width), height: Int(image.height), pixels: Array(UnsafeBufferPointer(start: image.rgb, count: count)))
     }
 
     /// Runs `body` on a path holding `data`: `file` itself when it exists, else a temporary copy.
     static func withFile(_ data: Data, at file: String, _ body: (String) -> Int32) throws -> Int32 {
         if FileManager.default.fileExists(atPath: file) { return body(file) }
         let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-image-\(UUID()).tif")
-        do { try data.write(to: temporary) } catch { throw ImageError(file: file, detail: "cannot stage for libtiff: \(error.localizedDescription)") }
+        do { try data.write(to: temporary) } catch {
+            throw ImageError(file: file, detail: "cannot stage for libtiff: \(error.localizedDescription)")
+        }
         defer { try? FileManager.default.removeItem(at: temporary) }
         return body(temporary.path)
     }
@@ -77,7 +82,8 @@ public enum ImageDecoder {
             }
         }
         guard status == 0 else {
-            throw ImageError(file: url.path, detail: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw ImageError(
+                file: url.path, detail: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
     }
 }

@@ -18,8 +18,10 @@ public enum SyntheticLandUse {
 
     public static func dataset(perClass: Int, size: Int, seed: UInt64, source: Bool = false) -> ImageDataset {
         let names = source ? sourceClasses : classes
-        let samples = names.indices.flatMap { label in (0..<perClass).map { ImageDataset.Sample(id: "\(names[label])/\($0)", label: label) } }
-        return ImageDataset(name: source ? "synthetic-textures" : "synthetic-landuse", classes: names, samples: samples, isSynthetic: true) { sample in
+        let samples = names.indices.flatMap { label in (0..<perClass).map { ImageDataset.Sample(id: "\(names[label])/\($0)", label: label) }
+        }
+        return ImageDataset(name: source ? "synthetic-textures" : "synthetic-landuse", classes: names, samples: samples, isSynthetic: true)
+        { sample in
             let index = Int(sample.id.split(separator: "/").last!)!
             return render(label: sample.label, index: index, size: size, seed: seed, source: source)
         }
@@ -46,8 +48,9 @@ public enum SyntheticLandUse {
             c.fillNoise(c.jitter(concrete), amplitude: 0.05, cell: s / 6)
             let (cx, cy, l) = (c.uniform(0.35, 0.65) * s, c.uniform(0.35, 0.65) * s, c.uniform(0.3, 0.45) * s)
             c.line(cx - cos(angle) * l, cy - sin(angle) * l, cx + cos(angle) * l, cy + sin(angle) * l, width: s * 0.06, white)
-            c.line(cx - cos(angle + .pi / 2) * l * 0.8, cy - sin(angle + .pi / 2) * l * 0.8,
-                   cx + cos(angle + .pi / 2) * l * 0.8, cy + sin(angle + .pi / 2) * l * 0.8, width: s * 0.05, white)
+            c.line(
+                cx - cos(angle + .pi / 2) * l * 0.8, cy - sin(angle + .pi / 2) * l * 0.8,
+                cx + cos(angle + .pi / 2) * l * 0.8, cy + sin(angle + .pi / 2) * l * 0.8, width: s * 0.05, white)
         case "baseballdiamond":
             c.fillNoise(c.jitter(grass), amplitude: 0.05, cell: s / 5)
             let (cx, cy) = (c.uniform(0.4, 0.6) * s, c.uniform(0.4, 0.6) * s)
@@ -58,13 +61,17 @@ public enum SyntheticLandUse {
         case "beach":
             c.fillNoise(c.jitter(sand), amplitude: 0.04, cell: s / 8)
             let (sn, cs, edge) = (sin(angle), cos(angle), c.uniform(-0.15, 0.15) * s)
-            for y in 0..<c.size { for x in 0..<c.size where (Double(x) - s / 2) * cs + (Double(y) - s / 2) * sn + 3 * sin(Double(x + y) / 4) > edge {
-                c.set(x, y, water)
-            } }
+            for y in 0..<c.size {
+                for x in 0..<c.size where (Double(x) - s / 2) * cs + (Double(y) - s / 2) * sn + 3 * sin(Double(x + y) / 4) > edge {
+                    c.set(x, y, water)
+                }
+            }
         case "buildings":
             c.fillNoise(c.jitter(asphalt), amplitude: 0.04, cell: s / 6)
             for _ in 0..<Int(c.uniform(3, 6)) {
-                c.rect(c.uniform(0, 0.7) * s, c.uniform(0, 0.7) * s, c.uniform(0.2, 0.4) * s, c.uniform(0.2, 0.4) * s, c.jitter(concrete, 0.15))
+                c.rect(
+                    c.uniform(0, 0.7) * s, c.uniform(0, 0.7) * s, c.uniform(0.2, 0.4) * s, c.uniform(0.2, 0.4) * s, c.jitter(concrete, 0.15)
+                )
             }
         case "chaparral":
             c.fillNoise(c.jitter((0.55, 0.50, 0.38)), amplitude: 0.12, cell: s / 10)
@@ -72,9 +79,11 @@ public enum SyntheticLandUse {
         case "denseresidential":
             c.fillNoise(c.jitter(asphalt), amplitude: 0.03, cell: s / 6)
             let step = s / c.uniform(6, 9)
-            for gy in stride(from: 0.0, to: s, by: step) { for gx in stride(from: 0.0, to: s, by: step) {
-                c.rect(gx + 1, gy + 1, step * 0.75, step * 0.6, c.jitter(roof, 0.12))
-            } }
+            for gy in stride(from: 0.0, to: s, by: step) {
+                for gx in stride(from: 0.0, to: s, by: step) {
+                    c.rect(gx + 1, gy + 1, step * 0.75, step * 0.6, c.jitter(roof, 0.12))
+                }
+            }
         case "forest":
             c.fillNoise(c.jitter(tree), amplitude: 0.08, cell: s / 16)
             for _ in 0..<Int(s) { c.disk(c.uniform(0, s), c.uniform(0, s), c.uniform(1, s / 16 + 1), c.jitter((0.12, 0.25, 0.12), 0.04)) }
@@ -102,15 +111,19 @@ public enum SyntheticLandUse {
             c.fillNoise(c.jitter(grass), amplitude: 0.06, cell: s / 6)
             c.road(s / 2, s / 2, angle: angle, width: s * 0.08, asphalt)
             let step = s / c.uniform(4, 6)
-            for gy in stride(from: 0.0, to: s, by: step) { for gx in stride(from: 0.0, to: s, by: step) where c.uniform() < 0.7 {
-                c.rect(gx + 2, gy + 2, step * 0.5, step * 0.45, c.jitter(roof, 0.15))
-            } }
+            for gy in stride(from: 0.0, to: s, by: step) {
+                for gx in stride(from: 0.0, to: s, by: step) where c.uniform() < 0.7 {
+                    c.rect(gx + 2, gy + 2, step * 0.5, step * 0.45, c.jitter(roof, 0.15))
+                }
+            }
         case "mobilehomepark":
             c.fillNoise(c.jitter(asphalt), amplitude: 0.04, cell: s / 6)
             let step = s / c.uniform(7, 10)
-            for gy in stride(from: 0.0, to: s, by: step) { for gx in stride(from: 0.0, to: s, by: step * 0.5) {
-                c.rect(gx + 1, gy + 1, step * 0.3, step * 0.75, c.jitter(white, 0.05))
-            } }
+            for gy in stride(from: 0.0, to: s, by: step) {
+                for gx in stride(from: 0.0, to: s, by: step * 0.5) {
+                    c.rect(gx + 1, gy + 1, step * 0.3, step * 0.75, c.jitter(white, 0.05))
+                }
+            }
         case "overpass":
             c.fillNoise(c.jitter(grass), amplitude: 0.06, cell: s / 6)
             c.road(s / 2, s / 2, angle: angle, width: s * 0.2, c.jitter(asphalt))
@@ -123,24 +136,31 @@ public enum SyntheticLandUse {
         case "river":
             c.fillNoise(c.jitter(grass), amplitude: 0.07, cell: s / 6)
             let (phase, amp, width) = (c.uniform(0, 6.28), c.uniform(0.05, 0.2) * s, c.uniform(0.12, 0.25) * s)
-            for y in 0..<c.size { for x in 0..<c.size where abs(Double(x) - s / 2 - amp * sin(Double(y) / s * 6.28 + phase)) < width / 2 {
-                c.set(x, y, water)
-            } }
+            for y in 0..<c.size {
+                for x in 0..<c.size where abs(Double(x) - s / 2 - amp * sin(Double(y) / s * 6.28 + phase)) < width / 2 {
+                    c.set(x, y, water)
+                }
+            }
         case "runway":
             c.fillNoise(c.jitter(grass), amplitude: 0.05, cell: s / 6)
             c.road(s / 2, s / 2, angle: angle, width: s * 0.3, c.jitter(asphalt, 0.03))
             for k in -4...4 {
                 let t = Double(k) * s * 0.12
-                c.line(s / 2 + cos(angle) * t, s / 2 + sin(angle) * t, s / 2 + cos(angle) * (t + s * 0.05),
-                       s / 2 + sin(angle) * (t + s * 0.05), width: s * 0.025, white)
+                c.line(
+                    s / 2 + cos(angle) * t, s / 2 + sin(angle) * t, s / 2 + cos(angle) * (t + s * 0.05),
+                    s / 2 + sin(angle) * (t + s * 0.05), width: s * 0.025, white)
             }
         case "sparseresidential":
             c.fillNoise(c.jitter(grass), amplitude: 0.07, cell: s / 6)
-            for _ in 0..<Int(c.uniform(2, 5)) { c.rect(c.uniform(0, 0.85) * s, c.uniform(0, 0.85) * s, s * 0.12, s * 0.1, c.jitter(roof, 0.15)) }
+            for _ in 0..<Int(c.uniform(2, 5)) {
+                c.rect(c.uniform(0, 0.85) * s, c.uniform(0, 0.85) * s, s * 0.12, s * 0.1, c.jitter(roof, 0.15))
+            }
             for _ in 0..<Int(s / 6) { c.disk(c.uniform(0, s), c.uniform(0, s), c.uniform(1, 3), tree) }
         case "storagetanks":
             c.fillNoise(c.jitter(soil), amplitude: 0.05, cell: s / 6)
-            for _ in 0..<Int(c.uniform(2, 6)) { c.disk(c.uniform(0.15, 0.85) * s, c.uniform(0.15, 0.85) * s, c.uniform(0.07, 0.14) * s, c.jitter(white, 0.04)) }
+            for _ in 0..<Int(c.uniform(2, 6)) {
+                c.disk(c.uniform(0.15, 0.85) * s, c.uniform(0.15, 0.85) * s, c.uniform(0.07, 0.14) * s, c.jitter(white, 0.04))
+            }
         default:  // tenniscourt
             c.fillNoise(c.jitter(grass), amplitude: 0.05, cell: s / 6)
             let (x0, y0, w, h) = (c.uniform(0.15, 0.35) * s, c.uniform(0.15, 0.35) * s, c.uniform(0.35, 0.5) * s, c.uniform(0.3, 0.45) * s)
@@ -162,8 +182,13 @@ public enum SyntheticLandUse {
         case 3: for r in stride(from: s * 0.7, to: 1, by: -s * 0.1) { c.disk(s / 2, s / 2, r, Int(r / (s * 0.1)) % 2 == 0 ? a : b) }
         case 4: for y in 0..<c.size { for x in 0..<c.size { c.set(x, y, b, alpha: Float(x) / Float(s)) } }
         case 5: c.fillNoise(b, amplitude: 0.25, cell: s / 3)
-        case 6: for k in stride(from: 0.0, to: s, by: s / 8) { c.line(0, k, s / 2, k + s / 10, width: 2, b); c.line(s / 2, k + s / 10, s, k, width: 2, b) }
-        case 7: c.stripes(angle: .pi / 4, period: s / 8, b, a, duty: 0.2); c.stripes(angle: -.pi / 4, period: s / 8, b, a, duty: 0.2, alpha: 0.6)
+        case 6:
+            for k in stride(from: 0.0, to: s, by: s / 8) {
+                c.line(0, k, s / 2, k + s / 10, width: 2, b); c.line(s / 2, k + s / 10, s, k, width: 2, b)
+            }
+        case 7:
+            c.stripes(angle: .pi / 4, period: s / 8, b, a, duty: 0.2);
+            c.stripes(angle: -.pi / 4, period: s / 8, b, a, duty: 0.2, alpha: 0.6)
         case 8: c.fillNoise(b, amplitude: 0.3, cell: 1.5)
         default: c.fillNoise(b, amplitude: 0.3, cell: s / 2)
         }

@@ -49,8 +49,9 @@ public enum Transform: Sendable {
         switch self {
         case let .resize(size):
             let scale = Double(size) / Double(min(image.width, image.height))
-            return resized(image, width: max(1, Int((Double(image.width) * scale).rounded())),
-                           height: max(1, Int((Double(image.height) * scale).rounded())))
+            return resized(
+                image, width: max(1, Int((Double(image.width) * scale).rounded())),
+                height: max(1, Int((Double(image.height) * scale).rounded())))
         case let .resizeTo(width, height):
             return resized(image, width: width, height: height)
         case let .centerCrop(size):
@@ -60,9 +61,11 @@ public enum Transform: Sendable {
             let left = Int(rng.next() % UInt64(max(image.width - size + 1, 1)))
             return cropped(image, top: top, left: left, size: size)
         case .randomHorizontalFlip:
-            return rng.next() & 1 == 0 ? image : remapped(image, width: image.width, height: image.height) { x, y in (image.width - 1 - x, y) }
+            return rng.next() & 1 == 0
+                ? image : remapped(image, width: image.width, height: image.height) { x, y in (image.width - 1 - x, y) }
         case .randomVerticalFlip:
-            return rng.next() & 1 == 0 ? image : remapped(image, width: image.width, height: image.height) { x, y in (x, image.height - 1 - y) }
+            return rng.next() & 1 == 0
+                ? image : remapped(image, width: image.width, height: image.height) { x, y in (x, image.height - 1 - y) }
         case .randomRotation90:
             switch rng.next() % 4 {
             case 1: return remapped(image, width: image.height, height: image.width) { x, y in (y, image.height - 1 - x) }

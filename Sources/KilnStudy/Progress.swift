@@ -8,12 +8,16 @@ public final class ProgressReporter: @unchecked Sendable {
 
     public init(interactive: Bool = isatty(STDOUT_FILENO) != 0) { self.interactive = interactive }
 
-    public func batch(_ label: String, epoch: Int, epochs: Int, batch: Int, batches: Int, loss: Double, imagesPerSecond: Double, eta: Double) {
+    public func batch(
+        _ label: String, epoch: Int, epochs: Int, batch: Int, batches: Int, loss: Double, imagesPerSecond: Double, eta: Double
+    ) {
         guard interactive, !quiet else { return }
         let width = 24, done = batches == 0 ? width : width * batch / batches
         let bar = String(repeating: "█", count: done) + String(repeating: "·", count: width - done)
-        write(String(format: "\r%@ epoch %d/%d [%@] %d/%d loss %.3f %.0f img/s ETA %@   ", label, epoch, epochs, bar, batch, batches,
-                     loss, imagesPerSecond, Self.duration(eta)))
+        write(
+            String(
+                format: "\r%@ epoch %d/%d [%@] %d/%d loss %.3f %.0f img/s ETA %@   ", label, epoch, epochs, bar, batch, batches,
+                loss, imagesPerSecond, Self.duration(eta)))
     }
 
     public func line(_ text: String) {

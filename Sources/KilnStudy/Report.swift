@@ -20,22 +20,25 @@ public struct Report {
 
     var dataSection: String {
         let d = data.dataset
-        let kind = d.isSynthetic
+        let kind =
+            d.isSynthetic
             ? "**Synthetic data**: Kiln's embedded procedural land-use set (21 UC Merced class names, generated images), not real aerial imagery."
             : "Real images from `\(d.name)` (ImageFolder layout)."
         return """
-        ## Data
-        \(kind) \(d.samples.count) images, \(d.classes.count) classes, input \(data.inputSize)×\(data.inputSize) \
-        (training: random crop, flips, 90° rotations; evaluation: center crop). Stratified split \
-        \(data.split.train.count)/\(data.split.validation.count)/\(data.split.test.count) (train/validation/test, seed \(data.split.seed), \
-        saved in `split.json`).\(data.cache.failures.isEmpty ? "" : " Skipped \(data.cache.failures.count) unreadable images.")
+            ## Data
+            \(kind) \(d.samples.count) images, \(d.classes.count) classes, input \(data.inputSize)×\(data.inputSize) \
+            (training: random crop, flips, 90° rotations; evaluation: center crop). Stratified split \
+            \(data.split.train.count)/\(data.split.validation.count)/\(data.split.test.count) (train/validation/test, seed \(data.split.seed), \
+            saved in `split.json`).\(data.cache.failures.isEmpty ? "" : " Skipped \(data.cache.failures.count) unreadable images.")
 
-        """
+            """
     }
 
     static var hardware: String {
-        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
-            .split(separator: "\n").first { $0.hasPrefix("model name") }?.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
+        let cpu =
+            (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("model name") }?.split(separator: ":").last?.trimmingCharacters(in: .whitespaces)
+            ?? "unknown CPU"
         return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(Threads.count) kernel threads"
     }
 
@@ -47,35 +50,56 @@ public struct Report {
         try JSONEncoder.pretty.encode(results).write(to: directory.appendingPathComponent("results.json"), options: .atomic)
         let byTime = results.map { r in
             var elapsed = 0.0
-            return (name: r.config.label, points: r.history.compactMap { e -> (Double, Double)? in
-                elapsed += e.seconds
-                return e.validationAccuracy.map { (elapsed, $0) }
-            }, dashed: false)
+            return (
+                name: r.config.label,
+                points: r.history.compactMap { e -> (Double, Double)? in
+                    elapsed += e.seconds
+                    return e.validationAccuracy.map { (elapsed, $0) }
+                }, dashed: false
+            )
         }
-        try write(SVG.lineChart(title: "Loss per epoch (solid: train, dashed: validation)", xLabel: "epoch", yLabel: "cross-entropy",
-                                series: results.flatMap { r in [
-                                    (r.config.label, r.history.map { (Double($0.epoch), $0.trainLoss) }, false),
-                                    (r.config.label + " (val)", r.history.compactMap { e in e.validationLoss.map { (Double(e.epoch), $0) } }, true)] },
-                                width: 1000), "loss.svg")
-        try write(SVG.lineChart(title: "Validation accuracy per epoch", xLabel: "epoch", yLabel: "accuracy",
-                                series: results.map { r in (r.config.label, r.history.compactMap { e in e.validationAccuracy.map { (Double(e.epoch), $0) } }, false) }),
-                  "accuracy.svg")
-        try write(SVG.lineChart(title: "Validation accuracy against training time", xLabel: "seconds", yLabel: "accuracy", series: byTime),
-                  "accuracy_vs_time.svg")
+        try write(
+            SVG.lineChart(
+                title: "Loss per epoch (solid: train, dashed: validation)", xLabel: "epoch", yLabel: "cross-entropy",
+                series: results.flatMap { r in
+                    [
+                        (r.config.label, r.history.map { (Double($0.epoch), $0.trainLoss) }, false),
+                        (r.config.label + " (val)", r.history.compactMap { e in e.validationLoss.map { (Double(e.epoch), $0) } }, true),
+                    ]
+                },
+                width: 1000), "loss.svg")
+        try write(
+            SVG.lineChart(
+                title: "Validation accuracy per epoch", xLabel: "epoch", yLabel: "accuracy",
+                series: results.map { r in
+                    (r.config.label, r.history.compactMap { e in e.validationAccuracy.map { (Double(e.epoch), $0) } }, false)
+                }),
+            "accuracy.svg")
+        try write(
+            SVG.lineChart(title: "Validation accuracy against training time", xLabel: "seconds", yLabel: "accuracy", series: byTime),
+            "accuracy_vs_time.svg")
         guard let best = results.max(by: { $0.test.accuracy < $1.test.accuracy }) else { return }
-        try write(SVG.heatmap(title: "Confusion matrix: \(best.config.label) (test)", rows: best.classes, columns: best.classes,
-                              values: best.test.confusion.map { $0.map(Double.init) }, format: "%.0f", rowTitle: "true", columnTitle: "predicted", cell: 30),
-                  "confusion.svg")
+        try write(
+            SVG.heatmap(
+                title: "Confusion matrix: \(best.config.label) (test)", rows: best.classes, columns: best.classes,
+                values: best.test.confusion.map { $0.map(Double.init) }, format: "%.0f", rowTitle: "true", columnTitle: "predicted",
+                cell: 30),
+            "confusion.svg")
 
         var md = "# Land-use study: transfer learning vs. a basic CNN\n\n" + dataSection
-        md += "\n## Setup\nHardware: \(Self.hardware). Each row: same split, \(results.first?.config.epochs ?? 0) epochs, batch \(results.first?.config.batchSize ?? 0), SGD momentum 0.9, weight decay 1e-4, cosine schedule.\n\n"
-        md += "| model · strategy | started from | lr | test accuracy | test loss | best val. accuracy | epochs to converge | s / epoch | total s |\n|---|---|---|---|---|---|---|---|---|\n"
+        md +=
+            "\n## Setup\nHardware: \(Self.hardware). Each row: same split, \(results.first?.config.epochs ?? 0) epochs, batch \(results.first?.config.batchSize ?? 0), SGD momentum 0.9, weight decay 1e-4, cosine schedule.\n\n"
+        md +=
+            "| model · strategy | started from | lr | test accuracy | test loss | best val. accuracy | epochs to converge | s / epoch | total s |\n|---|---|---|---|---|---|---|---|---|\n"
         for r in results {
-            md += "| \(r.config.label) | \(r.config.pretraining) | \(r.config.learningRate) | **\(Self.pct(r.test.accuracy))** | \(String(format: "%.3f", r.test.loss)) | "
-            md += "\(Self.pct(r.bestValidationAccuracy)) | \(r.epochsToConverge.map(String.init) ?? "—") | \(String(format: "%.1f", r.secondsPerEpoch)) | \(String(format: "%.0f", r.history.map(\.seconds).reduce(0, +))) |\n"
+            md +=
+                "| \(r.config.label) | \(r.config.pretraining) | \(r.config.learningRate) | **\(Self.pct(r.test.accuracy))** | \(String(format: "%.3f", r.test.loss)) | "
+            md +=
+                "\(Self.pct(r.bestValidationAccuracy)) | \(r.epochsToConverge.map(String.init) ?? "—") | \(String(format: "%.1f", r.secondsPerEpoch)) | \(String(format: "%.0f", r.history.map(\.seconds).reduce(0, +))) |\n"
         }
         md += "\n*Epochs to converge*: first epoch whose validation accuracy is within 2 points of the run's best.\n\n"
-        md += "![loss](loss.svg)\n\n![accuracy](accuracy.svg)\n\n![accuracy vs time](accuracy_vs_time.svg)\n\n![confusion](confusion.svg)\n\n"
+        md +=
+            "![loss](loss.svg)\n\n![accuracy](accuracy.svg)\n\n![accuracy vs time](accuracy_vs_time.svg)\n\n![confusion](confusion.svg)\n\n"
         md += "## Answers\n" + answers(results, best: best)
         md += "\n## Per-class test accuracy of the best model (\(best.config.label))\n\n| class | accuracy |\n|---|---|\n"
         for (c, acc) in zip(best.classes, best.test.perClassAccuracy) { md += "| \(c) | \(Self.pct(acc)) |\n" }
@@ -83,23 +107,32 @@ public struct Report {
     }
 
     func answers(_ results: [RunResult], best: RunResult) -> String {
-        var out = "- **Which strategy wins?** \(best.config.label) (\(best.config.pretraining)) with \(Self.pct(best.test.accuracy)) test accuracy.\n"
+        var out =
+            "- **Which strategy wins?** \(best.config.label) (\(best.config.pretraining)) with \(Self.pct(best.test.accuracy)) test accuracy.\n"
         if let cnn = results.first(where: { $0.config.model == "basic-cnn" }) {
             let better = results.filter { $0.test.accuracy > cnn.test.accuracy }.map(\.config.label)
-            out += "- **Against the basic CNN** (\(Self.pct(cnn.test.accuracy))): " +
-                (better.isEmpty ? "no transfer strategy beat it on this data.\n" : "beaten by \(better.joined(separator: ", ")).\n")
+            out +=
+                "- **Against the basic CNN** (\(Self.pct(cnn.test.accuracy))): "
+                + (better.isEmpty ? "no transfer strategy beat it on this data.\n" : "beaten by \(better.joined(separator: ", ")).\n")
         }
         let finetune = results.filter { $0.config.strategy == .finetune }, frozen = results.filter { $0.config.strategy == .frozen }
         for f in finetune {
             guard let z = frozen.first(where: { $0.config.model == f.config.model }) else { continue }
             let faster = z.secondsPerEpoch < f.secondsPerEpoch ? "frozen" : "fine-tune-all"
-            out += "- **\(f.config.model): fine-tune all vs. frozen** — \(Self.pct(f.test.accuracy)) vs. \(Self.pct(z.test.accuracy)) test accuracy; "
+            out +=
+                "- **\(f.config.model): fine-tune all vs. frozen** — \(Self.pct(f.test.accuracy)) vs. \(Self.pct(z.test.accuracy)) test accuracy; "
             out += String(format: "%.1f vs. %.1f s per epoch (%@ is cheaper per epoch); ", f.secondsPerEpoch, z.secondsPerEpoch, faster)
-            if let a = f.epochsToConverge, let b = z.epochsToConverge { out += "converged after \(a) vs. \(b) epochs.\n" } else { out += "no validation split to judge convergence.\n" }
+            if let a = f.epochsToConverge, let b = z.epochsToConverge {
+                out += "converged after \(a) vs. \(b) epochs.\n"
+            } else {
+                out += "no validation split to judge convergence.\n"
+            }
         }
         if let scratch = results.first(where: { $0.config.model == "resnet18" && $0.config.strategy == .scratch }),
-           let ft = finetune.first(where: { $0.config.model == "resnet18" }) {
-            out += "- **Does pretraining help ResNet-18?** from scratch \(Self.pct(scratch.test.accuracy)), fine-tuned from \(ft.config.pretraining) \(Self.pct(ft.test.accuracy)).\n"
+            let ft = finetune.first(where: { $0.config.model == "resnet18" })
+        {
+            out +=
+                "- **Does pretraining help ResNet-18?** from scratch \(Self.pct(scratch.test.accuracy)), fine-tuned from \(ft.config.pretraining) \(Self.pct(ft.test.accuracy)).\n"
         }
         return out
     }
@@ -108,25 +141,35 @@ public struct Report {
         try JSONEncoder.pretty.encode(results).write(to: directory.appendingPathComponent("sweep_results.json"), options: .atomic)
         func find(_ lr: Double, _ f: Double) -> RunResult? { results.first { $0.config.learningRate == lr && $0.config.fraction == f } }
         let grid = fractions.map { f in learningRates.map { find($0, f)?.test.accuracy ?? 0 } }
-        try write(SVG.heatmap(title: "Test accuracy: learning rate × training-set fraction", rows: fractions.map { "\(Int($0 * 100))% train" },
-                              columns: learningRates.map { "lr \($0)" }, values: grid, format: "%.2f", rowTitle: "fraction", columnTitle: "learning rate", cell: 64),
-                  "sweep_heatmap.svg")
+        try write(
+            SVG.heatmap(
+                title: "Test accuracy: learning rate × training-set fraction", rows: fractions.map { "\(Int($0 * 100))% train" },
+                columns: learningRates.map { "lr \($0)" }, values: grid, format: "%.2f", rowTitle: "fraction", columnTitle: "learning rate",
+                cell: 64),
+            "sweep_heatmap.svg")
         var md = "# Learning-rate × data-size sweep: \(results.first?.config.label ?? "")\n\n" + dataSection
-        md += "\nHardware: \(Self.hardware). Started from: \(results.first?.config.pretraining ?? "none"). \(results.first?.config.epochs ?? 0) epochs each.\n\n"
-        md += "| train fraction | train images | " + learningRates.map { "lr \($0)" }.joined(separator: " | ") + " |\n|---|---|" + learningRates.map { _ in "---|" }.joined() + "\n"
+        md +=
+            "\nHardware: \(Self.hardware). Started from: \(results.first?.config.pretraining ?? "none"). \(results.first?.config.epochs ?? 0) epochs each.\n\n"
+        md +=
+            "| train fraction | train images | " + learningRates.map { "lr \($0)" }.joined(separator: " | ") + " |\n|---|---|"
+            + learningRates.map { _ in "---|" }.joined() + "\n"
         for f in fractions {
-            md += "| \(Int(f * 100))% | \(find(learningRates[0], f)?.trainImages ?? 0) | " + learningRates.map { lr in find(lr, f).map { Self.pct($0.test.accuracy) } ?? "—" }.joined(separator: " | ") + " |\n"
+            md +=
+                "| \(Int(f * 100))% | \(find(learningRates[0], f)?.trainImages ?? 0) | "
+                + learningRates.map { lr in find(lr, f).map { Self.pct($0.test.accuracy) } ?? "—" }.joined(separator: " | ") + " |\n"
         }
         md += "\n![sweep](sweep_heatmap.svg)\n\n## Answers\n"
         for f in fractions {
             if let best = learningRates.compactMap({ find($0, f) }).max(by: { $0.test.accuracy < $1.test.accuracy }) {
-                md += "- With \(Int(f * 100))% of the training set the best learning rate is \(best.config.learningRate) (\(Self.pct(best.test.accuracy))).\n"
+                md +=
+                    "- With \(Int(f * 100))% of the training set the best learning rate is \(best.config.learningRate) (\(Self.pct(best.test.accuracy))).\n"
             }
         }
         for lr in learningRates {
             let accs = fractions.compactMap { find(lr, $0)?.test.accuracy }
             if let lo = accs.first, let hi = accs.last {
-                md += "- At lr \(lr), going from \(Int(fractions.first! * 100))% to \(Int(fractions.last! * 100))% of the data changes test accuracy by \(String(format: "%+.1f", 100 * (hi - lo))) points.\n"
+                md +=
+                    "- At lr \(lr), going from \(Int(fractions.first! * 100))% to \(Int(fractions.last! * 100))% of the data changes test accuracy by \(String(format: "%+.1f", 100 * (hi - lo))) points.\n"
             }
         }
         try write(md, "sweep.md")

@@ -50,16 +50,18 @@ public struct RunConfig: Codable, Sendable {
 
     public var trainStepConfiguration: TrainStep.Configuration {
         let lr = Float(learningRate)
-        let opt: Optimizer = switch optimizer {
-        case "adam": .adam(.init(learningRate: lr, weightDecay: Float(weightDecay)))
-        case "adamw": .adamW(learningRate: lr, weightDecay: Float(weightDecay))
-        default: .sgd(.init(learningRate: lr, momentum: Float(momentum), weightDecay: Float(weightDecay)))
-        }
-        let sched: LRSchedule = switch schedule {
-        case "constant": .constant
-        case "step": .step(stepSize: max(1, epochs / 3), gamma: 0.1)
-        default: .cosine(tMax: epochs, etaMin: 0)
-        }
+        let opt: Optimizer =
+            switch optimizer {
+            case "adam": .adam(.init(learningRate: lr, weightDecay: Float(weightDecay)))
+            case "adamw": .adamW(learningRate: lr, weightDecay: Float(weightDecay))
+            default: .sgd(.init(learningRate: lr, momentum: Float(momentum), weightDecay: Float(weightDecay)))
+            }
+        let sched: LRSchedule =
+            switch schedule {
+            case "constant": .constant
+            case "step": .step(stepSize: max(1, epochs / 3), gamma: 0.1)
+            default: .cosine(tMax: epochs, etaMin: 0)
+            }
         return .init(optimizer: opt, schedule: sched, trainOnly: strategy == .frozen ? [classifier] : nil, seed: seed)
     }
 
@@ -89,7 +91,9 @@ extension RunConfig {
     /// Training and evaluation transforms: random crop, flips and 90° rotations for training
     /// (aerial images have no "up"), a center crop for evaluation, then the model's normalisation.
     public var trainTransforms: [Transform] {
-        (augment ? [.randomCrop(inputSize), .randomHorizontalFlip, .randomVerticalFlip, .randomRotation90] : [.centerCrop(inputSize)]) + [normalization]
+        (augment ? [.randomCrop(inputSize), .randomHorizontalFlip, .randomVerticalFlip, .randomRotation90] : [.centerCrop(inputSize)]) + [
+            normalization
+        ]
     }
     public var evalTransforms: [Transform] { [.centerCrop(inputSize), normalization] }
     /// Cached images are stored with this shorter side (256 for 224 crops, as ImageNet practice).

@@ -15,8 +15,10 @@ public struct StudyData {
     /// Real data from an ImageFolder root, or the embedded synthetic set when `root` is nil. The
     /// split is stratified 70/10/20 by `seed`; split.json in `directory` is reused when it is
     /// there and names only samples of this data (a trainer writes it once a run has started).
-    public static func prepare(root: URL?, syntheticPerClass: Int = 40, inputSize: Int, seed: UInt64, skipBad: Bool,
-                               directory: URL, progress: ProgressReporter) throws -> StudyData {
+    public static func prepare(
+        root: URL?, syntheticPerClass: Int = 40, inputSize: Int, seed: UInt64, skipBad: Bool,
+        directory: URL, progress: ProgressReporter
+    ) throws -> StudyData {
         let baseSize = Int((Double(inputSize) * 8 / 7).rounded())
         let dataset = try root.map(ImageFolder.scan) ?? SyntheticLandUse.dataset(perClass: syntheticPerClass, size: baseSize, seed: seed)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -27,16 +29,22 @@ public struct StudyData {
             let known = Set(dataset.samples.map(\.id)), listed = split.train + split.validation + split.test
             if let foreign = listed.first(where: { !known.contains($0) }) {
                 let count = listed.filter { !known.contains($0) }.count
-                throw DatasetError("\(splitURL.path) was made for other data: \(count) of its \(listed.count) samples (e.g. '\(foreign)') are not in \(dataset.name). Use another --out, or delete split.json to split this data anew")
+                throw DatasetError(
+                    "\(splitURL.path) was made for other data: \(count) of its \(listed.count) samples (e.g. '\(foreign)') are not in \(dataset.name). Use another --out, or delete split.json to split this data anew"
+                )
             }
         } else {
             split = DataSplit.stratified(dataset, seed: seed)
         }
-        progress.line("data: \(dataset.name), \(dataset.samples.count) images, \(dataset.classes.count) classes\(dataset.isSynthetic ? " (synthetic)" : ""); split \(split.train.count)/\(split.validation.count)/\(split.test.count) (seed \(split.seed))")
+        progress.line(
+            "data: \(dataset.name), \(dataset.samples.count) images, \(dataset.classes.count) classes\(dataset.isSynthetic ? " (synthetic)" : ""); split \(split.train.count)/\(split.validation.count)/\(split.test.count) (seed \(split.seed))"
+        )
         let cache = try ImageCache(dataset, ids: split.train + split.validation + split.test, baseSize: baseSize, skipBad: skipBad)
         for failure in cache.failures { progress.line("skipped unreadable image: \(failure)") }
         guard !cache.images.isEmpty else {
-            throw DatasetError("\(dataset.name): none of its \(dataset.samples.count) images could be decoded\(cache.failures.first.map { " (first: \($0))" } ?? "")")
+            throw DatasetError(
+                "\(dataset.name): none of its \(dataset.samples.count) images could be decoded\(cache.failures.first.map { " (first: \($0))" } ?? "")"
+            )
         }
         return StudyData(dataset: dataset, split: split, cache: cache, inputSize: inputSize, splitURL: splitURL)
     }
@@ -71,14 +79,19 @@ public final class Study {
     /// Where pretrained weights for a backbone come from: a file the user gave, or a synthetic
     /// pretraining run on a disjoint texture task (labelled so in the report; never ImageNet).
     func pretrained(_ model: String, width: Double?) throws -> (file: String, label: String) {
-        if model == "mobilenet-v2", let w = options.mobilenetWeights { return (w, "ImageNet (TF.js MobileNetV2-0.35, \(URL(fileURLWithPath: w).lastPathComponent))") }
-        if model == "resnet18", let w = options.resnetWeights { return (w, "ImageNet (torchvision, \(URL(fileURLWithPath: w).lastPathComponent))") }
+        if model == "mobilenet-v2", let w = options.mobilenetWeights {
+            return (w, "ImageNet (TF.js MobileNetV2-0.35, \(URL(fileURLWithPath: w).lastPathComponent))")
+        }
+        if model == "resnet18", let w = options.resnetWeights {
+            return (w, "ImageNet (torchvision, \(URL(fileURLWithPath: w).lastPathComponent))")
+        }
         let dir = directory.appendingPathComponent("pretrain-\(model)")
         let checkpoint = dir.appendingPathComponent("checkpoint.safetensors")
         let label = "synthetic pretraining (\(SyntheticLandUse.sourceClasses.count)-class texture task, disjoint from land use)"
         if FileManager.default.fileExists(atPath: dir.appendingPathComponent("result.json").path) { return (checkpoint.path, label) }
         progress.line("pretraining \(model) on the synthetic texture task (no pretrained weights given)")
-        let source = SyntheticLandUse.dataset(perClass: options.pretrainPerClass, size: data.cache.images.values.first!.width, seed: options.seed ^ 0x5EED, source: true)
+        let source = SyntheticLandUse.dataset(
+            perClass: options.pretrainPerClass, size: data.cache.images.values.first!.width, seed: options.seed ^ 0x5EED, source: true)
         let split = DataSplit.stratified(source, fractions: [0.9, 0.1, 0.0], seed: options.seed)
         let cache = try ImageCache(source, ids: split.train + split.validation, baseSize: nil, skipBad: false)
         var config = RunConfig(model: model, width: width, strategy: .scratch)
@@ -95,7 +108,9 @@ public final class Study {
         for (model, width) in [("resnet18", nil), ("mobilenet-v2", 0.35)] as [(String, Double?)] {
             for strategy in [Strategy.finetune, .frozen] { rows.append(RunConfig(model: model, width: width, strategy: strategy)) }
         }
-        if let only = options.only { rows = rows.filter { only.contains($0.label) || only.contains($0.model) || only.contains($0.strategy.rawValue) } }
+        if let only = options.only {
+            rows = rows.filter { only.contains($0.label) || only.contains($0.model) || only.contains($0.strategy.rawValue) }
+        }
         for i in rows.indices {
             rows[i].epochs = options.epochs
             rows[i].batchSize = options.batchSize
@@ -116,16 +131,22 @@ public final class Study {
         var results: [RunResult] = []
         for config in rows {
             progress.line("== \(config.label) (\(config.pretraining)), lr \(config.learningRate), \(config.epochs) epochs")
-            let runDir = directory.appendingPathComponent("runs").appendingPathComponent(config.label.replacingOccurrences(of: " · ", with: "-"))
+            let runDir = directory.appendingPathComponent("runs").appendingPathComponent(
+                config.label.replacingOccurrences(of: " · ", with: "-"))
             // A finished run with the same configuration is reused, so a study can be extended or re-reported.
-            if let previous = try? JSONDecoder().decode(RunResult.self, from: Data(contentsOf: runDir.appendingPathComponent("result.json"))),
-               (try? JSONEncoder.pretty.encode(previous.config)) == (try? JSONEncoder.pretty.encode(config)) {
-                progress.line(String(format: "   reusing the finished run in %@: test accuracy %.1f%%", runDir.path, 100 * previous.test.accuracy))
+            if let previous = try? JSONDecoder().decode(
+                RunResult.self, from: Data(contentsOf: runDir.appendingPathComponent("result.json"))),
+                (try? JSONEncoder.pretty.encode(previous.config)) == (try? JSONEncoder.pretty.encode(config))
+            {
+                progress.line(
+                    String(format: "   reusing the finished run in %@: test accuracy %.1f%%", runDir.path, 100 * previous.test.accuracy))
                 results.append(previous)
                 continue
             }
-            let result = try Trainer(config: config, cache: data.cache, split: data.split, directory: runDir, progress: progress,
-                                     splitFile: data.splitURL).run(force: true)
+            let result = try Trainer(
+                config: config, cache: data.cache, split: data.split, directory: runDir, progress: progress,
+                splitFile: data.splitURL
+            ).run(force: true)
             progress.line(String(format: "   test accuracy %.1f%%", 100 * result.test.accuracy))
             results.append(result)
         }
@@ -134,7 +155,8 @@ public final class Study {
     }
 
     /// Learning rates × training-set fractions for one model and strategy.
-    public func sweep(model: String, width: Double?, strategy: Strategy, learningRates: [Double], fractions: [Double]) throws -> [RunResult] {
+    public func sweep(model: String, width: Double?, strategy: Strategy, learningRates: [Double], fractions: [Double]) throws -> [RunResult]
+    {
         var results: [RunResult] = []
         var base = RunConfig(model: model, width: width, strategy: strategy)
         (base.epochs, base.batchSize, base.seed, base.inputSize) = (options.epochs, options.batchSize, options.seed, data.inputSize)
@@ -146,8 +168,11 @@ public final class Study {
                 config.fraction = fraction
                 progress.line("== \(config.label) lr \(lr), \(Int(fraction * 100))% of the training set")
                 let dir = directory.appendingPathComponent("sweep").appendingPathComponent("lr\(lr)-f\(fraction)")
-                results.append(try Trainer(config: config, cache: data.cache, split: data.split, directory: dir, progress: progress,
-                                           splitFile: data.splitURL).run(force: true))
+                results.append(
+                    try Trainer(
+                        config: config, cache: data.cache, split: data.split, directory: dir, progress: progress,
+                        splitFile: data.splitURL
+                    ).run(force: true))
             }
         }
         try Report(data: data, directory: directory).writeSweep(results, learningRates: learningRates, fractions: fractions)

@@ -61,19 +61,30 @@ public final class Trainer {
         let hasCheckpoint = fm.fileExists(atPath: checkpointURL.path), finished = fm.fileExists(atPath: resultURL.path)
         if !force {
             if finished && !resume {
-                throw TrainingError("\(directory.path) already holds a finished run (result.json); use --force to train it again from scratch, --resume with more --epochs to extend it, or another --out")
+                throw TrainingError(
+                    "\(directory.path) already holds a finished run (result.json); use --force to train it again from scratch, --resume with more --epochs to extend it, or another --out"
+                )
             }
             if resume && !hasCheckpoint {
-                throw TrainingError("--resume: \(directory.path) has no checkpoint.safetensors to continue from; drop --resume to start a new run (or --force)")
+                throw TrainingError(
+                    "--resume: \(directory.path) has no checkpoint.safetensors to continue from; drop --resume to start a new run (or --force)"
+                )
             }
             if !resume && hasCheckpoint {
-                throw TrainingError("\(directory.path) holds an unfinished run (checkpoint.safetensors); --resume continues it, --force starts over")
+                throw TrainingError(
+                    "\(directory.path) holds an unfinished run (checkpoint.safetensors); --resume continues it, --force starts over")
             }
         }
         let resuming = resume && hasCheckpoint
-        guard config.epochs > 0, config.batchSize > 0 else { throw TrainingError("\(config.label): epochs and batch size must be positive") }
+        guard config.epochs > 0, config.batchSize > 0 else {
+            throw TrainingError("\(config.label): epochs and batch size must be positive")
+        }
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
-        if !resuming { for stale in ["checkpoint.safetensors", "history.json", "result.json"] { try? fm.removeItem(at: directory.appendingPathComponent(stale)) } }
+        if !resuming {
+            for stale in ["checkpoint.safetensors", "history.json", "result.json"] {
+                try? fm.removeItem(at: directory.appendingPathComponent(stale))
+            }
+        }
         // BN running statistics follow the new data at PyTorch's momentum 0.1 (Keras' 0.001 would
         // leave ImageNet statistics in place for most of a short fine-tuning run).
         let model = try Zoo.model(config.model, classes: classes.count, width: config.width, batchNormMomentum: 0.1)
@@ -83,8 +94,9 @@ public final class Trainer {
         if let weights = config.weights, config.strategy != .scratch {
             let report: LoadReport
             do {
-                report = try store.load(WeightFile.read(URL(fileURLWithPath: weights)), for: forward, file: weights,
-                                        strict: false, skipPrefixes: [config.classifier])
+                report = try store.load(
+                    WeightFile.read(URL(fileURLWithPath: weights)), for: forward, file: weights,
+                    strict: false, skipPrefixes: [config.classifier])
             } catch let error as LoadError {
                 throw Zoo.explain(error, model: config.model)
             }
@@ -99,22 +111,30 @@ public final class Trainer {
             try store.load(tensors, for: step.graph, file: checkpointURL.path, optimizerState: true)
             firstEpoch = Int(metadata["epoch"] ?? "0") ?? 0
             guard firstEpoch < config.epochs else {
-                throw TrainingError("--resume: \(checkpointURL.path) has already trained \(firstEpoch) of \(config.epochs) epochs; raise --epochs to continue")
+                throw TrainingError(
+                    "--resume: \(checkpointURL.path) has already trained \(firstEpoch) of \(config.epochs) epochs; raise --epochs to continue"
+                )
             }
             step.restore(stepCount: Int64(metadata["step"] ?? "0") ?? 0)
-            history = (try? JSONDecoder().decode([EpochRecord].self, from: Data(contentsOf: directory.appendingPathComponent("history.json")))) ?? []
+            history =
+                (try? JSONDecoder().decode([EpochRecord].self, from: Data(contentsOf: directory.appendingPathComponent("history.json"))))
+                ?? []
             history = Array(history.prefix(firstEpoch))
             progress.line("  \(config.label): resuming after epoch \(firstEpoch)")
         }
 
         let labels = Dictionary(uniqueKeysWithValues: cache.dataset.samples.map { ($0.id, $0.label) })
         let trainIDs = split.trainingSubset(config.fraction, labels: labels)
-        let train = DataLoader(cache: cache, ids: trainIDs, batchSize: config.batchSize, transforms: config.trainTransforms,
-                               shuffle: true, seed: config.seed)
+        let train = DataLoader(
+            cache: cache, ids: trainIDs, batchSize: config.batchSize, transforms: config.trainTransforms,
+            shuffle: true, seed: config.seed)
         guard train.count > 0 else {
-            throw TrainingError("\(config.label): the training split has no readable images (\(trainIDs.count) listed, \(cache.failures.count) unreadable in the data)")
+            throw TrainingError(
+                "\(config.label): the training split has no readable images (\(trainIDs.count) listed, \(cache.failures.count) unreadable in the data)"
+            )
         }
-        let validation = DataLoader(cache: cache, ids: split.validation, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
+        let validation = DataLoader(
+            cache: cache, ids: split.validation, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
         let test = DataLoader(cache: cache, ids: split.test, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
 
         for epoch in firstEpoch..<config.epochs {
@@ -129,38 +149,48 @@ public final class Trainer {
                 }
                 let n = batch.labels.count
                 lossSum += Double(result.loss) * Double(n)
-                correct += (0..<n).filter { i in
-                    let row = UnsafeBufferPointer(start: result.logits.floats + i * classes.count, count: classes.count)
-                    return row.indices.max { row[$0] < row[$1] } == Int(batch.labels.int64s[i])
-                }.count
+                correct +=
+                    (0..<n).filter { i in
+                        let row = UnsafeBufferPointer(start: result.logits.floats + i * classes.count, count: classes.count)
+                        return row.indices.max { row[$0] < row[$1] } == Int(batch.labels.int64s[i])
+                    }.count
                 seen += n
                 batchIndex += 1
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                progress.batch(config.label, epoch: epoch + 1, epochs: config.epochs, batch: batchIndex, batches: train.batchCount,
-                               loss: lossSum / Double(seen), imagesPerSecond: Double(seen) / elapsed,
-                               eta: elapsed / Double(seen) * Double(train.count * (config.epochs - epoch) - seen))
+                progress.batch(
+                    config.label, epoch: epoch + 1, epochs: config.epochs, batch: batchIndex, batches: train.batchCount,
+                    loss: lossSum / Double(seen), imagesPerSecond: Double(seen) / elapsed,
+                    eta: elapsed / Double(seen) * Double(train.count * (config.epochs - epoch) - seen))
             }
             let trainSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             // Nothing non-finite is written: the weights and the validation metrics are checked first.
             if let bad = store.firstNonFinite(in: step.graph) { throw nonFinite("after epoch \(epoch + 1)", bad, lastGood: epoch) }
             let val = try evaluate(step, validation)
-            guard val.loss.isFinite else { throw nonFinite("the validation loss became \(val.loss) after epoch \(epoch + 1)", nil, lastGood: epoch) }
+            guard val.loss.isFinite else {
+                throw nonFinite("the validation loss became \(val.loss) after epoch \(epoch + 1)", nil, lastGood: epoch)
+            }
             let hasValidation = val.count > 0
-            let record = EpochRecord(epoch: epoch + 1, learningRate: Double(step.learningRate), trainLoss: lossSum / Double(max(seen, 1)),
-                                     trainAccuracy: Double(correct) / Double(max(seen, 1)), validationLoss: hasValidation ? val.loss : nil,
-                                     validationAccuracy: hasValidation ? val.accuracy : nil,
-                                     seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
-                                     imagesPerSecond: Double(seen) / trainSeconds)
+            let record = EpochRecord(
+                epoch: epoch + 1, learningRate: Double(step.learningRate), trainLoss: lossSum / Double(max(seen, 1)),
+                trainAccuracy: Double(correct) / Double(max(seen, 1)), validationLoss: hasValidation ? val.loss : nil,
+                validationAccuracy: hasValidation ? val.accuracy : nil,
+                seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
+                imagesPerSecond: Double(seen) / trainSeconds)
             history.append(record)
             let validationText = hasValidation ? String(format: "val loss %.3f acc %.1f%%", val.loss, 100 * val.accuracy) : "val —"
-            progress.line(String(format: "  %@ epoch %d/%d: train loss %.3f acc %.1f%% | %@ | %.1f s, %.0f img/s",
-                                 config.label, epoch + 1, config.epochs, record.trainLoss, 100 * record.trainAccuracy,
-                                 validationText, record.seconds, record.imagesPerSecond))
+            progress.line(
+                String(
+                    format: "  %@ epoch %d/%d: train loss %.3f acc %.1f%% | %@ | %.1f s, %.0f img/s",
+                    config.label, epoch + 1, config.epochs, record.trainLoss, 100 * record.trainAccuracy,
+                    validationText, record.seconds, record.imagesPerSecond))
             if epoch == firstEpoch { try recordStart() }
-            try Safetensors.write(store.stateTensors(for: step.graph, includeOptimizer: true),
-                                  metadata: ["epoch": String(epoch + 1), "step": String(step.stepCount), "model": config.model,
-                                             "classes": classes.joined(separator: ","), "strategy": config.strategy.rawValue],
-                                  to: checkpointURL)
+            try Safetensors.write(
+                store.stateTensors(for: step.graph, includeOptimizer: true),
+                metadata: [
+                    "epoch": String(epoch + 1), "step": String(step.stepCount), "model": config.model,
+                    "classes": classes.joined(separator: ","), "strategy": config.strategy.rawValue,
+                ],
+                to: checkpointURL)
             try JSONEncoder.pretty.encode(history).write(to: directory.appendingPathComponent("history.json"), options: .atomic)
         }
         let result = RunResult(config: config, classes: classes, history: history, test: try evaluate(step, test), trainImages: train.count)
@@ -178,7 +208,9 @@ public final class Trainer {
 
     func nonFinite(_ what: String, _ cause: ExecutionError?, lastGood epoch: Int) -> TrainingError {
         let checkpoint = epoch > 0 ? "the checkpoint of epoch \(epoch) is kept" : "no checkpoint was written"
-        return TrainingError("\(config.label): \(what)\(cause.map { ": \($0)" } ?? ""). The learning rate (\(config.learningRate)) is probably too high; training stopped and \(checkpoint).")
+        return TrainingError(
+            "\(config.label): \(what)\(cause.map { ": \($0)" } ?? ""). The learning rate (\(config.learningRate)) is probably too high; training stopped and \(checkpoint)."
+        )
     }
 
     func evaluate(_ step: TrainStep, _ loader: DataLoader) throws -> Evaluation {

@@ -37,11 +37,13 @@ struct Dump: ParsableCommand {
             guard batch >= 1, side >= 1 else { throw ZooError.invalidArgument("batch and input size must be positive") }
             let input: Shape = [batch, 3, side, side]
             let optimizer = Optimizer.sgd(.init(learningRate: 0.01, momentum: 0.9))
-            let graph: Graph = switch mode {
-            case .inference: try Compiler.inference(layers, input: input, fuse: !unfused)
-            case .train: try Compiler.training(layers, input: input, .init(optimizer: optimizer, fuse: !unfused))
-            case .frozen: try Compiler.training(layers, input: input, .init(optimizer: optimizer, trainOnly: [entry.classifier], fuse: !unfused))
-            }
+            let graph: Graph =
+                switch mode {
+                case .inference: try Compiler.inference(layers, input: input, fuse: !unfused)
+                case .train: try Compiler.training(layers, input: input, .init(optimizer: optimizer, fuse: !unfused))
+                case .frozen:
+                    try Compiler.training(layers, input: input, .init(optimizer: optimizer, trainOnly: [entry.classifier], fuse: !unfused))
+                }
             let plan = Plan(graph)
             try PlanVerifier.verify(plan)
             return PlanDescription(plan)

@@ -5,10 +5,16 @@ import KilnModels
 
 /// Options for commands that load weights into a zoo model.
 struct WeightOptions: ParsableArguments {
-    @Option(help: "Weights: PyTorch .pth, .safetensors, TF.js model.json or .npz (format chosen by content). Default for resnet18: the torch hub cache.")
+    @Option(
+        help:
+            "Weights: PyTorch .pth, .safetensors, TF.js model.json or .npz (format chosen by content). Default for resnet18: the torch hub cache."
+    )
     var weights: String?
 
-    @Flag(help: "Skip tensors whose shape differs (left at their initial values, e.g. a 1000-class fc for 21 classes) and ignore keys the model lacks; both are reported.")
+    @Flag(
+        help:
+            "Skip tensors whose shape differs (left at their initial values, e.g. a 1000-class fc for 21 classes) and ignore keys the model lacks; both are reported."
+    )
     var nonStrict = false
 
     @discardableResult
@@ -19,7 +25,8 @@ struct WeightOptions: ParsableArguments {
         } else if model == "resnet18" {
             url = TorchCheckpoint.hubResNet18
             guard FileManager.default.fileExists(atPath: url.path) else {
-                throw CheckpointError(file: url.path, detail: "no --weights given and torchvision's ResNet-18 is not in the torch hub cache (looked here)")
+                throw CheckpointError(
+                    file: url.path, detail: "no --weights given and torchvision's ResNet-18 is not in the torch hub cache (looked here)")
             }
         } else {
             throw ValidationError("--weights is required for \(model)")
@@ -77,7 +84,10 @@ struct Run: ParsableCommand {
     @Flag(help: "Run the graph without the fusion pass.")
     var unfused = false
 
-    @Option(help: "float32: Kiln's compiled kernels; float64: the reference evaluator (unfused, nothing rounded to float32; results written as float32).")
+    @Option(
+        help:
+            "float32: Kiln's compiled kernels; float64: the reference evaluator (unfused, nothing rounded to float32; results written as float32)."
+    )
     var precision: Precision = .float32
 
     func run() throws {
@@ -112,7 +122,8 @@ struct Run: ParsableCommand {
 
 struct Grad: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Training-mode forward (BN batch statistics), mean cross-entropy and the gradient of every trainable parameter, written as safetensors (`loss` + one tensor per state_dict key); in float64 unless --precision float32."
+        abstract:
+            "Training-mode forward (BN batch statistics), mean cross-entropy and the gradient of every trainable parameter, written as safetensors (`loss` + one tensor per state_dict key); in float64 unless --precision float32."
     )
 
     @OptionGroup var model: ModelOptions
@@ -129,7 +140,10 @@ struct Grad: ParsableCommand {
     /// float64 by default, as torch.autograd.gradcheck: where a ReLU input lies within float32
     /// rounding of 0, float32 gradients of any two implementations (PyTorch's own fp32 and fp64
     /// included) differ discretely, so parity is judged on the exact gradient.
-    @Option(help: "float64 (default): the reference evaluator, nothing rounded to float32 (gradients written as float32); float32: Kiln's compiled training kernels, as used by `landuse train`.")
+    @Option(
+        help:
+            "float64 (default): the reference evaluator, nothing rounded to float32 (gradients written as float32); float32: Kiln's compiled training kernels, as used by `landuse train`."
+    )
     var precision: Precision = .float64
 
     enum FrozenBatchNormOption: String, ExpressibleByArgument { case running, batch }
@@ -143,27 +157,34 @@ struct Grad: ParsableCommand {
             }
             let layers = try Zoo.model(model.model, classes: model.classes, width: model.width)
             let split = { (s: String?) in s?.split(separator: ",").map(String.init) }
-            let graph = try Compiler.gradients(layers, input: x.shape, freeze: split(freeze) ?? [], trainOnly: split(trainOnly),
-                                               frozenBatchNorm: frozenBn == .running ? .runningStatistics : .batchStatistics,
-                                               fuse: !unfused && x64 == nil)
+            let graph = try Compiler.gradients(
+                layers, input: x.shape, freeze: split(freeze) ?? [], trainOnly: split(trainOnly),
+                frozenBatchNorm: frozenBn == .running ? .runningStatistics : .batchStatistics,
+                fuse: !unfused && x64 == nil)
             let store = ParameterStore(graph: graph)
             _ = try weights.load(into: store, graph: graph, model: model.model)
             let keep = Set(graph.gradients.values.map { graph[$0].name })
             let trained = graph.parameters.filter { graph.gradients[$0.name] != nil }
             var tensors: [(String, Tensor)]
             if let x64 {
-                let result = try Float64Evaluator(graph: graph).run(["input": x64, "labels": Float64Tensor(y)], parameters: store,
-                                                                    mode: .training, keep: keep)
+                let result = try Float64Evaluator(graph: graph).run(
+                    ["input": x64, "labels": Float64Tensor(y)], parameters: store,
+                    mode: .training, keep: keep)
                 tensors = [("loss", result["loss"]!.float32())]
-                for parameter in trained { tensors.append((parameter.name, result[graph[graph.gradients[parameter.name]!].name]!.float32())) }
+                for parameter in trained {
+                    tensors.append((parameter.name, result[graph[graph.gradients[parameter.name]!].name]!.float32()))
+                }
             } else {
                 let executor = try Executor(graph: graph, parameters: store, mode: .training, keep: keep)
                 let outputs = try executor.run(["input": x, "labels": y])
                 tensors = [("loss", outputs["loss"]!.clone())]
-                for parameter in trained { tensors.append((parameter.name, try executor.tensor(named: graph[graph.gradients[parameter.name]!].name))) }
+                for parameter in trained {
+                    tensors.append((parameter.name, try executor.tensor(named: graph[graph.gradients[parameter.name]!].name)))
+                }
             }
-            try Safetensors.write(tensors, metadata: ["model": model.model, "content": "gradients", "precision": precision.rawValue],
-                                  to: URL(fileURLWithPath: output))
+            try Safetensors.write(
+                tensors, metadata: ["model": model.model, "content": "gradients", "precision": precision.rawValue],
+                to: URL(fileURLWithPath: output))
         }
     }
 }

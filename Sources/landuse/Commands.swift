@@ -6,7 +6,8 @@ import KilnModels
 import KilnStudy
 
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train one model with one strategy; checkpoints every epoch (atomic), --resume continues.")
+    static let configuration = CommandConfiguration(
+        abstract: "Train one model with one strategy; checkpoints every epoch (atomic), --resume continues.")
 
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var training: TrainingOptions
@@ -20,7 +21,8 @@ struct Train: ParsableCommand {
     @Option(help: "Fraction of the training split to use (stratified).") var fraction = 1.0
     @Option(help: "Output folder.") var out = "runs/train"
     @Flag(help: "Continue from the checkpoint in --out.") var resume = false
-    @Flag(help: "Train even though --out holds a run (finished or not): start over, or with --resume and no checkpoint, start anew.") var force = false
+    @Flag(help: "Train even though --out holds a run (finished or not): start over, or with --resume and no checkpoint, start anew.")
+    var force = false
 
     func validate() throws {
         guard ["sgd", "adam", "adamw"].contains(optimizer) else { throw ValidationError("unknown optimizer '\(optimizer)'") }
@@ -40,22 +42,27 @@ struct Train: ParsableCommand {
             if let weights { (config.weights, config.pretraining) = (weights, URL(fileURLWithPath: weights).lastPathComponent) }
             let again = CommandLine.arguments.filter { $0 != "--resume" && $0 != "--force" }.joined(separator: " ") + " --resume"
             onInterrupt(say: "interrupted: the checkpoint of the last finished epoch is in \(out); continue with\n  \(again)")
-            let result = try Trainer(config: config, cache: data.cache, split: data.split, directory: directory, progress: progress,
-                                     splitFile: data.splitURL).run(resume: resume, force: force)
+            let result = try Trainer(
+                config: config, cache: data.cache, split: data.split, directory: directory, progress: progress,
+                splitFile: data.splitURL
+            ).run(resume: resume, force: force)
             if result.test.count == 0 {
                 print("test accuracy — (the test split is empty) — \(out)/result.json")
             } else {
-                print(String(format: "test accuracy %.2f%% (loss %.3f) — %@/result.json", 100 * result.test.accuracy, result.test.loss, out))
+                print(
+                    String(format: "test accuracy %.2f%% (loss %.3f) — %@/result.json", 100 * result.test.accuracy, result.test.loss, out))
             }
         }
     }
 }
 
 struct Evaluate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Accuracy, per-class accuracy and confusion matrix of a trained run on its test split.")
+    static let configuration = CommandConfiguration(
+        abstract: "Accuracy, per-class accuracy and confusion matrix of a trained run on its test split.")
 
     @OptionGroup var dataOptions: DataOptions
-    @Option(name: .customLong("run"), help: "A run folder written by `landuse train` (config.json, split.json, checkpoint.safetensors).") var runFolder: String
+    @Option(name: .customLong("run"), help: "A run folder written by `landuse train` (config.json, split.json, checkpoint.safetensors).")
+    var runFolder: String
 
     func run() throws {
         try reporting {
@@ -68,13 +75,19 @@ struct Evaluate: ParsableCommand {
             let store = ParameterStore()
             let checkpoint = directory.appendingPathComponent("checkpoint.safetensors")
             try store.load(Safetensors.read(checkpoint).tensors, for: graph, file: checkpoint.path)
-            let step = try TrainStep(model: model, inputShape: [config.batchSize, 3, config.inputSize, config.inputSize], parameters: store,
-                                     configuration: config.trainStepConfiguration)
+            let step = try TrainStep(
+                model: model, inputShape: [config.batchSize, 3, config.inputSize, config.inputSize], parameters: store,
+                configuration: config.trainStepConfiguration)
             var evaluation = Evaluation(classes: data.dataset.classes)
-            let loader = DataLoader(cache: data.cache, ids: data.split.test, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
+            let loader = DataLoader(
+                cache: data.cache, ids: data.split.test, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
             for batch in loader.batches(epoch: 0) { evaluation.add(logits: try step.evaluate(images: batch.images), labels: batch.labels) }
-            print(String(format: "test accuracy %.2f%%, loss %.3f on %d images", 100 * evaluation.accuracy, evaluation.loss, evaluation.count))
-            for (c, acc) in zip(evaluation.classes, evaluation.perClassAccuracy) { print("  \(c.padding(toLength: 20, withPad: " ", startingAt: 0)) \(String(format: "%5.1f%%", 100 * acc))") }
+            print(
+                String(format: "test accuracy %.2f%%, loss %.3f on %d images", 100 * evaluation.accuracy, evaluation.loss, evaluation.count)
+            )
+            for (c, acc) in zip(evaluation.classes, evaluation.perClassAccuracy) {
+                print("  \(c.padding(toLength: 20, withPad: " ", startingAt: 0)) \(String(format: "%5.1f%%", 100 * acc))")
+            }
             print("confusion matrix (rows: true, columns: predicted):")
             for row in evaluation.confusion { print("  " + row.map { String(format: "%3d", $0) }.joined(separator: " ")) }
             try JSONEncoder().encode(evaluation).write(to: directory.appendingPathComponent("evaluation.json"), options: .atomic)
@@ -112,7 +125,9 @@ struct Predict: ParsableCommand {
                 let logits = try executor.run(["input": input])["logits"]!
                 if let summary = logits.nonFiniteSummary { throw StudyError("\(path): the model's logits are non-finite (\(summary))") }
                 let top = KilnStudy.topK(UnsafeBufferPointer(start: logits.floats, count: classes.count), k: topK)
-                print(path + ": " + top.map { "\(classes[$0.index]) \(String(format: "%.1f%%", 100 * $0.probability))" }.joined(separator: ", "))
+                print(
+                    path + ": "
+                        + top.map { "\(classes[$0.index]) \(String(format: "%.1f%%", 100 * $0.probability))" }.joined(separator: ", "))
             }
         }
     }
@@ -120,7 +135,8 @@ struct Predict: ParsableCommand {
 
 struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "The study: basic CNN from scratch, ResNet-18 from scratch / fine-tune all / frozen, MobileNetV2-0.35 fine-tune all / frozen; writes report.md, SVG plots and results.json.",
+        abstract:
+            "The study: basic CNN from scratch, ResNet-18 from scratch / fine-tune all / frozen, MobileNetV2-0.35 fine-tune all / frozen; writes report.md, SVG plots and results.json.",
         discussion: "Backbones without given pretrained weights are first pretrained on a disjoint synthetic texture task, and labelled so."
     )
 
@@ -150,7 +166,8 @@ struct Compare: ParsableCommand {
 }
 
 struct Sweep: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Learning rates × training-set fractions for one model and strategy; writes sweep.md and a heatmap.")
+    static let configuration = CommandConfiguration(
+        abstract: "Learning rates × training-set fractions for one model and strategy; writes sweep.md and a heatmap.")
 
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var training: TrainingOptions
@@ -168,7 +185,9 @@ struct Sweep: ParsableCommand {
             var options = training.studyOptions(seed: dataOptions.seed)
             if model == "mobilenet-v2" { options.mobilenetWeights = weights } else { options.resnetWeights = weights }
             let parse = { (s: String) throws -> [Double] in
-                try s.split(separator: ",").map { guard let v = Double($0) else { throw ValidationError("not a number: \($0)") }; return v }
+                try s.split(separator: ",").map {
+                    guard let v = Double($0) else { throw ValidationError("not a number: \($0)") }; return v
+                }
             }
             _ = try Study(data: data, directory: directory, options: options, progress: progress)
                 .sweep(model: model, width: width, strategy: strategy, learningRates: parse(lrs), fractions: parse(fractions))

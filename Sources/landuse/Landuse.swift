@@ -31,13 +31,16 @@ struct DataOptions: ParsableArguments {
     func validate() throws {
         if let inputSize, inputSize < 8 { throw ValidationError("--input-size must be at least 8, got \(inputSize)") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        guard syntheticPerClass >= 5 else { throw ValidationError("--synthetic-per-class must be at least 5 (a split needs train, validation and test images)") }
+        guard syntheticPerClass >= 5 else {
+            throw ValidationError("--synthetic-per-class must be at least 5 (a split needs train, validation and test images)")
+        }
     }
 
     func prepare(_ directory: URL, progress: ProgressReporter) throws -> StudyData {
         if let threads { Threads.count = threads }
-        return try StudyData.prepare(root: data.map { URL(fileURLWithPath: $0) }, syntheticPerClass: syntheticPerClass,
-                                     inputSize: resolvedInputSize, seed: seed, skipBad: skipBad, directory: directory, progress: progress)
+        return try StudyData.prepare(
+            root: data.map { URL(fileURLWithPath: $0) }, syntheticPerClass: syntheticPerClass,
+            inputSize: resolvedInputSize, seed: seed, skipBad: skipBad, directory: directory, progress: progress)
     }
 }
 

@@ -11,8 +11,9 @@ struct DatasetTests {
             let dir = root.appendingPathComponent(name)
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             for i in 0..<perClass {
-                try ImageDecoder.write(SyntheticLandUse.render(label: [7, 16, 17][label], index: i, size: 24, seed: 1),
-                                       to: dir.appendingPathComponent("\(name)\(i).jpg"), format: .jpeg)
+                try ImageDecoder.write(
+                    SyntheticLandUse.render(label: [7, 16, 17][label], index: i, size: 24, seed: 1),
+                    to: dir.appendingPathComponent("\(name)\(i).jpg"), format: .jpeg)
             }
         }
         try Data("notes".utf8).write(to: root.appendingPathComponent("forest/README.txt"))

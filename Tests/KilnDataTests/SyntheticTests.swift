@@ -19,8 +19,9 @@ struct SyntheticTests {
         #expect(Set(source.classes).isDisjoint(with: Set(set.classes)))
         if let dir = ProcessInfo.processInfo.environment["KILN_DUMP_SYNTHETIC"] {
             for label in 0..<21 {
-                try ImageDecoder.write(SyntheticLandUse.render(label: label, index: 0, size: 96, seed: 1),
-                                       to: URL(fileURLWithPath: "\(dir)/\(SyntheticLandUse.classes[label]).png"), format: .png)
+                try ImageDecoder.write(
+                    SyntheticLandUse.render(label: label, index: 0, size: 96, seed: 1),
+                    to: URL(fileURLWithPath: "\(dir)/\(SyntheticLandUse.classes[label]).png"), format: .png)
             }
         }
     }

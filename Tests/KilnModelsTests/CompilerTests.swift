@@ -59,13 +59,18 @@ struct CompilerTests {
         #expect(abs(fo["loss"]!.scalars[0] - uo["loss"]!.scalars[0]) < 1e-5 * abs(uo["loss"]!.scalars[0]))
         #expect(fused.gradients.keys.sorted() == unfused.gradients.keys.sorted())
         // Gradients where no ReLU mask flip between the passes can reach them (see Float64EvaluatorTests).
-        let (flipped, flips) = try flippedActivations(activations, { try fe.tensor(named: $0).scalars },
-                                                      { try ue.tensor(named: $0).scalars.map(Double.init) })
+        let (flipped, flips) = try flippedActivations(
+            activations, { try fe.tensor(named: $0).scalars },
+            { try ue.tensor(named: $0).scalars.map(Double.init) })
         #expect(flips <= 3, "\(c.name): \(flips) activations on different sides of a kink")
         let checked = gradientsUnaffected(by: flipped, in: fused)
         #expect(!checked.isEmpty && (flips > 0 || checked.count == fused.gradients.count))
-        let unfusedGradients = try unfused.gradients.filter { checked.contains($0.key) }.mapValues { try ue.tensor(named: unfused[$0].name).scalars.map(Double.init) }
-        let fusedGradients = try fused.gradients.filter { checked.contains($0.key) }.mapValues { try fe.tensor(named: fused[$0].name).scalars }
+        let unfusedGradients = try unfused.gradients.filter { checked.contains($0.key) }.mapValues {
+            try ue.tensor(named: unfused[$0].name).scalars.map(Double.init)
+        }
+        let fusedGradients = try fused.gradients.filter { checked.contains($0.key) }.mapValues {
+            try fe.tensor(named: fused[$0].name).scalars
+        }
         let (worst, name) = worstGradientError(fusedGradients, unfusedGradients)
         #expect(worst < 1e-4, "\(c.name) d/d\(name): \(worst)")
         for key in reference.keys where key.contains("running") {
@@ -90,7 +95,8 @@ struct CompilerTests {
     }
 
     @Test func brokenPlansAreRejected() throws {
-        let graph = try Compiler.training(ResNet18(classes: 7, width: 8), input: [2, 3, 32, 32], .init(optimizer: .sgd(.init(learningRate: 0.1))))
+        let graph = try Compiler.training(
+            ResNet18(classes: 7, width: 8), input: [2, 3, 32, 32], .init(optimizer: .sgd(.init(learningRate: 0.1))))
         let plan = Plan(graph)
         try PlanVerifier.verify(plan)
         // Move one region onto another that is alive at the same time.
@@ -118,7 +124,8 @@ struct CompilerTests {
         #expect(!graph.nodes.contains { $0.op is BatchNormOp || $0.op is Conv2DOp })
         let residual = forward.compactMap { $0.op as? FusedConvBNOp }.filter(\.hasResidual)
         #expect(residual.count == 8)
-        #expect(forward.first { $0.name == "layer1.0.conv2" }!.fused == ["layer1.0.conv2", "layer1.0.bn2", "layer1.0.add", "layer1.0.relu_1"])
+        #expect(
+            forward.first { $0.name == "layer1.0.conv2" }!.fused == ["layer1.0.conv2", "layer1.0.bn2", "layer1.0.add", "layer1.0.relu_1"])
     }
 
     /// Keras' ZeroPadding2D before each stride-2 conv folds into the conv's (asymmetric) padding.
@@ -134,8 +141,9 @@ struct CompilerTests {
     }
 
     @Test func frozenPlanHasNoBackwardStepBeforeTheClassifier() throws {
-        let graph = try Compiler.training(ResNet18(classes: 21), input: [2, 3, 64, 64],
-                                          .init(optimizer: .sgd(.init(learningRate: 0.1)), trainOnly: ["fc"]))
+        let graph = try Compiler.training(
+            ResNet18(classes: 21), input: [2, 3, 64, 64],
+            .init(optimizer: .sgd(.init(learningRate: 0.1)), trainOnly: ["fc"]))
         let plan = Plan(graph)
         let steps = plan.order.map { graph.nodes[$0] }
         let firstBackward = try #require(steps.firstIndex { $0.phase == .backward })

@@ -71,8 +71,9 @@ struct Float64EvaluatorTests {
         let executor = try Executor(graph: compiled, parameters: store, mode: .training, keep: keep)
         let loss = try executor.run(["input": input, "labels": labels])["loss"]!.scalars[0]
         let plain = try Compiler.gradients(layers, input: shape, trainOnly: c.trainOnly, fuse: false)
-        let expected = try Float64Evaluator(graph: plain).run(feeds64, parameters: store, mode: .training,
-                                                              keep: Set(plain.gradients.values.map { plain[$0].name }).union(activations.map(\.name)))
+        let expected = try Float64Evaluator(graph: plain).run(
+            feeds64, parameters: store, mode: .training,
+            keep: Set(plain.gradients.values.map { plain[$0].name }).union(activations.map(\.name)))
         #expect(abs(Double(loss) - expected["loss"]!.scalars[0]) < 1e-5 * abs(expected["loss"]!.scalars[0]))
         #expect(compiled.gradients.keys.sorted() == plain.gradients.keys.sorted())
 
@@ -85,12 +86,15 @@ struct Float64EvaluatorTests {
         let checked = gradientsUnaffected(by: flipped, in: compiled)
         #expect(flips > 0 || checked.count == compiled.gradients.count)
         #expect(!checked.isEmpty, "\(c): no gradient is out of reach of the flips at \(flipped)")
-        let ours = try compiled.gradients.filter { checked.contains($0.key) }.mapValues { try executor.tensor(named: compiled[$0].name).scalars }
+        let ours = try compiled.gradients.filter { checked.contains($0.key) }.mapValues {
+            try executor.tensor(named: compiled[$0].name).scalars
+        }
         let exact = plain.gradients.filter { checked.contains($0.key) }.mapValues { expected[plain[$0].name]!.scalars }
         let (worst, name) = worstGradientError(ours, exact)
         #expect(worst < 1e-4, "\(c): d loss / d \(name) relative error \(worst)")
-        print("\(c): \(checked.count) of \(compiled.gradients.count) gradients checked, worst relative error vs float64 \(worst)"
-              + (flips == 0 ? "" : " (\(flips) activation mask flips at \(flipped))"))
+        print(
+            "\(c): \(checked.count) of \(compiled.gradients.count) gradients checked, worst relative error vs float64 \(worst)"
+                + (flips == 0 ? "" : " (\(flips) activation mask flips at \(flipped))"))
     }
 
     @Test func refusesFusedGraphsNamingTheNode() throws {

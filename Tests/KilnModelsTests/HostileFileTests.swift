@@ -26,7 +26,9 @@ struct HostileFileTests {
             } catch {
                 let message = "\(error)"
                 #expect(message.contains(input.expected), "\(input.name): \(message)")
-                #expect(message.contains(input.url.lastPathComponent) || message.contains("w.bin"), "\(input.name) does not name its file: \(message)")
+                #expect(
+                    message.contains(input.url.lastPathComponent) || message.contains("w.bin"),
+                    "\(input.name) does not name its file: \(message)")
             }
         }
     }
@@ -37,9 +39,13 @@ struct HostileFileTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         try NPY.write(Tensor(zeros: [1, 3, 32, 32]), to: dir.appendingPathComponent("x.npy"))
         for input in try HostileInput.all(in: dir) {
-            let (status, message) = try runTool("graphc", ["run", "--model", "basic-cnn", "--weights", input.url.path,
-                                                           "--input", dir.appendingPathComponent("x.npy").path,
-                                                           "--output", dir.appendingPathComponent("y.npy").path], memoryLimit: 4_000_000_000)
+            let (status, message) = try runTool(
+                "graphc",
+                [
+                    "run", "--model", "basic-cnn", "--weights", input.url.path,
+                    "--input", dir.appendingPathComponent("x.npy").path,
+                    "--output", dir.appendingPathComponent("y.npy").path,
+                ], memoryLimit: 4_000_000_000)
             #expect(status == 1, "\(input.name): exit \(status): \(message)")
             #expect(message.hasPrefix("error: ") && message.contains(input.expected), "\(input.name): \(message)")
             #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("y.npy").path))
@@ -63,11 +69,16 @@ struct HostileFileTests {
         for name in ["farm", "river"] {
             let folder = dir.appendingPathComponent("data/\(name)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            try FileManager.default.copyItem(at: try HostileInput.tiffBomb(in: dir.appendingPathComponent("data")), to: folder.appendingPathComponent("bomb.tif"))
+            try FileManager.default.copyItem(
+                at: try HostileInput.tiffBomb(in: dir.appendingPathComponent("data")), to: folder.appendingPathComponent("bomb.tif"))
             try FileManager.default.removeItem(at: dir.appendingPathComponent("data/bomb.tif"))
         }
-        let (status, message) = try runTool("landuse", ["train", "--data", dir.appendingPathComponent("data").path, "--epochs", "1",
-                                                        "--out", dir.appendingPathComponent("run").path], memoryLimit: 4_000_000_000)
+        let (status, message) = try runTool(
+            "landuse",
+            [
+                "train", "--data", dir.appendingPathComponent("data").path, "--epochs", "1",
+                "--out", dir.appendingPathComponent("run").path,
+            ], memoryLimit: 4_000_000_000)
         #expect(status == 1 && message.contains("bomb.tif") && message.contains("over the limit"), "\(status): \(message)")
     }
 

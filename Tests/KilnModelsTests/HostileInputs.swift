@@ -20,7 +20,9 @@ struct HostileInput {
             inputs.append(HostileInput(name: name, url: url, expected: expected))
         }
         /// A torch checkpoint whose state dict is `{key: tensor}` with the given tensor fields.
-        func pth(_ name: String, _ expected: String, count: Int, shape: [Int], strides: [Int], offset: Int = 0, storageBytes: Int = 16) throws {
+        func pth(_ name: String, _ expected: String, count: Int, shape: [Int], strides: [Int], offset: Int = 0, storageBytes: Int = 16)
+            throws
+        {
             try add(name, expected) { url in
                 var p = PickleWriter()
                 p.emptyDict()
@@ -60,13 +62,16 @@ struct HostileInput {
         }
         // TF.js: shape products, negative shapes, offsets, path traversal.
         try add("tfjs-shape-overflow.json", "overflows") { url in
-            try tfjs(#"[{"paths":["w.bin"],"weights":[{"name":"c/kernel","shape":[4294967296,4294967296,1,1],"dtype":"float32"}]}]"#, to: url)
+            try tfjs(
+                #"[{"paths":["w.bin"],"weights":[{"name":"c/kernel","shape":[4294967296,4294967296,1,1],"dtype":"float32"}]}]"#, to: url)
         }
         try add("tfjs-negative-shape.json", "negative dimension") { url in
             try tfjs(#"[{"paths":["w.bin"],"weights":[{"name":"c/bias","shape":[-3],"dtype":"float32"}]}]"#, to: url)
         }
         try add("tfjs-offset-overflow.json", "overflows") { url in
-            try tfjs(#"[{"paths":["w.bin"],"weights":[{"name":"c/bias","shape":[2],"dtype":"float32"},{"name":"d/bias","shape":[2305843009213693951],"dtype":"float32"}]}]"#, to: url)
+            try tfjs(
+                #"[{"paths":["w.bin"],"weights":[{"name":"c/bias","shape":[2],"dtype":"float32"},{"name":"d/bias","shape":[2305843009213693951],"dtype":"float32"}]}]"#,
+                to: url)
         }
         try add("tfjs-path-traversal.json", "leaves the model's folder") { url in
             try tfjs(#"[{"paths":["../../../../etc/passwd"],"weights":[{"name":"c/bias","shape":[1],"dtype":"float32"}]}]"#, to: url)
@@ -130,7 +135,9 @@ struct HostileInput {
     static func tiffBomb(in dir: URL) throws -> URL {
         let url = dir.appendingPathComponent("bomb.tif")
         var bytes: [UInt8] = Array("II".utf8) + [42, 0, 8, 0, 0, 0]
-        let entries: [(UInt16, UInt16, UInt32)] = [(256, 4, 16384), (257, 4, 16384), (258, 3, 8), (262, 3, 1), (273, 4, 200), (278, 4, 16384), (279, 4, 16384 * 16384)]
+        let entries: [(UInt16, UInt16, UInt32)] = [
+            (256, 4, 16384), (257, 4, 16384), (258, 3, 8), (262, 3, 1), (273, 4, 200), (278, 4, 16384), (279, 4, 16384 * 16384),
+        ]
         bytes += le(entries.count, 2)
         for (tag, type, value) in entries { bytes += le(Int(tag), 2) + le(Int(type), 2) + le(1, 4) + le(Int(value), 4) }
         bytes += le(0, 4) + [UInt8](repeating: 0, count: 64)

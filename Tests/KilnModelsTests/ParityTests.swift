@@ -79,12 +79,13 @@ func worstGradientError(_ ours: [String: [Float]], _ reference: [String: [Double
 /// names in fused and unfused graphs).
 func activationOutputs(_ graph: Graph) -> [(name: String, upper: Float)] {
     graph.nodes.filter { $0.phase == .forward }.compactMap { node in
-        let upper: Float? = switch node.op {
-        case is ReLUOp: .infinity
-        case is ReLU6Op: 6
-        case let fused as FusedConvBNOp: fused.activation == .relu ? .infinity : fused.activation == .relu6 ? 6 : nil
-        default: nil
-        }
+        let upper: Float? =
+            switch node.op {
+            case is ReLUOp: .infinity
+            case is ReLU6Op: 6
+            case let fused as FusedConvBNOp: fused.activation == .relu ? .infinity : fused.activation == .relu6 ? 6 : nil
+            default: nil
+            }
         return upper.map { (graph[node.output].name, $0) }
     }
 }
@@ -94,21 +95,24 @@ func maskFlips(_ a: [Float], _ b: [Double], upper: Float) -> Int {
     zip(a, b).filter { ($0.0 > 0 && $0.0 < upper) != ($0.1 > 0 && $0.1 < Double(upper)) }.count
 }
 
-
 /// Parameters whose gradients a mask flip at the `flipped` activations cannot reach: those read
 /// only by forward nodes after the last flipped activation (in the graph's topological order, so
 /// none of those activations lies downstream of them, on their backward path).
 func gradientsUnaffected(by flipped: [String], in graph: Graph) -> Set<String> {
-    let last = graph.nodes.filter { node in node.phase == .forward && node.outputs.contains { flipped.contains(graph[$0].name) } }
+    let last =
+        graph.nodes.filter { node in node.phase == .forward && node.outputs.contains { flipped.contains(graph[$0].name) } }
         .map(\.index).max() ?? -1
-    return Set(graph.gradients.keys.filter { name in
-        graph.nodes.filter { $0.phase == .forward && $0.inputs.contains { graph[$0].name == name } }.allSatisfy { $0.index > last }
-    })
+    return Set(
+        graph.gradients.keys.filter { name in
+            graph.nodes.filter { $0.phase == .forward && $0.inputs.contains { graph[$0].name == name } }.allSatisfy { $0.index > last }
+        })
 }
 
 /// The activations (of `activationOutputs`) two passes disagree on, with the number of flips.
-func flippedActivations(_ activations: [(name: String, upper: Float)], _ ours: (String) throws -> [Float],
-                        _ reference: (String) throws -> [Double]) rethrows -> (names: [String], flips: Int) {
+func flippedActivations(
+    _ activations: [(name: String, upper: Float)], _ ours: (String) throws -> [Float],
+    _ reference: (String) throws -> [Double]
+) rethrows -> (names: [String], flips: Int) {
     var names: [String] = [], total = 0
     for activation in activations {
         let flips = maskFlips(try ours(activation.name), try reference(activation.name), upper: activation.upper)

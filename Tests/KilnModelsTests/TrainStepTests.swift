@@ -23,14 +23,17 @@ struct TrainStepTests {
     @Test func frozenBackboneStepTouchesOnlyTheClassifier() throws {
         let model = ResNet18(classes: 5, width: 8)
         let (x, y) = batch(4, side: 32, classes: 5, seed: 1)
-        let step = try TrainStep(model: model, inputShape: x.shape, configuration: .init(
-            optimizer: .sgd(.init(learningRate: 0.1, momentum: 0.9)), trainOnly: ["fc"]))
+        let step = try TrainStep(
+            model: model, inputShape: x.shape,
+            configuration: .init(
+                optimizer: .sgd(.init(learningRate: 0.1, momentum: 0.9)), trainOnly: ["fc"]))
         let snapshot = Dictionary(uniqueKeysWithValues: step.parameters.keys.map { ($0, step.parameters[$0]!.clone()) })
         try step.run(images: x, labels: y)
         try step.run(images: x, labels: y)
         for key in step.parameters.keys where !key.hasPrefix("optimizer.") {
-            let same = Data(bytes: snapshot[key]!.data, count: snapshot[key]!.byteCount) ==
-                Data(bytes: step.parameters[key]!.data, count: step.parameters[key]!.byteCount)
+            let same =
+                Data(bytes: snapshot[key]!.data, count: snapshot[key]!.byteCount)
+                == Data(bytes: step.parameters[key]!.data, count: step.parameters[key]!.byteCount)
             if key.hasPrefix("fc.") {
                 #expect(!same, "\(key) should train")
             } else {
@@ -66,8 +69,10 @@ struct TrainStepTests {
 
     @Test func pytorchStyleFrozenBatchNormStillUpdatesRunningStatistics() throws {
         let (x, y) = batch(4, side: 32, classes: 5, seed: 2)
-        let step = try TrainStep(model: ResNet18(classes: 5, width: 8), inputShape: x.shape, configuration: .init(
-            optimizer: .sgd(.init(learningRate: 0.1)), trainOnly: ["fc"], frozenBatchNorm: .batchStatistics))
+        let step = try TrainStep(
+            model: ResNet18(classes: 5, width: 8), inputShape: x.shape,
+            configuration: .init(
+                optimizer: .sgd(.init(learningRate: 0.1)), trainOnly: ["fc"], frozenBatchNorm: .batchStatistics))
         let before = step.parameters["bn1.running_mean"]!.scalars
         try step.run(images: x, labels: y)
         #expect(step.parameters["bn1.running_mean"]!.scalars != before)
@@ -92,8 +97,9 @@ struct TrainStepTests {
 
     @Test func basicCNNLearnsATinySyntheticBatch() throws {
         let (x, y) = batch(8, side: 32, classes: 4, seed: 3)
-        let step = try TrainStep(model: BasicCNN(classes: 4), inputShape: x.shape,
-                                 optimizer: .sgd(.init(learningRate: 0.05, momentum: 0.9)))
+        let step = try TrainStep(
+            model: BasicCNN(classes: 4), inputShape: x.shape,
+            optimizer: .sgd(.init(learningRate: 0.05, momentum: 0.9)))
         var losses: [Float] = []
         for _ in 0..<12 { losses.append(try step.run(images: x, labels: y).loss) }
         #expect(losses.last! < 0.5 * losses.first!, "losses \(losses)")
@@ -104,8 +110,10 @@ struct TrainStepTests {
     @Test func sameSeedSameThreadsIsBitwiseReproducible() throws {
         let (x, y) = batch(4, side: 32, classes: 4, seed: 4)
         func train() throws -> [Float] {
-            let step = try TrainStep(model: BasicCNN(classes: 4), inputShape: x.shape, configuration: .init(
-                optimizer: .adam(.init(learningRate: 1e-3)), seed: 9))
+            let step = try TrainStep(
+                model: BasicCNN(classes: 4), inputShape: x.shape,
+                configuration: .init(
+                    optimizer: .adam(.init(learningRate: 1e-3)), seed: 9))
             for _ in 0..<3 { try step.run(images: x, labels: y) }
             return step.parameters["blocks.0.conv.weight"]!.scalars
         }

@@ -35,7 +35,8 @@ struct TrainingParityTests {
             if error > worst.0 { worst = (error, parameter.name) }
             #expect(error < 1e-4, "\(parameter.name): relative error \(error)")
         }
-        print("\(fixture) \(fuse ? "fused" : "unfused"): \(graph.parameters.count) gradients, worst relative error \(worst.0) at \(worst.1)")
+        print(
+            "\(fixture) \(fuse ? "fused" : "unfused"): \(graph.parameters.count) gradients, worst relative error \(worst.0) at \(worst.1)")
     }
 
     static let optimizers: [(String, Optimizer)] = [

@@ -25,7 +25,9 @@ struct WeightsTests {
         #expect(tensors.map(\.0) == graph.stateValues.map(\.name))  // state_dict order
         for (key, t) in tensors {
             let expected = FixtureWeights.tensor(key, shape: t.shape)
-            #expect(t.dtype == expected.dtype && Data(bytes: t.data, count: t.byteCount) == Data(bytes: expected.data, count: expected.byteCount), "\(key)")
+            #expect(
+                t.dtype == expected.dtype
+                    && Data(bytes: t.data, count: t.byteCount) == Data(bytes: expected.data, count: expected.byteCount), "\(key)")
         }
         let store = ParameterStore()
         let report = try store.load(tensors, for: graph, file: url.path)
@@ -43,7 +45,8 @@ struct WeightsTests {
         let graph = try Compiler.gradients(ResNet18(classes: 21, width: 8), input: input.shape)
         let store = ParameterStore()
         try store.load(tensors, for: graph, file: "resnet18-w8.pth")
-        let executor = try Executor(graph: graph, parameters: store, mode: .training, keep: Set(graph.gradients.values.map { graph[$0].name }))
+        let executor = try Executor(
+            graph: graph, parameters: store, mode: .training, keep: Set(graph.gradients.values.map { graph[$0].name }))
         try executor.run(["input": input, "labels": labels])
         #expect(graph.gradients.count == 62)
         for (name, id) in graph.gradients {
@@ -59,10 +62,12 @@ struct WeightsTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let output = dir.appendingPathComponent("g.safetensors")
-        var args = ["grad", "--model", "resnet18", "--classes", "21", "--width", "0.125",
-                    "--weights", Self.fixtures.appendingPathComponent("weights/resnet18-w8.pth").path,
-                    "--input", FixtureWeights.url("resnet18-w8-grad", "input.npy").path,
-                    "--labels", FixtureWeights.url("resnet18-w8-grad", "labels.npy").path, "--output", output.path]
+        var args = [
+            "grad", "--model", "resnet18", "--classes", "21", "--width", "0.125",
+            "--weights", Self.fixtures.appendingPathComponent("weights/resnet18-w8.pth").path,
+            "--input", FixtureWeights.url("resnet18-w8-grad", "input.npy").path,
+            "--labels", FixtureWeights.url("resnet18-w8-grad", "labels.npy").path, "--output", output.path,
+        ]
         if precision == "float32" { args += ["--precision", "float32"] }
         let (status, message) = try runGraphc(args)
         #expect(status == 0, "\(message)")
@@ -83,24 +88,26 @@ struct WeightsTests {
     /// 62 gradients at 224² through `graphc grad --precision float64` against PyTorch in float64
     /// (the float32 kernels' gradients are printed: on random inputs they can differ from any
     /// other implementation's where a ReLU input lies within float32 rounding of 0).
-    @Test(.enabled(if: WeightsTests.torchPython != nil, "needs a Python with torch (set KILN_PYTHON); the width-8 .pth tests cover the format"))
+    @Test(
+        .enabled(
+            if: WeightsTests.torchPython != nil, "needs a Python with torch (set KILN_PYTHON); the width-8 .pth tests cover the format"))
     func fullResNet18FromPyTorch() throws {
         let python = Self.torchPython!
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let script = """
-        import sys; sys.path.insert(0, '\(Self.fixtures.path)')
-        import torch, numpy as np, generate as G
-        torch.manual_seed(0); m = G.ResNet18(1000).eval()
-        torch.save(m.state_dict(), '\(dir.path)/r18.pth')
-        x = torch.randn(2, 3, 224, 224); np.save('\(dir.path)/x.npy', x.numpy())
-        y = torch.tensor([0, 500]); np.save('\(dir.path)/y.npy', y.numpy())
-        m = m.double()
-        with torch.no_grad(): np.save('\(dir.path)/ref.npy', m(x.double()).numpy())
-        loss = torch.nn.functional.cross_entropy(m.train()(x.double()), y); loss.backward()
-        np.save('\(dir.path)/loss.npy', np.array(loss.item()))
-        np.savez('\(dir.path)/grads.npz', **{k: p.grad.numpy().astype(np.float32) for k, p in m.named_parameters()})
-        """
+            import sys; sys.path.insert(0, '\(Self.fixtures.path)')
+            import torch, numpy as np, generate as G
+            torch.manual_seed(0); m = G.ResNet18(1000).eval()
+            torch.save(m.state_dict(), '\(dir.path)/r18.pth')
+            x = torch.randn(2, 3, 224, 224); np.save('\(dir.path)/x.npy', x.numpy())
+            y = torch.tensor([0, 500]); np.save('\(dir.path)/y.npy', y.numpy())
+            m = m.double()
+            with torch.no_grad(): np.save('\(dir.path)/ref.npy', m(x.double()).numpy())
+            loss = torch.nn.functional.cross_entropy(m.train()(x.double()), y); loss.backward()
+            np.save('\(dir.path)/loss.npy', np.array(loss.item()))
+            np.savez('\(dir.path)/grads.npz', **{k: p.grad.numpy().astype(np.float32) for k, p in m.named_parameters()})
+            """
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [python, "-c", script]
@@ -121,9 +128,11 @@ struct WeightsTests {
         let expectedLoss = try NPY.readDoubles(dir.appendingPathComponent("loss.npy")).values[0]
         for precision in ["float64", "float32"] {
             let output = dir.appendingPathComponent("grads-\(precision).safetensors")
-            let (status, message) = try runGraphc(["grad", "--model", "resnet18", "--weights", dir.appendingPathComponent("r18.pth").path,
-                                                   "--input", dir.appendingPathComponent("x.npy").path, "--labels", dir.appendingPathComponent("y.npy").path,
-                                                   "--output", output.path, "--precision", precision])
+            let (status, message) = try runGraphc([
+                "grad", "--model", "resnet18", "--weights", dir.appendingPathComponent("r18.pth").path,
+                "--input", dir.appendingPathComponent("x.npy").path, "--labels", dir.appendingPathComponent("y.npy").path,
+                "--output", output.path, "--precision", precision,
+            ])
             #expect(status == 0, "\(message)")
             guard status == 0 else { return }
             let grads = Dictionary(uniqueKeysWithValues: try Safetensors.read(output).tensors)
@@ -136,15 +145,18 @@ struct WeightsTests {
             if precision == "float64" {
                 #expect(lossError < 1e-6 && worst.0 < 1e-6, "loss \(lossError), worst gradient \(worst)")
             }
-            print("full ResNet-18 at 224², graphc grad --precision \(precision) vs PyTorch float64: loss \(lossError), worst of 62 gradients \(worst.0) (\(worst.1))")
+            print(
+                "full ResNet-18 at 224², graphc grad --precision \(precision) vs PyTorch float64: loss \(lossError), worst of 62 gradients \(worst.0) (\(worst.1))"
+            )
         }
     }
 
     @Test func safetensorsRoundTripWithMetadataAndOptimizerState() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let step = try TrainStep(model: BasicCNN(classes: 4, channels: [4, 4, 4, 4]), inputShape: [2, 3, 16, 16],
-                                 optimizer: .sgd(.init(learningRate: 0.1, momentum: 0.9)))
+        let step = try TrainStep(
+            model: BasicCNN(classes: 4, channels: [4, 4, 4, 4]), inputShape: [2, 3, 16, 16],
+            optimizer: .sgd(.init(learningRate: 0.1, momentum: 0.9)))
         let x = Tensor(zeros: [2, 3, 16, 16])
         for i in 0..<x.count { x.floats[i] = Float(i % 13) / 13 }
         try step.run(images: x, labels: Tensor(shape: [2], int64s: [0, 3]))
@@ -203,10 +215,12 @@ struct WeightsTests {
         }
         // TF.js with a truncated weights.bin.
         let model = dir.appendingPathComponent("model.json")
-        try Data("""
-        {"modelTopology": {}, "weightsManifest": [{"paths": ["weights.bin"], "weights": [
-          {"name": "Conv1/kernel", "shape": [3, 3, 3, 16], "dtype": "float32"}]}]}
-        """.utf8).write(to: model)
+        try Data(
+            """
+            {"modelTopology": {}, "weightsManifest": [{"paths": ["weights.bin"], "weights": [
+              {"name": "Conv1/kernel", "shape": [3, 3, 3, 16], "dtype": "float32"}]}]}
+            """.utf8
+        ).write(to: model)
         try Data(count: 100).write(to: dir.appendingPathComponent("weights.bin"))
         do { _ = try WeightFile.read(model); Issue.record("accepted a truncated weights.bin") } catch let error as CheckpointError {
             #expect(error.description.contains("weights.bin") && error.description.contains("Conv1/kernel"))
@@ -231,7 +245,9 @@ struct WeightsTests {
         #expect(report.loaded.count == 24)
         // Another model's file: missing and unexpected keys, even non-strict.
         let resnet = try WeightFile.read(Self.fixtures.appendingPathComponent("weights/resnet18-w8.pth"))
-        #expect(throws: LoadError.self) { try ParameterStore().load(resnet, for: tenClasses, file: "r", strict: false, skipPrefixes: ["fc"]) }
+        #expect(throws: LoadError.self) {
+            try ParameterStore().load(resnet, for: tenClasses, file: "r", strict: false, skipPrefixes: ["fc"])
+        }
     }
 
     @Test func graphcExitsWithOneOnBadInput() throws {
@@ -240,14 +256,18 @@ struct WeightsTests {
         try NPY.write(Tensor(zeros: [1, 3, 32, 32]), to: dir.appendingPathComponent("x.npy"))
         let run = runGraphc
         let evil = Self.fixtures.appendingPathComponent("weights/evil-os-system.pth").path
-        let (status, message) = try run(["run", "--model", "basic-cnn", "--classes", "21", "--weights", evil,
-                                         "--input", dir.appendingPathComponent("x.npy").path, "--output", dir.appendingPathComponent("y.npy").path])
+        let (status, message) = try run([
+            "run", "--model", "basic-cnn", "--classes", "21", "--weights", evil,
+            "--input", dir.appendingPathComponent("x.npy").path, "--output", dir.appendingPathComponent("y.npy").path,
+        ])
         #expect(status == 1)
         #expect(message.contains("os.system"))
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("y.npy").path))
-        let (status2, message2) = try run(["run", "--model", "basic-cnn", "--classes", "10", "--weights",
-                                           Self.fixtures.appendingPathComponent("weights/basic-cnn.pth").path,
-                                           "--input", dir.appendingPathComponent("x.npy").path, "--output", dir.appendingPathComponent("y.npy").path])
+        let (status2, message2) = try run([
+            "run", "--model", "basic-cnn", "--classes", "10", "--weights",
+            Self.fixtures.appendingPathComponent("weights/basic-cnn.pth").path,
+            "--input", dir.appendingPathComponent("x.npy").path, "--output", dir.appendingPathComponent("y.npy").path,
+        ])
         #expect(status2 == 1 && message2.contains("size mismatch for fc.weight"))
     }
 
@@ -255,24 +275,31 @@ struct WeightsTests {
     /// float64 interpreter of the Keras graph (Tests/Fixtures/keras_reference.py).
     static let sharedMobileNet = shared.appendingPathComponent("weights/mobilenet_v2_0.35_imagenet_tfjs/model.json")
 
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: WeightsTests.sharedMobileNet.path),
-                   "needs ../shared/weights (the real MobileNetV2-0.35 TF.js weights), absent in a fresh clone"))
+    @Test(
+        .enabled(
+            if: FileManager.default.fileExists(atPath: WeightsTests.sharedMobileNet.path),
+            "needs ../shared/weights (the real MobileNetV2-0.35 TF.js weights), absent in a fresh clone"))
     func mobileNetTFJSFeaturesMatchKerasReference() throws {
         let modelJSON = Self.sharedMobileNet
-        let info = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.fixtures.appendingPathComponent("mobilenet-tfjs/images.json"))) as! [String: Any]
+        let info =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: Self.fixtures.appendingPathComponent("mobilenet-tfjs/images.json")))
+            as! [String: Any]
         let images = info["images"] as! [String], sums = info["crop_pixel_sums"] as! [Int]
         let batch = Tensor(zeros: [images.count, 3, 224, 224])
         for (i, relative) in images.enumerated() {
             let rgb = try ImageDecoder.decode(Self.shared.appendingPathComponent("data/UCMerced_LandUse/Images/\(relative)"))
             var rng = SplitMix(seed: 0)
             let crop = Transform.centerCrop(224).apply(FloatImage(rgb), rng: &rng)
-            #expect(crop.pixels.reduce(0.0) { $0 + Double(($1 * 255).rounded()) } == Double(sums[i]), "decoded pixels of \(relative) differ from PIL's")
+            #expect(
+                crop.pixels.reduce(0.0) { $0 + Double(($1 * 255).rounded()) } == Double(sums[i]),
+                "decoded pixels of \(relative) differ from PIL's")
             Transform.scaleToSymmetricUnit.apply(crop, rng: &rng).writeCHW(to: batch.floats + i * 3 * 224 * 224)
         }
         let model = MobileNetV2(classes: 21, width: 0.35)
         let plain = try Graph.trace(model, input: batch.shape)
         let store = ParameterStore(graph: plain)
-        let report = try store.load(WeightFile.read(modelJSON), for: plain, file: modelJSON.path, strict: false, skipPrefixes: ["predictions"])
+        let report = try store.load(
+            WeightFile.read(modelJSON), for: plain, file: modelJSON.path, strict: false, skipPrefixes: ["predictions"])
         #expect(report.loaded.count == 260 + 52)  // 260 tensors + num_batches_tracked of the 52 BN layers
         #expect(report.skipped.sorted() == ["predictions.bias", "predictions.weight"])
         #expect(report.unexpected.allSatisfy { $0.hasPrefix("dense_Dense") })
@@ -307,9 +334,12 @@ struct WeightsTests {
         // The trained classifier is loaded, not dropped (an all-zero image still gives fc.bias plus BN shifts).
         #expect(logits.shape == [1, 21] && logits.scalars.contains { $0 != 0 })
         let (nonStrict, skipped) = try runGraphc(common + [checkpoint.path, "--classes", "10", "--non-strict"])
-        #expect(nonStrict == 0 && skipped.contains("skipped, shape differs for fc.weight: file has [21, 256], model has [10, 256]"), "\(skipped)")
+        #expect(
+            nonStrict == 0 && skipped.contains("skipped, shape differs for fc.weight: file has [21, 256], model has [10, 256]"),
+            "\(skipped)")
         #expect(!skipped.contains("blocks.0.conv.weight"))
-        let (wrong, diagnosis) = try runGraphc(common + [Self.fixtures.appendingPathComponent("weights/resnet18-w8.pth").path, "--classes", "21"])
+        let (wrong, diagnosis) = try runGraphc(
+            common + [Self.fixtures.appendingPathComponent("weights/resnet18-w8.pth").path, "--classes", "21"])
         #expect(wrong == 1 && diagnosis.contains("looks like a resnet18") && diagnosis.contains("not a basic-cnn"), "\(diagnosis)")
         #expect(diagnosis.count < 1500 && diagnosis.contains("more)"), "\(diagnosis.count) characters")
     }

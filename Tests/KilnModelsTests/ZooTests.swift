@@ -19,7 +19,8 @@ struct ZooTests {
         let keys = graph.stateValues.map(\.name)
         #expect(keys.count == 122)  // len(torchvision.models.resnet18().state_dict())
         #expect(graph.parameters.count == 62)
-        #expect(keys.prefix(6) == ["conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked"])
+        #expect(
+            keys.prefix(6) == ["conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked"])
         #expect(keys.contains("layer2.0.downsample.0.weight"))
         #expect(keys.contains("layer4.1.bn2.running_var"))
         #expect(keys.suffix(2) == ["fc.weight", "fc.bias"])
@@ -50,8 +51,10 @@ struct ZooTests {
         #expect(try params("mobilenet-v2", classes: 1000) == 3_504_872)
         let graph = try Graph.trace(MobileNetV2(classes: 21, width: 0.35), input: [1, 3, 224, 224])
         let keys = graph.stateValues.map(\.name)
-        for key in ["Conv1.weight", "bn_Conv1.running_var", "expanded_conv_depthwise.weight", "expanded_conv_project_BN.bias",
-                    "block_1_expand.weight", "block_16_project.weight", "Conv_1.weight", "Conv_1_bn.weight", "predictions.weight"] {
+        for key in [
+            "Conv1.weight", "bn_Conv1.running_var", "expanded_conv_depthwise.weight", "expanded_conv_project_BN.bias",
+            "block_1_expand.weight", "block_16_project.weight", "Conv_1.weight", "Conv_1_bn.weight", "predictions.weight",
+        ] {
             #expect(keys.contains(key), "\(key)")
         }
         #expect(try graph.value(named: "Conv1.weight").shape == [16, 3, 3, 3])
@@ -73,8 +76,10 @@ struct ZooTests {
         #expect(graph[try graph.value(named: "out_relu").id].shape == [1, 1280, 7, 7])
     }
 
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: WeightsTests.sharedMobileNet.path),
-                   "needs ../shared/weights (the real MobileNetV2-0.35 TF.js manifest), absent in a fresh clone"))
+    @Test(
+        .enabled(
+            if: FileManager.default.fileExists(atPath: WeightsTests.sharedMobileNet.path),
+            "needs ../shared/weights (the real MobileNetV2-0.35 TF.js manifest), absent in a fresh clone"))
     func sharedTFJSManifestMatchesOurShapes() throws {
         let manifest = WeightsTests.sharedMobileNet
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: manifest)) as! [String: Any]
@@ -86,8 +91,10 @@ struct ZooTests {
                 let name = weight["name"] as! String
                 guard !name.hasPrefix("dense") else { continue }
                 let parts = name.split(separator: "/")
-                let suffix = ["kernel": "weight", "depthwise_kernel": "weight", "gamma": "weight", "beta": "bias",
-                              "moving_mean": "running_mean", "moving_variance": "running_var"][String(parts[1])]!
+                let suffix = [
+                    "kernel": "weight", "depthwise_kernel": "weight", "gamma": "weight", "beta": "bias",
+                    "moving_mean": "running_mean", "moving_variance": "running_var",
+                ][String(parts[1])]!
                 let ours = try graph.value(named: "\(parts[0]).\(suffix)")
                 #expect(ours.shape.count == (weight["shape"] as! [Int]).reduce(1, *), "\(name)")
                 checked += 1

@@ -5,7 +5,8 @@ import Testing
 /// The landuse binary on bad data: a corrupt JPEG stops the run with its name (exit 1) or, with
 /// --skip-bad, is reported and skipped.
 struct LanduseCLITests {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     func run(_ args: [String]) throws -> (Int32, String) {
         let binary = Self.packageRoot.appendingPathComponent(".build/debug/landuse")
@@ -32,14 +33,17 @@ struct LanduseCLITests {
             let dir = root.appendingPathComponent("data/\(name)")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             for i in 0..<6 {
-                try ImageDecoder.write(SyntheticLandUse.render(label: [7, 16][label], index: i, size: 20, seed: 1),
-                                       to: dir.appendingPathComponent("\(i).jpg"), format: .jpeg)
+                try ImageDecoder.write(
+                    SyntheticLandUse.render(label: [7, 16][label], index: i, size: 20, seed: 1),
+                    to: dir.appendingPathComponent("\(i).jpg"), format: .jpeg)
             }
         }
         let good = try Data(contentsOf: root.appendingPathComponent("data/river/0.jpg"))
         try good.prefix(good.count / 3).write(to: root.appendingPathComponent("data/river/truncated.jpg"))
-        let common = ["train", "--data", root.appendingPathComponent("data").path, "--input-size", "16", "--epochs", "1",
-                      "--batch", "4", "--model", "basic-cnn", "--out", root.appendingPathComponent("run").path]
+        let common = [
+            "train", "--data", root.appendingPathComponent("data").path, "--input-size", "16", "--epochs", "1",
+            "--batch", "4", "--model", "basic-cnn", "--out", root.appendingPathComponent("run").path,
+        ]
         let (status, output) = try run(common)
         #expect(status == 1, "\(output)")
         #expect(output.contains("truncated.jpg"))
@@ -48,7 +52,9 @@ struct LanduseCLITests {
         #expect(status2 == 0, "\(output2)")
         #expect(output2.contains("skipped unreadable image") && output2.contains("truncated.jpg"))
         #expect(output2.contains("test accuracy"))
-        let (status3, output3) = try run(["predict", "--run", root.appendingPathComponent("run").path, root.appendingPathComponent("data/forest/1.jpg").path])
+        let (status3, output3) = try run([
+            "predict", "--run", root.appendingPathComponent("run").path, root.appendingPathComponent("data/forest/1.jpg").path,
+        ])
         #expect(status3 == 0 && output3.contains("forest") && output3.contains("%"), "\(output3)")
     }
 }

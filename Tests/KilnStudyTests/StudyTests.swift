@@ -15,7 +15,8 @@ struct StudyTests {
     func tinyData(_ dir: URL) throws -> StudyData {
         let progress = ProgressReporter(interactive: false)
         progress.quiet = true
-        return try StudyData.prepare(root: nil, syntheticPerClass: 5, inputSize: 16, seed: 3, skipBad: false, directory: dir, progress: progress)
+        return try StudyData.prepare(
+            root: nil, syntheticPerClass: 5, inputSize: 16, seed: 3, skipBad: false, directory: dir, progress: progress)
     }
 
     @Test func evaluationCountsAccuracyLossAndConfusion() {
@@ -36,11 +37,15 @@ struct StudyTests {
         (config.epochs, config.batchSize, config.inputSize, config.learningRate) = (1, 16, 16, 0.05)
         let progress = ProgressReporter(interactive: false)
         progress.quiet = true
-        let first = try Trainer(config: config, cache: data.cache, split: data.split, directory: dir.appendingPathComponent("run"), progress: progress).run()
+        let first = try Trainer(
+            config: config, cache: data.cache, split: data.split, directory: dir.appendingPathComponent("run"), progress: progress
+        ).run()
         #expect(first.history.count == 1)
         config.epochs = 2
-        let resumed = try Trainer(config: config, cache: data.cache, split: data.split, directory: dir.appendingPathComponent("run"), progress: progress)
-            .run(resume: true)
+        let resumed = try Trainer(
+            config: config, cache: data.cache, split: data.split, directory: dir.appendingPathComponent("run"), progress: progress
+        )
+        .run(resume: true)
         #expect(resumed.history.map(\.epoch) == [1, 2])
         #expect(resumed.history[0].trainLoss == first.history[0].trainLoss)
         let (_, metadata) = try Safetensors.read(dir.appendingPathComponent("run/checkpoint.safetensors"))
@@ -59,7 +64,9 @@ struct StudyTests {
         (config.epochs, config.batchSize, config.inputSize) = (1, 16, 16)
         let progress = ProgressReporter(interactive: false)
         progress.quiet = true
-        let result = try Trainer(config: config, cache: data.cache, split: split, directory: dir.appendingPathComponent("run"), progress: progress).run()
+        let result = try Trainer(
+            config: config, cache: data.cache, split: split, directory: dir.appendingPathComponent("run"), progress: progress
+        ).run()
         #expect(result.history[0].validationAccuracy == nil && result.history[0].validationLoss == nil)
         #expect(result.bestValidationAccuracy == nil && result.epochsToConverge == nil)
         let json = try String(contentsOf: dir.appendingPathComponent("run/result.json"), encoding: .utf8)
@@ -82,7 +89,9 @@ struct StudyTests {
         #expect(results.map(\.config.label) == ["basic-cnn · scratch", "mobilenet-v2-0.35 · finetune", "mobilenet-v2-0.35 · frozen"])
         #expect(results[1].config.pretraining.contains("synthetic pretraining"))
         let report = try String(contentsOf: dir.appendingPathComponent("report.md"), encoding: .utf8)
-        #expect(report.contains("Synthetic data") && report.contains("| mobilenet-v2-0.35 · frozen |") && report.contains("Which strategy wins"))
+        #expect(
+            report.contains("Synthetic data") && report.contains("| mobilenet-v2-0.35 · frozen |") && report.contains("Which strategy wins")
+        )
         for plot in ["loss.svg", "accuracy.svg", "accuracy_vs_time.svg", "confusion.svg"] {
             let svg = try String(contentsOf: dir.appendingPathComponent(plot), encoding: .utf8)
             #expect(svg.hasPrefix("<svg") && svg.contains("polyline") || plot == "confusion.svg", "\(plot)")

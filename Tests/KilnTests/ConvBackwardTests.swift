@@ -6,14 +6,14 @@ import Testing
 struct ConvBackwardTests {
     static let cases: [(n: Int, c: Int, side: Int, o: Int, k: Int, stride: Int, pad: Int, groups: Int)] = [
         (2, 256, 8, 256, 3, 1, 1, 1),  // Winograd
-        (2, 64, 10, 96, 3, 1, 1, 1),   // Winograd from 64 channels
-        (3, 64, 5, 64, 3, 1, 1, 1),    // Winograd on a small odd map (partial edge tiles)
-        (2, 32, 10, 64, 3, 1, 1, 1),   // below: im2col GEMM, 3×3
+        (2, 64, 10, 96, 3, 1, 1, 1),  // Winograd from 64 channels
+        (3, 64, 5, 64, 3, 1, 1, 1),  // Winograd on a small odd map (partial edge tiles)
+        (2, 32, 10, 64, 3, 1, 1, 1),  // below: im2col GEMM, 3×3
         (3, 256, 9, 264, 3, 1, 1, 1),  // Winograd, odd size, chunks
-        (2, 8, 9, 12, 3, 2, 1, 1),     // im2col GEMM, strided
-        (4, 8, 6, 8, 1, 1, 0, 1),      // pointwise
-        (2, 8, 8, 8, 3, 1, 1, 8),      // depthwise
-        (2, 8, 6, 12, 3, 1, 1, 2),     // grouped
+        (2, 8, 9, 12, 3, 2, 1, 1),  // im2col GEMM, strided
+        (4, 8, 6, 8, 1, 1, 0, 1),  // pointwise
+        (2, 8, 8, 8, 3, 1, 1, 8),  // depthwise
+        (2, 8, 6, 12, 3, 1, 1, 2),  // grouped
     ]
 
     @Test(arguments: 0..<cases.count)

@@ -16,11 +16,11 @@ struct ConvolutionTests {
         Case(),
         Case(n: 1, bias: false),
         Case(n: 3, c: 3, h: 16, w: 16, o: 8, k: 7, stride: 2, padding: .symmetric(3), bias: false),  // ResNet stem
-        Case(c: 8, h: 5, w: 5, o: 16, k: 1, stride: 1, padding: .zero),                              // pointwise GEMM
-        Case(c: 8, h: 6, w: 6, o: 4, k: 1, stride: 2, padding: .zero, bias: false),                   // downsample
+        Case(c: 8, h: 5, w: 5, o: 16, k: 1, stride: 1, padding: .zero),  // pointwise GEMM
+        Case(c: 8, h: 6, w: 6, o: 4, k: 1, stride: 2, padding: .zero, bias: false),  // downsample
         Case(c: 6, h: 8, w: 8, o: 6, k: 3, stride: 2, padding: Padding(top: 0, left: 0, bottom: 1, right: 1), groups: 6, bias: false),
-        Case(c: 6, h: 7, w: 7, o: 6, k: 3, stride: 1, padding: .symmetric(1), groups: 6),             // depthwise
-        Case(c: 4, h: 6, w: 6, o: 8, k: 3, stride: 1, padding: .symmetric(1), groups: 2),             // grouped
+        Case(c: 6, h: 7, w: 7, o: 6, k: 3, stride: 1, padding: .symmetric(1), groups: 6),  // depthwise
+        Case(c: 4, h: 6, w: 6, o: 8, k: 3, stride: 1, padding: .symmetric(1), groups: 2),  // grouped
         Case(c: 3, h: 6, w: 9, o: 5, k: 3, stride: 2, padding: Padding(top: 2, left: 0, bottom: 0, right: 1)),
         // Winograd F(2×2, 3×3): odd sizes leave partial edge tiles; batch 3 splits into chunks.
         Case(n: 3, c: 256, h: 9, w: 11, o: 256, k: 3, stride: 1, padding: .symmetric(1)),

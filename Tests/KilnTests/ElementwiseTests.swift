@@ -42,17 +42,25 @@ struct PoolingTests {
         let oh = (xs[2] + 2 * p - k) / s + 1, ow = (xs[3] + 2 * p - k) / s + 1
         let os: Shape = [xs[0], xs[1], oh, ow]
         var out = [Double](repeating: 0, count: os.count)
-        for n in 0..<xs[0] { for c in 0..<xs[1] { for oy in 0..<oh { for ox in 0..<ow {
-            var best = -Double.infinity, sum = 0.0, inside = 0
-            for i in 0..<k { for j in 0..<k {
-                let y = oy * s - p + i, xx = ox * s - p + j
-                guard y >= 0, y < xs[2], xx >= 0, xx < xs[3] else { continue }
-                let v = Double(x.floats[at(xs, n, c, y, xx)])
-                best = max(best, v); sum += v; inside += 1
-            } }
-            let padded = (min(oy * s - p + k, xs[2] + p) - (oy * s - p)) * (min(ox * s - p + k, xs[3] + p) - (ox * s - p))
-            out[at(os, n, c, oy, ox)] = isMax ? best : sum / Double(includePad ? padded : inside)
-        } } } }
+        for n in 0..<xs[0] {
+            for c in 0..<xs[1] {
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        var best = -Double.infinity, sum = 0.0, inside = 0
+                        for i in 0..<k {
+                            for j in 0..<k {
+                                let y = oy * s - p + i, xx = ox * s - p + j
+                                guard y >= 0, y < xs[2], xx >= 0, xx < xs[3] else { continue }
+                                let v = Double(x.floats[at(xs, n, c, y, xx)])
+                                best = max(best, v); sum += v; inside += 1
+                            }
+                        }
+                        let padded = (min(oy * s - p + k, xs[2] + p) - (oy * s - p)) * (min(ox * s - p + k, xs[3] + p) - (ox * s - p))
+                        out[at(os, n, c, oy, ox)] = isMax ? best : sum / Double(includePad ? padded : inside)
+                    }
+                }
+            }
+        }
         return (os, out)
     }
 
@@ -97,9 +105,11 @@ struct DenseTests {
         let x = randomTensor([3, 5], seed: 1), w = randomTensor([4, 5], seed: 2), b = randomTensor([4], seed: 3)
         let y = try apply(LinearOp(), [x, w, b])
         var expected: [Double] = []
-        for n in 0..<3 { for o in 0..<4 {
-            expected.append((0..<5).reduce(Double(b.floats[o])) { $0 + Double(x.floats[n * 5 + $1]) * Double(w.floats[o * 5 + $1]) })
-        } }
+        for n in 0..<3 {
+            for o in 0..<4 {
+                expected.append((0..<5).reduce(Double(b.floats[o])) { $0 + Double(x.floats[n * 5 + $1]) * Double(w.floats[o * 5 + $1]) })
+            }
+        }
         #expect(relativeError(y.scalars, expected) < 1e-6)
     }
 

@@ -20,7 +20,8 @@ struct GradientCheckTests {
     static let cases: [Case] = [
         Case(name: "conv 3x3 pad 1 + bias", input: [2, 3, 5, 5]) { g, x in try Conv2d(3, 4, kernel: 3, padding: 1).build(x, in: g) },
         Case(name: "conv stride 2, asymmetric pad", input: [2, 3, 6, 6]) { g, x in
-            try Conv2d(3, 4, kernel: (3, 3), stride: (2, 2), padding: Padding(top: 0, left: 0, bottom: 1, right: 1), bias: false).build(x, in: g)
+            try Conv2d(3, 4, kernel: (3, 3), stride: (2, 2), padding: Padding(top: 0, left: 0, bottom: 1, right: 1), bias: false).build(
+                x, in: g)
         },
         Case(name: "grouped conv", input: [2, 4, 5, 5]) { g, x in try Conv2d(4, 6, kernel: 3, padding: 1, groups: 2).build(x, in: g) },
         Case(name: "depthwise conv stride 2", input: [2, 4, 6, 6]) { g, x in
@@ -29,12 +30,14 @@ struct GradientCheckTests {
         Case(name: "pointwise conv", input: [2, 5, 3, 3]) { g, x in try Conv2d(5, 3, kernel: 1).build(x, in: g) },
         Case(name: "batchnorm, batch statistics", input: [3, 3, 4, 4]) { g, x in try BatchNorm2d(3).build(x, in: g) },
         Case(name: "batchnorm, running statistics", input: [2, 3, 4, 4], freezeOp: true) { g, x in
-            let inputs = [x,
-                          try g.parameter("weight", shape: [3], initializer: .uniformFanIn(fanIn: 1)),
-                          try g.parameter("bias", shape: [3], initializer: .uniformFanIn(fanIn: 1)),
-                          try g.parameter("running_mean", shape: [3], initializer: .uniformFanIn(fanIn: 4), buffer: true),
-                          try g.parameter("running_var", shape: [3], initializer: .constant(1.7), buffer: true),
-                          try g.parameter("num_batches_tracked", shape: [], initializer: .zeros, buffer: true, dtype: .int64)]
+            let inputs = [
+                x,
+                try g.parameter("weight", shape: [3], initializer: .uniformFanIn(fanIn: 1)),
+                try g.parameter("bias", shape: [3], initializer: .uniformFanIn(fanIn: 1)),
+                try g.parameter("running_mean", shape: [3], initializer: .uniformFanIn(fanIn: 4), buffer: true),
+                try g.parameter("running_var", shape: [3], initializer: .constant(1.7), buffer: true),
+                try g.parameter("num_batches_tracked", shape: [], initializer: .zeros, buffer: true, dtype: .int64),
+            ]
             return try g.apply(BatchNormOp(eps: 1e-3, usesRunningStatistics: true), inputs)
         },
         Case(name: "relu", input: [2, 3, 4, 4]) { g, x in try ReLU().build(x, in: g) },
@@ -49,7 +52,9 @@ struct GradientCheckTests {
             try Residual { Conv2d(3, 3, kernel: 3, padding: 1).named("conv") }.build(x, in: g)
         },
         Case(name: "linear", input: [3, 7]) { g, x in try Linear(7, 4).build(x, in: g) },
-        Case(name: "zero pad asymmetric", input: [2, 2, 3, 3]) { g, x in try ZeroPad2d(Padding(top: 0, left: 1, bottom: 2, right: 1)).build(x, in: g) },
+        Case(name: "zero pad asymmetric", input: [2, 2, 3, 3]) { g, x in
+            try ZeroPad2d(Padding(top: 0, left: 1, bottom: 2, right: 1)).build(x, in: g)
+        },
         Case(name: "dropout", input: [2, 24]) { g, x in try Dropout(0.3).build(x, in: g) },
         Case(name: "softmax", input: [2, 6]) { g, x in try Softmax().build(x, in: g) },
         Case(name: "log-softmax", input: [2, 6]) { g, x in try LogSoftmax().build(x, in: g) },
@@ -91,8 +96,9 @@ struct GradientCheckTests {
         for (name, gradID) in graph.gradients.sorted(by: { $0.key < $1.key }) {
             let grad = try analytic.tensor(named: graph[gradID].name).scalars.map(Double.init)
             let param = store[name]!
-            let error = try worstCentralDifferenceError(count: param.count, gradient: grad, h: Double(eps),
-                                                        set: { param.floats[$0] = Float($1) }, get: { Double(param.floats[$0]) }, loss: loss)
+            let error = try worstCentralDifferenceError(
+                count: param.count, gradient: grad, h: Double(eps),
+                set: { param.floats[$0] = Float($1) }, get: { Double(param.floats[$0]) }, loss: loss)
             #expect(error < 1e-2, "\(c.name): d loss / d \(name) off by \(error) of the largest gradient")
         }
     }
@@ -115,18 +121,22 @@ struct GradientCheckTests {
 
         for (name, gradID) in graph.gradients.sorted(by: { $0.key < $1.key }) {
             let grad = reference[graph[gradID].name]!.scalars
-            #expect(relativeError(try kernels.tensor(named: graph[gradID].name).scalars, grad) < 1e-5, "\(c.name): float32 d loss / d \(name)")
+            #expect(
+                relativeError(try kernels.tensor(named: graph[gradID].name).scalars, grad) < 1e-5, "\(c.name): float32 d loss / d \(name)")
             let param = state[name]!
-            let error = try worstCentralDifferenceError(count: param.count, gradient: grad, h: 1e-6,
-                                                        set: { param.doubles[$0] = $1 }, get: { param.doubles[$0] }, loss: loss)
+            let error = try worstCentralDifferenceError(
+                count: param.count, gradient: grad, h: 1e-6,
+                set: { param.doubles[$0] = $1 }, get: { param.doubles[$0] }, loss: loss)
             #expect(error < 1e-6, "\(c.name): float64 d loss / d \(name) off by \(error) of the largest gradient")
         }
     }
 
     /// Largest |central difference − analytic gradient| over about a dozen elements, relative to
     /// the largest analytic gradient among them; each element is restored after its two probes.
-    func worstCentralDifferenceError(count: Int, gradient: [Double], h: Double, set: (Int, Double) -> Void,
-                                     get: (Int) -> Double, loss: () throws -> Double) throws -> Double {
+    func worstCentralDifferenceError(
+        count: Int, gradient: [Double], h: Double, set: (Int, Double) -> Void,
+        get: (Int) -> Double, loss: () throws -> Double
+    ) throws -> Double {
         var worst = 0.0, scale = 1e-6
         for i in stride(from: 0, to: count, by: max(1, count / 12)) {
             let original = get(i)

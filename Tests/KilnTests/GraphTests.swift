@@ -25,10 +25,11 @@ struct GraphTests {
 
     @Test func namesFollowModulePaths() throws {
         let graph = try Graph.trace(tinyModel(), input: [2, 3, 8, 8])
-        #expect(graph.stateValues.map(\.name) == [
-            "conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "bn.num_batches_tracked",
-            "block.conv1.weight", "block.conv1.bias", "head.0.weight", "head.0.bias", "fc.weight", "fc.bias",
-        ])
+        #expect(
+            graph.stateValues.map(\.name) == [
+                "conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "bn.num_batches_tracked",
+                "block.conv1.weight", "block.conv1.bias", "head.0.weight", "head.0.bias", "fc.weight", "fc.bias",
+            ])
         #expect(graph.nodes.map(\.name).contains("block.relu_1"))
         #expect(graph.nodes.map(\.name).contains("head.1"))
         #expect(graph[graph.outputs["logits"]!].shape == [2, 5])

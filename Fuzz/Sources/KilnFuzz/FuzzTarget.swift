@@ -8,7 +8,8 @@ enum FuzzTarget: String, CaseIterable {
 
     static let selected: FuzzTarget = {
         guard let name = ProcessInfo.processInfo.environment["KILN_FUZZ_TARGET"], let target = FuzzTarget(rawValue: name) else {
-            FileHandle.standardError.write(Data("set KILN_FUZZ_TARGET to one of: \(allCases.map(\.rawValue).joined(separator: ", "))\n".utf8))
+            FileHandle.standardError.write(
+                Data("set KILN_FUZZ_TARGET to one of: \(allCases.map(\.rawValue).joined(separator: ", "))\n".utf8))
             exit(2)
         }
         return target

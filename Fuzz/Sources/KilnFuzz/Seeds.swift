@@ -63,13 +63,13 @@ enum Seeds {
 
         // TF.js: model.json, NUL, the shard.
         let manifest = #"""
-        {"modelTopology": {}, "weightsManifest": [{"paths": ["weights.bin"], "weights": [
-          {"name": "Conv1/kernel", "shape": [1, 1, 2, 2], "dtype": "float32"},
-          {"name": "bn_Conv1/gamma", "shape": [2], "dtype": "float32"},
-          {"name": "bn_Conv1/moving_variance", "shape": [2], "dtype": "float32"},
-          {"name": "dw/depthwise_kernel", "shape": [1, 1, 2, 1], "dtype": "float32"},
-          {"name": "fc/kernel", "shape": [2, 1], "dtype": "float32"}]}]}
-        """#
+            {"modelTopology": {}, "weightsManifest": [{"paths": ["weights.bin"], "weights": [
+              {"name": "Conv1/kernel", "shape": [1, 1, 2, 2], "dtype": "float32"},
+              {"name": "bn_Conv1/gamma", "shape": [2], "dtype": "float32"},
+              {"name": "bn_Conv1/moving_variance", "shape": [2], "dtype": "float32"},
+              {"name": "dw/depthwise_kernel", "shape": [1, 1, 2, 1], "dtype": "float32"},
+              {"name": "fc/kernel", "shape": [2, 1], "dtype": "float32"}]}]}
+            """#
         let shard = (0..<14).flatMap { withUnsafeBytes(of: Float($0)) { Array($0) } }
         try seed(.tfjs, "model.json", Data(manifest.utf8) + Data([0]) + Data(shard))
 
@@ -85,7 +85,9 @@ enum Seeds {
 
 /// libFuzzer calls this once before fuzzing: with KILN_FUZZ_SEEDS set, write the seed corpora there and exit.
 @_cdecl("LLVMFuzzerInitialize")
-public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
+public func fuzzInitialize(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>
+) -> CInt {
     guard let folder = ProcessInfo.processInfo.environment["KILN_FUZZ_SEEDS"] else { return 0 }
     do {
         try Seeds.write(to: URL(fileURLWithPath: folder))

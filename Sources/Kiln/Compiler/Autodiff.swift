@@ -12,16 +12,20 @@ public enum Autodiff {
         let needs = needsGradient(forward)
         var graph = forward
         var contributions: [Int: [Graph.ValueID]] = [:]
-        contributions[lossID.index] = [try graph.addNode(name: "\(forward[lossID].name).grad_seed",
-                                                          op: FillOp(value: 1, shape: forward[lossID].shape),
-                                                          inputs: [], phase: .backward)]
+        contributions[lossID.index] = [
+            try graph.addNode(
+                name: "\(forward[lossID].name).grad_seed",
+                op: FillOp(value: 1, shape: forward[lossID].shape),
+                inputs: [], phase: .backward)
+        ]
 
         for node in forward.nodes.reversed() where node.phase == .forward && needs[node.output.index] {
             guard let parts = contributions[node.output.index] else { continue }  // does not reach the loss
             let gradOutput = try accumulate(parts, of: forward[node.output], in: &graph)
             graph.activationGradients[forward[node.output].name] = gradOutput
-            let builder = GradientBuilder(graph: graph, node: node, gradOutput: gradOutput,
-                                          needs: node.inputs.map { needs[$0.index] })
+            let builder = GradientBuilder(
+                graph: graph, node: node, gradOutput: gradOutput,
+                needs: node.inputs.map { needs[$0.index] })
             let grads = try node.op.vjp(builder)
             graph = builder.graph
             for (input, grad) in zip(node.inputs, grads) where needs[input.index] {

@@ -28,8 +28,10 @@ public enum Compiler {
     }
 
     /// Forward + backward without an optimizer (gradients kept, for `graphc grad` and tests).
-    public static func gradients(_ model: any Layer, input: Shape, freeze: [String] = [], trainOnly: [String]? = nil,
-                                 frozenBatchNorm: FrozenBatchNorm = .runningStatistics, fuse: Bool = true) throws -> Graph {
+    public static func gradients(
+        _ model: any Layer, input: Shape, freeze: [String] = [], trainOnly: [String]? = nil,
+        frozenBatchNorm: FrozenBatchNorm = .runningStatistics, fuse: Bool = true
+    ) throws -> Graph {
         var graph = try Graph.trace(model, input: input, withLoss: true)
         graph.freeze(freeze)
         if let keep = trainOnly { graph.freeze(allExcept: keep) }

@@ -32,8 +32,9 @@ enum FusionPass {
             var inputs = chain.conv.inputs + chain.bn.inputs.dropFirst()
             if let residual = chain.residual { inputs.append(residual) }
             let names = [chain.last.name] + (op.bn.usesRunningStatistics ? [] : [chain.conv.name])
-            let out = try rewrite.result.addNode(name: chain.conv.name, op: op, inputs: inputs.map(rewrite.mapped), phase: node.phase,
-                                                 fused: chain.members.flatMap(\.fused), outputNames: names)
+            let out = try rewrite.result.addNode(
+                name: chain.conv.name, op: op, inputs: inputs.map(rewrite.mapped), phase: node.phase,
+                fused: chain.members.flatMap(\.fused), outputNames: names)
             rewrite.map[chain.last.output.index] = out
         }
         return rewrite.finish()
@@ -69,12 +70,14 @@ enum FusionPass {
     }
 
     static func fusedOp(_ chain: Chain, _ graph: Graph) -> FusedConvBNOp {
-        let activation: FusedConvBNOp.Activation = switch chain.activation?.op {
-        case is ReLUOp: .relu
-        case is ReLU6Op: .relu6
-        default: .none
-        }
-        return FusedConvBNOp(conv: chain.conv.op as! Conv2DOp, bn: chain.bn.op as! BatchNormOp,
-                             hasConvBias: chain.conv.inputs.count == 3, hasResidual: chain.add != nil, activation: activation)
+        let activation: FusedConvBNOp.Activation =
+            switch chain.activation?.op {
+            case is ReLUOp: .relu
+            case is ReLU6Op: .relu6
+            default: .none
+            }
+        return FusedConvBNOp(
+            conv: chain.conv.op as! Conv2DOp, bn: chain.bn.op as! BatchNormOp,
+            hasConvBias: chain.conv.inputs.count == 3, hasResidual: chain.add != nil, activation: activation)
     }
 }

@@ -10,8 +10,9 @@ struct GraphRewrite {
     init(_ source: Graph) throws {
         self.source = source
         for value in source.values where value.role != .activation {
-            map[value.id.index] = try result.addValue(name: value.name, shape: value.shape, dtype: value.dtype,
-                                                      role: value.role, initializer: value.initializer)
+            map[value.id.index] = try result.addValue(
+                name: value.name, shape: value.shape, dtype: value.dtype,
+                role: value.role, initializer: value.initializer)
         }
     }
 
@@ -19,10 +20,13 @@ struct GraphRewrite {
     func mapped(_ id: Graph.ValueID) -> Graph.ValueID { map[id.index]! }
 
     /// Copies `node` with its outputs' names, optionally with another op, inputs (source IDs) or members.
-    mutating func copy(_ node: Graph.Node, op: (any Primitive)? = nil, inputs: [Graph.ValueID]? = nil,
-                       fused: [String]? = nil) throws {
-        _ = try result.addNode(name: node.name, op: op ?? node.op, inputs: (inputs ?? node.inputs).map(mapped),
-                               phase: node.phase, fused: fused ?? node.fused, outputNames: node.outputs.map { source[$0].name })
+    mutating func copy(
+        _ node: Graph.Node, op: (any Primitive)? = nil, inputs: [Graph.ValueID]? = nil,
+        fused: [String]? = nil
+    ) throws {
+        _ = try result.addNode(
+            name: node.name, op: op ?? node.op, inputs: (inputs ?? node.inputs).map(mapped),
+            phase: node.phase, fused: fused ?? node.fused, outputNames: node.outputs.map { source[$0].name })
         for (old, new) in zip(node.outputs, result.nodes.last!.outputs) { map[old.index] = new }
     }
 

@@ -73,7 +73,8 @@ public struct Plan: Sendable {
                 if k == 0, let i = node.op.inPlaceInput, i < node.inputs.count {
                     let source = node.inputs[i]
                     if let r = regionOf[source.index], graph[source].role == .activation, end[source.index] == position[index],
-                       !kept.contains(source), bytes(graph[source]) == bytes(value), regions[r].values.last == source {
+                        !kept.contains(source), bytes(graph[source]) == bytes(value), regions[r].values.last == source
+                    {
                         regions[r].values.append(out)
                         regions[r].end = max(regions[r].end, end[out.index])
                         regionOf[out.index] = r

@@ -10,7 +10,8 @@ enum PadFoldingPass {
         var padOfConv: [Int: Graph.Node] = [:]
         for pad in graph.nodes where pad.op is ZeroPad2DOp && pad.phase == .forward && !outputs.contains(pad.output) {
             guard let only = readers[pad.output], only.count == 1, let conv = only.first,
-                  conv.op is Conv2DOp, conv.inputs[0] == pad.output, !conv.inputs.dropFirst().contains(pad.output) else { continue }
+                conv.op is Conv2DOp, conv.inputs[0] == pad.output, !conv.inputs.dropFirst().contains(pad.output)
+            else { continue }
             padOfConv[conv.index] = pad
         }
         guard !padOfConv.isEmpty else { return graph }
@@ -22,8 +23,9 @@ enum PadFoldingPass {
                 try rewrite.copy(node)
                 continue
             }
-            conv.padding = Padding(top: conv.padding.top + zero.padding.top, left: conv.padding.left + zero.padding.left,
-                                   bottom: conv.padding.bottom + zero.padding.bottom, right: conv.padding.right + zero.padding.right)
+            conv.padding = Padding(
+                top: conv.padding.top + zero.padding.top, left: conv.padding.left + zero.padding.left,
+                bottom: conv.padding.bottom + zero.padding.bottom, right: conv.padding.right + zero.padding.right)
             try rewrite.copy(node, op: conv, inputs: [pad.inputs[0]] + node.inputs.dropFirst(), fused: pad.fused + node.fused)
         }
         return rewrite.finish()

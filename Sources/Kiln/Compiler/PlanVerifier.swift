@@ -12,15 +12,22 @@ public enum PlanVerifier {
         let position = plan.positions
         for (i, a) in plan.regions.enumerated() {
             guard a.offset >= 0, a.offset + a.bytes <= plan.arenaBytes else {
-                throw Violation(detail: "region of '\(graph[a.values[0]].name)' [\(a.offset), +\(a.bytes)) lies outside the \(plan.arenaBytes)-byte arena")
+                throw Violation(
+                    detail:
+                        "region of '\(graph[a.values[0]].name)' [\(a.offset), +\(a.bytes)) lies outside the \(plan.arenaBytes)-byte arena")
             }
             for b in plan.regions[(i + 1)...] where a.start <= b.end && b.start <= a.end {
                 if a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes {
-                    throw Violation(detail: "'\(graph[a.values[0]].name)' and '\(graph[b.values[0]].name)' are alive together (steps \(a.start)…\(a.end) and \(b.start)…\(b.end)) but share arena bytes")
+                    throw Violation(
+                        detail:
+                            "'\(graph[a.values[0]].name)' and '\(graph[b.values[0]].name)' are alive together (steps \(a.start)…\(a.end) and \(b.start)…\(b.end)) but share arena bytes"
+                    )
                 }
             }
             for (previous, next) in zip(a.values, a.values.dropFirst()) {
-                guard let producer = graph[next].producer, graph.nodes[producer].inputs.firstIndex(of: previous) == graph.nodes[producer].op.inPlaceInput else {
+                guard let producer = graph[next].producer,
+                    graph.nodes[producer].inputs.firstIndex(of: previous) == graph.nodes[producer].op.inPlaceInput
+                else {
                     throw Violation(detail: "'\(graph[next].name)' reuses the buffer of '\(graph[previous].name)' without an in-place op")
                 }
                 let readers = graph.nodes.filter { $0.inputs.contains(previous) }.map { position[$0.index]! }

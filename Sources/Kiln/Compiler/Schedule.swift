@@ -13,9 +13,10 @@ enum Schedule {
         var regular: [Int] = []
         for node in graph.nodes {
             guard node.phase == .update else { regular.append(node.index); continue }
-            let after = node.inputs.map { input -> Int in
-                max(lastReader[input.index], graph[input].producer ?? -1)
-            }.max() ?? -1
+            let after =
+                node.inputs.map { input -> Int in
+                    max(lastReader[input.index], graph[input].producer ?? -1)
+                }.max() ?? -1
             updatesAfter[after, default: []].append(node.index)
         }
         var order = updatesAfter[-1] ?? []

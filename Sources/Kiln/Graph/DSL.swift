@@ -66,9 +66,11 @@ public struct Residual: Layer {
     public let shortcut: [any Layer]
     public let output: [any Layer]
 
-    public init(@LayerBuilder _ body: () -> [any Layer],
-                @LayerBuilder shortcut: () -> [any Layer] = { [] },
-                @LayerBuilder output: () -> [any Layer] = { [] }) {
+    public init(
+        @LayerBuilder _ body: () -> [any Layer],
+        @LayerBuilder shortcut: () -> [any Layer] = { [] },
+        @LayerBuilder output: () -> [any Layer] = { [] }
+    ) {
         self.body = body()
         self.shortcut = shortcut()
         self.output = output()

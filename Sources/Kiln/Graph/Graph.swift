@@ -94,16 +94,21 @@ public struct Graph: Sendable {
     /// Swaps a node's op for one with the same inputs and output shape (used by the freezing pass).
     mutating func replaceOp(ofNode index: Int, with op: any Primitive) {
         let node = nodes[index]
-        nodes[index] = Node(index: index, name: node.name, op: op, inputs: node.inputs, outputs: node.outputs,
-                            phase: node.phase, fused: node.fused)
+        nodes[index] = Node(
+            index: index, name: node.name, op: op, inputs: node.inputs, outputs: node.outputs,
+            phase: node.phase, fused: node.fused)
     }
 
-    public mutating func addValue(name: String, shape: Shape, dtype: DType, role: Role,
-                           initializer: Initializer? = nil, producer: Int? = nil) throws -> ValueID {
+    public mutating func addValue(
+        name: String, shape: Shape, dtype: DType, role: Role,
+        initializer: Initializer? = nil, producer: Int? = nil
+    ) throws -> ValueID {
         guard valueByName[name] == nil else { throw GraphError.duplicateName(name) }
         let id = ValueID(index: values.count)
-        values.append(Value(id: id, name: name, shape: shape, dtype: dtype, role: role,
-                            initializer: initializer, producer: producer))
+        values.append(
+            Value(
+                id: id, name: name, shape: shape, dtype: dtype, role: role,
+                initializer: initializer, producer: producer))
         valueByName[name] = id
         return id
     }
@@ -115,8 +120,10 @@ public struct Graph: Sendable {
     ///   - outputNames: names of the output values (default: the node's name, then
     ///     `<node>:saved<k>` for saved outputs).
     @discardableResult
-    public mutating func addNode(name: String, op: any Primitive, inputs: [ValueID], phase: Phase = .forward,
-                                 fused: [String]? = nil, outputNames: [String]? = nil) throws -> ValueID {
+    public mutating func addNode(
+        name: String, op: any Primitive, inputs: [ValueID], phase: Phase = .forward,
+        fused: [String]? = nil, outputNames: [String]? = nil
+    ) throws -> ValueID {
         guard !nodeNames.contains(name) else { throw GraphError.duplicateName(name) }
         let shapes = inputs.map { values[$0.index].shape }
         let outShapes: [Shape]

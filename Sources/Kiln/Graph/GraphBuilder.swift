@@ -22,11 +22,14 @@ public final class GraphBuilder {
     }
 
     /// Declares a learnable parameter (or, with `buffer`, non-learnable state) of the current module.
-    public func parameter(_ local: String, shape: Shape, initializer: Initializer,
-                          buffer: Bool = false, dtype: DType = .float32) throws -> Graph.ValueID {
+    public func parameter(
+        _ local: String, shape: Shape, initializer: Initializer,
+        buffer: Bool = false, dtype: DType = .float32
+    ) throws -> Graph.ValueID {
         let name = scope.isEmpty ? local : "\(path).\(local)"
-        return try graph.addValue(name: name, shape: shape, dtype: dtype,
-                                  role: buffer ? .buffer : .parameter, initializer: initializer)
+        return try graph.addValue(
+            name: name, shape: shape, dtype: dtype,
+            role: buffer ? .buffer : .parameter, initializer: initializer)
     }
 
     /// Adds a node named after the current module (suffixed `_1`, `_2`, … when a module such as

@@ -8,14 +8,19 @@ public struct Conv2d: Layer {
     public let groups: Int
     public let bias: Bool
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                groups: Int = 1, bias: Bool = true) {
-        self.init(inChannels, outChannels, kernel: (kernel, kernel), stride: (stride, stride),
-                  padding: .symmetric(padding), groups: groups, bias: bias)
+    public init(
+        _ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+        groups: Int = 1, bias: Bool = true
+    ) {
+        self.init(
+            inChannels, outChannels, kernel: (kernel, kernel), stride: (stride, stride),
+            padding: .symmetric(padding), groups: groups, bias: bias)
     }
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernel: (Int, Int), stride: (Int, Int),
-                padding: Padding, groups: Int = 1, bias: Bool = true) {
+    public init(
+        _ inChannels: Int, _ outChannels: Int, kernel: (Int, Int), stride: (Int, Int),
+        padding: Padding, groups: Int = 1, bias: Bool = true
+    ) {
         (self.inChannels, self.outChannels, self.groups, self.bias) = (inChannels, outChannels, groups, bias)
         self.kernel = (kernel.0, kernel.1)
         self.stride = (stride.0, stride.1)
@@ -25,8 +30,9 @@ public struct Conv2d: Layer {
     public func build(_ x: Graph.ValueID, in g: GraphBuilder) throws -> Graph.ValueID {
         let perGroup = inChannels / max(groups, 1)
         let receptive = kernel.h * kernel.w
-        let w = try g.parameter("weight", shape: [outChannels, perGroup, kernel.h, kernel.w],
-                                initializer: .kaimingNormalFanOut(fanOut: outChannels * receptive))
+        let w = try g.parameter(
+            "weight", shape: [outChannels, perGroup, kernel.h, kernel.w],
+            initializer: .kaimingNormalFanOut(fanOut: outChannels * receptive))
         var inputs = [x, w]
         if bias {
             inputs.append(try g.parameter("bias", shape: [outChannels], initializer: .uniformFanIn(fanIn: perGroup * receptive)))
@@ -97,6 +103,8 @@ public func MaxPool2d(_ kernel: Int, stride: Int? = nil, padding: Int = 0) -> Op
     OpLayer(Pool2DOp(.max, kernel: (kernel, kernel), stride: (stride ?? kernel, stride ?? kernel), padding: (padding, padding)))
 }
 public func AvgPool2d(_ kernel: Int, stride: Int? = nil, padding: Int = 0, countIncludePad: Bool = true) -> OpLayer {
-    OpLayer(Pool2DOp(.average(countIncludePad: countIncludePad), kernel: (kernel, kernel),
-                     stride: (stride ?? kernel, stride ?? kernel), padding: (padding, padding)))
+    OpLayer(
+        Pool2DOp(
+            .average(countIncludePad: countIncludePad), kernel: (kernel, kernel),
+            stride: (stride ?? kernel, stride ?? kernel), padding: (padding, padding)))
 }

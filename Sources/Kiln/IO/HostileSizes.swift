@@ -50,7 +50,9 @@ public struct HostileSizes {
     /// Throws when `bytes` is over the per-file expansion limit.
     public func withinLimit(_ bytes: Int, _ what: @autoclosure () -> String) throws {
         guard bytes <= LoadLimits.maxBytes else {
-            throw fail("\(what()) would take \(bytes) bytes, over the limit of \(LoadLimits.maxBytes) (set \(LoadLimits.bytesVariable) to raise it)")
+            throw fail(
+                "\(what()) would take \(bytes) bytes, over the limit of \(LoadLimits.maxBytes) (set \(LoadLimits.bytesVariable) to raise it)"
+            )
         }
     }
 
@@ -78,7 +80,9 @@ public enum LoadLimits {
 
     /// A number, with an optional K/M/G suffix (binary).
     static func environment(_ name: String) -> Int? {
-        guard var text = ProcessInfo.processInfo.environment[name]?.trimmingCharacters(in: .whitespaces).uppercased(), !text.isEmpty else { return nil }
+        guard var text = ProcessInfo.processInfo.environment[name]?.trimmingCharacters(in: .whitespaces).uppercased(), !text.isEmpty else {
+            return nil
+        }
         var scale = 1
         if let suffix = text.last, let power = ["K": 10, "M": 20, "G": 30][String(suffix)] {
             scale = 1 << power

@@ -9,7 +9,9 @@ public enum NPY {
 
     /// The file's bytes, or an `NPYError` naming it.
     public static func contents(of url: URL) throws -> Data {
-        do { return try Data(contentsOf: url) } catch { throw NPYError(file: url.path, detail: "cannot read: \(error.localizedDescription)") }
+        do { return try Data(contentsOf: url) } catch {
+            throw NPYError(file: url.path, detail: "cannot read: \(error.localizedDescription)")
+        }
     }
 
     public static func decode(_ data: Data, file: String = "<memory>") throws -> Tensor {
@@ -20,15 +22,20 @@ public enum NPY {
     public static func decode(_ bytes: UnsafeRawBufferPointer, file: String = "<memory>") throws -> Tensor {
         let sizes = HostileSizes(file: file) { NPYError(file: file, detail: $0) }
         func fail(_ detail: String) -> Error { sizes.fail(detail) }
-        guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1...5]) == Array("NUMPY".utf8) else { throw fail("not a .npy file (bad magic)") }
+        guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1...5]) == Array("NUMPY".utf8) else {
+            throw fail("not a .npy file (bad magic)")
+        }
         let major = bytes[6]
         let headerStart = major == 1 ? 10 : 12
         guard major >= 1 && major <= 3, bytes.count >= headerStart else { throw fail("unsupported .npy version \(major)") }
-        let headerLength = major == 1
+        let headerLength =
+            major == 1
             ? Int(bytes[8]) | Int(bytes[9]) << 8
             : Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
         guard bytes.count - headerStart >= headerLength else { throw fail("header of \(headerLength) bytes runs past the end of the file") }
-        guard let header = String(bytes: bytes[headerStart..<headerStart + headerLength], encoding: .utf8) else { throw fail("header is not text") }
+        guard let header = String(bytes: bytes[headerStart..<headerStart + headerLength], encoding: .utf8) else {
+            throw fail("header is not text")
+        }
         let descr = try field("descr", in: header, file: file)
         guard try field("fortran_order", in: header, file: file) == "False" else { throw fail("Fortran-order arrays are not supported") }
         let shapeText = try field("shape", in: header, file: file)

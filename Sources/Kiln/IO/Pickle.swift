@@ -97,7 +97,9 @@ public enum Pickle {
         func fail(_ detail: String) -> CheckpointError { CheckpointError(file: file, detail: "pickle: \(detail)") }
 
         mutating func take(_ n: Int) throws -> ArraySlice<UInt8> {
-            guard n >= 0, n <= bytes.count - pos else { throw fail("a \(n)-byte field at offset \(pos) runs past the end (\(bytes.count) bytes)") }
+            guard n >= 0, n <= bytes.count - pos else {
+                throw fail("a \(n)-byte field at offset \(pos) runs past the end (\(bytes.count) bytes)")
+            }
             defer { pos += n }
             return bytes[pos..<pos + n]
         }
@@ -143,7 +145,11 @@ public enum Pickle {
         func global(_ module: String, _ name: String) throws -> Value {
             let qualified = "\(module).\(name)"
             guard Pickle.allowedGlobals.contains(qualified) else {
-                throw CheckpointError(file: file, detail: "refusing to load: the pickle names the global '\(Pickle.printable(qualified))', which is not a tensor, storage or OrderedDict (a checkpoint never needs it; it could run code)")
+                throw CheckpointError(
+                    file: file,
+                    detail:
+                        "refusing to load: the pickle names the global '\(Pickle.printable(qualified))', which is not a tensor, storage or OrderedDict (a checkpoint never needs it; it could run code)"
+                )
             }
             return .global(qualified)
         }
@@ -152,78 +158,82 @@ public enum Pickle {
             while true {
                 let opcode = try take(1).first!
                 switch opcode {
-                case 0x80: _ = try take(1)                                     // PROTO
-                case 0x95: _ = try take(8)                                     // FRAME
-                case 0x2E: document.root = try pop(); return document          // STOP
-                case 0x28: marks.append(stack.count)                           // MARK
-                case 0x29: stack.append(sequence([]))                          // EMPTY_TUPLE
-                case 0x74: stack.append(sequence(try popMark()))               // TUPLE
-                case 0x85: let a = try pop(); stack.append(sequence([a]))      // TUPLE1
+                case 0x80: _ = try take(1)  // PROTO
+                case 0x95: _ = try take(8)  // FRAME
+                case 0x2E: document.root = try pop(); return document  // STOP
+                case 0x28: marks.append(stack.count)  // MARK
+                case 0x29: stack.append(sequence([]))  // EMPTY_TUPLE
+                case 0x74: stack.append(sequence(try popMark()))  // TUPLE
+                case 0x85: let a = try pop(); stack.append(sequence([a]))  // TUPLE1
                 case 0x86: let b = try pop(), a = try pop(); stack.append(sequence([a, b]))
                 case 0x87: let c = try pop(), b = try pop(), a = try pop(); stack.append(sequence([a, b, c]))
-                case 0x5D, 0x8F: stack.append(sequence([], list: true))        // EMPTY_LIST, EMPTY_SET
-                case 0x6C: stack.append(sequence(try popMark(), list: true))   // LIST
-                case 0x91: stack.append(sequence(try popMark()))               // FROZENSET
-                case 0x61: let v = try pop(); try append([v])                  // APPEND
-                case 0x65, 0x90: try append(try popMark())                     // APPENDS, ADDITEMS
-                case 0x7D: stack.append(dict())                                // EMPTY_DICT
+                case 0x5D, 0x8F: stack.append(sequence([], list: true))  // EMPTY_LIST, EMPTY_SET
+                case 0x6C: stack.append(sequence(try popMark(), list: true))  // LIST
+                case 0x91: stack.append(sequence(try popMark()))  // FROZENSET
+                case 0x61: let v = try pop(); try append([v])  // APPEND
+                case 0x65, 0x90: try append(try popMark())  // APPENDS, ADDITEMS
+                case 0x7D: stack.append(dict())  // EMPTY_DICT
                 case 0x64: let items = try popMark(); stack.append(dict()); try setItems(items)  // DICT
                 case 0x73: let v = try pop(), k = try pop(); try setItems([k, v])
-                case 0x75: try setItems(try popMark())                         // SETITEMS
-                case 0x71: memo[try uint(1)] = try top()                       // BINPUT
-                case 0x72: memo[try uint(4)] = try top()                       // LONG_BINPUT
-                case 0x70: memo[try decimal(try line())] = try top()           // PUT
-                case 0x94: memo[memo.count] = try top()                        // MEMOIZE
-                case 0x68: try push(memoKey: try uint(1))                      // BINGET
-                case 0x6A: try push(memoKey: try uint(4))                      // LONG_BINGET
-                case 0x67: try push(memoKey: try decimal(try line()))          // GET
+                case 0x75: try setItems(try popMark())  // SETITEMS
+                case 0x71: memo[try uint(1)] = try top()  // BINPUT
+                case 0x72: memo[try uint(4)] = try top()  // LONG_BINPUT
+                case 0x70: memo[try decimal(try line())] = try top()  // PUT
+                case 0x94: memo[memo.count] = try top()  // MEMOIZE
+                case 0x68: try push(memoKey: try uint(1))  // BINGET
+                case 0x6A: try push(memoKey: try uint(4))  // LONG_BINGET
+                case 0x67: try push(memoKey: try decimal(try line()))  // GET
                 case 0x4A: stack.append(.int(Int(Int32(truncatingIfNeeded: try uint(4)))))  // BININT
-                case 0x4B: stack.append(.int(try uint(1)))                     // BININT1
-                case 0x4D: stack.append(.int(try uint(2)))                     // BININT2
-                case 0x8A: stack.append(.int(try long(try uint(1))))           // LONG1
-                case 0x8B: stack.append(.int(try long(try uint(4))))           // LONG4
-                case 0x49, 0x4C: stack.append(try textInteger(try line()))     // INT, LONG (protocol 0)
-                case 0x46:                                                     // FLOAT (protocol 0)
+                case 0x4B: stack.append(.int(try uint(1)))  // BININT1
+                case 0x4D: stack.append(.int(try uint(2)))  // BININT2
+                case 0x8A: stack.append(.int(try long(try uint(1))))  // LONG1
+                case 0x8B: stack.append(.int(try long(try uint(4))))  // LONG4
+                case 0x49, 0x4C: stack.append(try textInteger(try line()))  // INT, LONG (protocol 0)
+                case 0x46:  // FLOAT (protocol 0)
                     let text = try line()
                     guard let value = Double(text) else { throw fail("bad FLOAT '\(Pickle.printable(text))'") }
                     stack.append(.float(value))
-                case 0x4E: stack.append(Value.none)                            // NONE
-                case 0x88: stack.append(.bool(true))                           // NEWTRUE
-                case 0x89: stack.append(.bool(false))                          // NEWFALSE
-                case 0x47: stack.append(.float(Double(bitPattern: try take(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) })))  // BINFLOAT (big-endian)
-                case 0x58: stack.append(.string(try text(try uint(4))))        // BINUNICODE
-                case 0x8C: stack.append(.string(try text(try uint(1))))        // SHORT_BINUNICODE
-                case 0x8D: stack.append(.string(try text(try uint(8))))        // BINUNICODE8
-                case 0x56: stack.append(.string(try line()))                   // UNICODE (raw-unicode-escape, ASCII subset)
+                case 0x4E: stack.append(Value.none)  // NONE
+                case 0x88: stack.append(.bool(true))  // NEWTRUE
+                case 0x89: stack.append(.bool(false))  // NEWFALSE
+                case 0x47:  // BINFLOAT (big-endian)
+                    stack.append(.float(Double(bitPattern: try take(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) })))
+                case 0x58: stack.append(.string(try text(try uint(4))))  // BINUNICODE
+                case 0x8C: stack.append(.string(try text(try uint(1))))  // SHORT_BINUNICODE
+                case 0x8D: stack.append(.string(try text(try uint(8))))  // BINUNICODE8
+                case 0x56: stack.append(.string(try line()))  // UNICODE (raw-unicode-escape, ASCII subset)
                 case 0x55: stack.append(.bytes(Array(try take(try uint(1)))))  // SHORT_BINSTRING
                 case 0x54: stack.append(.bytes(Array(try take(try uint(4)))))  // BINSTRING
                 case 0x43: stack.append(.bytes(Array(try take(try uint(1)))))  // SHORT_BINBYTES
                 case 0x42: stack.append(.bytes(Array(try take(try uint(4)))))  // BINBYTES
                 case 0x8E, 0x96: stack.append(.bytes(Array(try take(try uint(8)))))  // BINBYTES8, BYTEARRAY8
-                case 0x53: stack.append(.string(try quoted(try line())))       // STRING (protocol 0)
+                case 0x53: stack.append(.string(try quoted(try line())))  // STRING (protocol 0)
                 case 0x63: let module = try line(), name = try line(); stack.append(try global(module, name))  // GLOBAL
-                case 0x93:                                                     // STACK_GLOBAL
+                case 0x93:  // STACK_GLOBAL
                     guard case let .string(name) = try pop(), case let .string(module) = try pop() else { throw fail("bad STACK_GLOBAL") }
                     stack.append(try global(module, name))
-                case 0x69:                                                     // INST: class named inline, arguments since MARK
+                case 0x69:  // INST: class named inline, arguments since MARK
                     let module = try line(), name = try line()
                     let callable = try global(module, name)
                     let args = try popMark()
                     stack.append(try reduce(callable, sequence(args)))
                 case 0x52: let args = try pop(), callable = try pop(); stack.append(try reduce(callable, args))  // REDUCE
-                case 0x6F:                                                     // OBJ: class and arguments since MARK
+                case 0x6F:  // OBJ: class and arguments since MARK
                     let items = try popMark()
                     guard let callable = items.first else { throw fail("empty OBJ at offset \(pos - 1)") }
                     stack.append(try reduce(callable, sequence(Array(items.dropFirst()))))
                 case 0x81: let args = try pop(), callable = try pop(); stack.append(try reduce(callable, args))  // NEWOBJ
                 case 0x92: _ = try pop(); let args = try pop(), callable = try pop(); stack.append(try reduce(callable, args))  // NEWOBJ_EX
-                case 0x62: _ = try pop()                                       // BUILD: object state (e.g. _metadata) is ignored
-                case 0x51: stack.append(try persistent(try pop()))             // BINPERSID
+                case 0x62: _ = try pop()  // BUILD: object state (e.g. _metadata) is ignored
+                case 0x51: stack.append(try persistent(try pop()))  // BINPERSID
                 case 0x50: throw fail("text persistent ids (PERSID) are not written by torch.save")
-                case 0x82, 0x83, 0x84: throw fail("refusing to load: the pickle names a global through the copyreg extension registry (EXT opcodes), which a checkpoint never needs")
-                case 0x30: _ = try pop()                                       // POP
-                case 0x31: _ = try popMark()                                   // POP_MARK
-                case 0x32: stack.append(try top())                             // DUP
+                case 0x82, 0x83, 0x84:
+                    throw fail(
+                        "refusing to load: the pickle names a global through the copyreg extension registry (EXT opcodes), which a checkpoint never needs"
+                    )
+                case 0x30: _ = try pop()  // POP
+                case 0x31: _ = try popMark()  // POP_MARK
+                case 0x32: stack.append(try top())  // DUP
                 default:
                     throw fail(String(format: "unsupported opcode 0x%02X at offset %d", opcode, pos - 1))
                 }
@@ -285,7 +295,8 @@ public enum Pickle {
 
         func persistent(_ pid: Value) throws -> Value {
             guard let parts = document.items(pid), parts.count == 5, case .string("storage") = parts[0],
-                  case let .global(type) = parts[1], case let .string(key) = parts[2], case let .int(count) = parts[4] else {
+                case let .global(type) = parts[1], case let .string(key) = parts[2], case let .int(count) = parts[4]
+            else {
                 throw fail("unexpected persistent id at offset \(pos - 1)")
             }
             guard count >= 0 else { throw fail("storage '\(Pickle.printable(key))' has a negative size \(count)") }
@@ -307,7 +318,8 @@ public enum Pickle {
                 return dict()
             case "torch._utils._rebuild_tensor_v2":
                 guard a.count >= 4, case let .storage(storage) = a[0], case let .int(offset) = a[1],
-                      let size = document.items(a[2]), let stride = document.items(a[3]) else { throw fail("malformed _rebuild_tensor_v2 arguments") }
+                    let size = document.items(a[2]), let stride = document.items(a[3])
+                else { throw fail("malformed _rebuild_tensor_v2 arguments") }
                 return .tensor(TensorRef(storage: storage, offset: offset, shape: try integers(size), strides: try integers(stride)))
             case "torch._utils._rebuild_parameter":
                 guard let data = a.first else { throw fail("malformed _rebuild_parameter") }

@@ -15,7 +15,8 @@ public enum Safetensors {
         let headerLength = data.prefix(8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         let sizes = HostileSizes.checkpoint(file)
         guard headerLength <= UInt64(data.count - 8) else {
-            throw CheckpointError(file: file, detail: "header claims \(headerLength) bytes but the file has \(data.count - 8) after the length")
+            throw CheckpointError(
+                file: file, detail: "header claims \(headerLength) bytes but the file has \(data.count - 8) after the length")
         }
         let headerEnd = 8 + Int(headerLength)
         guard let header = try? JSONSerialization.jsonObject(with: data[8..<headerEnd]) as? [String: Any] else {
@@ -30,7 +31,8 @@ public enum Safetensors {
                 continue
             }
             guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+                let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
+            else {
                 throw CheckpointError(file: file, detail: "'\(name)': malformed header entry")
             }
             guard let type = ElementType(safetensors: dtype) else {
@@ -38,11 +40,17 @@ public enum Safetensors {
             }
             let what = "'\(name)'"
             let (shp, bytes) = try sizes.shape(shape, width: type.width, what)
-            guard offsets[0] >= 0, offsets[1] >= offsets[0], try sizes.sum(headerEnd, offsets[1], "\(what): data_offsets \(offsets)") <= data.count else {
-                throw CheckpointError(file: file, detail: "\(what): data_offsets \(offsets) lie outside the file's \(data.count - headerEnd) data bytes")
+            guard offsets[0] >= 0, offsets[1] >= offsets[0],
+                try sizes.sum(headerEnd, offsets[1], "\(what): data_offsets \(offsets)") <= data.count
+            else {
+                throw CheckpointError(
+                    file: file, detail: "\(what): data_offsets \(offsets) lie outside the file's \(data.count - headerEnd) data bytes")
             }
             guard offsets[1] - offsets[0] == bytes else {
-                throw CheckpointError(file: file, detail: "\(what): data_offsets \(offsets) hold \(offsets[1] - offsets[0]) bytes, shape \(shp) of \(dtype) needs \(bytes)")
+                throw CheckpointError(
+                    file: file,
+                    detail:
+                        "\(what): data_offsets \(offsets) hold \(offsets[1] - offsets[0]) bytes, shape \(shp) of \(dtype) needs \(bytes)")
             }
             // Entries may not overlap (the format says so); a file that reuses one region for many
             // tensors still cannot expand past the load limit.
@@ -68,7 +76,9 @@ public enum Safetensors {
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for (name, t) in tensors {
-            header[name] = ["dtype": t.dtype == .float32 ? "F32" : "I64", "shape": t.shape.dims, "data_offsets": [offset, offset + t.byteCount]]
+            header[name] = [
+                "dtype": t.dtype == .float32 ? "F32" : "I64", "shape": t.shape.dims, "data_offsets": [offset, offset + t.byteCount],
+            ]
             offset += t.byteCount
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])

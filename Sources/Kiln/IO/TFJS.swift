@@ -9,7 +9,8 @@ public enum TFJS {
         let file = modelJSON.path
         let sizes = HostileSizes.checkpoint(file)
         guard let json = try? JSONSerialization.jsonObject(with: Data(contentsOf: modelJSON)) as? [String: Any],
-              let manifest = json["weightsManifest"] as? [[String: Any]] else {
+            let manifest = json["weightsManifest"] as? [[String: Any]]
+        else {
             throw CheckpointError(file: file, detail: "not a TF.js model.json (no weightsManifest)")
         }
         let folder = modelJSON.deletingLastPathComponent()
@@ -41,10 +42,13 @@ public enum TFJS {
                 let (_, bytes) = try sizes.shape(shape, width: 4, "'\(name)'")
                 let end = try sizes.sum(offset, bytes, "'\(name)': offset \(offset)")
                 guard end <= data.count else {
-                    throw CheckpointError(file: shards, detail: "truncated: '\(name)' needs bytes \(offset)…\(end) but the shards hold \(data.count)")
+                    throw CheckpointError(
+                        file: shards, detail: "truncated: '\(name)' needs bytes \(offset)…\(end) but the shards hold \(data.count)")
                 }
                 let count = bytes / 4
-                let values = data.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: offset + 4 * $0, as: Float.self) } }
+                let values = data.withUnsafeBytes { raw in
+                    (0..<count).map { raw.loadUnaligned(fromByteOffset: offset + 4 * $0, as: Float.self) }
+                }
                 offset = end
                 let (key, tensor) = try convert(name: name, shape: shape, values: values, file: file)
                 if key.hasSuffix(".running_var") { batchNorms.append(String(key.dropLast(".running_var".count))) }
@@ -60,13 +64,16 @@ public enum TFJS {
     static func shardURL(_ path: String, in folder: URL, manifest file: String) throws -> URL {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard !path.isEmpty, !path.hasPrefix("/"), !parts.contains(".."), !path.contains("\0") else {
-            throw CheckpointError(file: file, detail: "weight shard path '\(Pickle.printable(path))' leaves the model's folder (only files beside model.json are read)")
+            throw CheckpointError(
+                file: file,
+                detail: "weight shard path '\(Pickle.printable(path))' leaves the model's folder (only files beside model.json are read)")
         }
         let shard = folder.appendingPathComponent(path)
         let root = folder.resolvingSymlinksInPath().standardizedFileURL.path
         let resolved = shard.resolvingSymlinksInPath().standardizedFileURL.path
         guard resolved.hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
-            throw CheckpointError(file: file, detail: "weight shard '\(Pickle.printable(path))' resolves to \(resolved), outside the model's folder \(root)")
+            throw CheckpointError(
+                file: file, detail: "weight shard '\(Pickle.printable(path))' resolves to \(resolved), outside the model's folder \(root)")
         }
         return shard
     }
@@ -89,9 +96,9 @@ public enum TFJS {
             return t
         }
         switch (param, shape.count) {
-        case ("kernel", 4): return ("\(layer).weight", permuted([3, 2, 0, 1]))          // HWIO → OIHW
-        case ("depthwise_kernel", 4): return ("\(layer).weight", permuted([2, 3, 0, 1])) // HWC1 → C1HW
-        case ("kernel", 2): return ("\(layer).weight", permuted([1, 0]))                // [in, out] → [out, in]
+        case ("kernel", 4): return ("\(layer).weight", permuted([3, 2, 0, 1]))  // HWIO → OIHW
+        case ("depthwise_kernel", 4): return ("\(layer).weight", permuted([2, 3, 0, 1]))  // HWC1 → C1HW
+        case ("kernel", 2): return ("\(layer).weight", permuted([1, 0]))  // [in, out] → [out, in]
         case ("bias", 1), ("beta", 1): return ("\(layer).bias", Tensor(shape: Shape(shape), values: values))
         case ("gamma", 1): return ("\(layer).weight", Tensor(shape: Shape(shape), values: values))
         case ("moving_mean", 1): return ("\(layer).running_mean", Tensor(shape: Shape(shape), values: values))

@@ -10,7 +10,8 @@ public enum TorchCheckpoint {
     /// Where torch hub caches torchvision's ImageNet ResNet-18.
     public static var hubResNet18: URL {
         let env = ProcessInfo.processInfo.environment
-        let torchHome = env["TORCH_HOME"].map { URL(fileURLWithPath: $0) }
+        let torchHome =
+            env["TORCH_HOME"].map { URL(fileURLWithPath: $0) }
             ?? URL(fileURLWithPath: env["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")).appendingPathComponent("torch")
         return torchHome.appendingPathComponent("hub/checkpoints/resnet18-f37072fd.pth")
     }
@@ -25,7 +26,8 @@ public enum TorchCheckpoint {
             zip = try ZipMembers(url)
         } catch {
             if let head = try? FileHandle(forReadingFrom: url).readData(ofLength: 2), head == Data([0x80, 0x02]) {
-                throw CheckpointError(file: file, detail: "legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with a current PyTorch")
+                throw CheckpointError(
+                    file: file, detail: "legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with a current PyTorch")
             }
             throw CheckpointError(file: file, detail: "not a readable zip archive (truncated or not a PyTorch checkpoint)")
         }
@@ -49,9 +51,11 @@ public enum TorchCheckpoint {
                 bytes = cached
             } else {
                 guard let entry = zip[prefix + "data/" + storage.key] else {
-                    throw CheckpointError(file: file, detail: "'\(key)': storage '\(Pickle.printable(storage.key))' is missing from the archive")
+                    throw CheckpointError(
+                        file: file, detail: "'\(key)': storage '\(Pickle.printable(storage.key))' is missing from the archive")
                 }
-                bytes = try zip.extract(entry, expected: try zip.sizes.product(storage.count, dtype.width, "'\(key)': storage of \(storage.count) elements"))
+                bytes = try zip.extract(
+                    entry, expected: try zip.sizes.product(storage.count, dtype.width, "'\(key)': storage of \(storage.count) elements"))
                 storages[storage.key] = bytes
             }
             let tensor = try materialize(ref, dtype: dtype, bytes, key: key, sizes: zip.sizes)
@@ -67,8 +71,12 @@ public enum TorchCheckpoint {
     static func stateDict(_ document: Pickle.Document, file: String) throws -> [(String, Pickle.TensorRef)] {
         var dict = document.root
         var visited: Set<Pickle.Value> = []
-        while let inner = ["state_dict", "model"].lazy.compactMap({ document.lookup(dict, $0) }).first(where: { document.entries($0) != nil }) {
-            guard visited.insert(dict).inserted else { throw CheckpointError(file: file, detail: "the checkpoint's state dict contains itself") }
+        while let inner = ["state_dict", "model"].lazy.compactMap({ document.lookup(dict, $0) }).first(where: {
+            document.entries($0) != nil
+        }) {
+            guard visited.insert(dict).inserted else {
+                throw CheckpointError(file: file, detail: "the checkpoint's state dict contains itself")
+            }
             dict = inner
         }
         guard let entries = document.entries(dict) else { throw CheckpointError(file: file, detail: "the checkpoint is not a dict") }
@@ -83,7 +91,9 @@ public enum TorchCheckpoint {
     /// strides and offset are checked (no overflow, nothing negative, every element inside the
     /// storage) before the tensor is allocated; an expanded view (stride 0) may not materialise
     /// past `LoadLimits.maxBytes`.
-    static func materialize(_ ref: Pickle.TensorRef, dtype: ElementType, _ bytes: LoadedBytes, key: String, sizes: HostileSizes) throws -> Tensor {
+    static func materialize(_ ref: Pickle.TensorRef, dtype: ElementType, _ bytes: LoadedBytes, key: String, sizes: HostileSizes) throws
+        -> Tensor
+    {
         let width = dtype.width, storageCount = ref.storage.count
         let what = "'\(key)'"
         guard bytes.count / width >= storageCount else {
@@ -101,13 +111,19 @@ public enum TorchCheckpoint {
         // The last element's index: offset + Σ (size − 1) · stride, each step checked.
         var last = ref.offset
         for (size, stride) in zip(ref.shape, ref.strides) {
-            last = try sizes.sum(last, try sizes.product(size - 1, stride, "\(what): stride \(stride)"), "\(what): shape \(shape) with strides \(ref.strides)")
+            last = try sizes.sum(
+                last, try sizes.product(size - 1, stride, "\(what): stride \(stride)"),
+                "\(what): shape \(shape) with strides \(ref.strides)")
         }
         guard last < storageCount else {
-            throw sizes.fail("\(what): shape \(shape) with strides \(ref.strides) at offset \(ref.offset) runs past its storage of \(storageCount) elements")
+            throw sizes.fail(
+                "\(what): shape \(shape) with strides \(ref.strides) at offset \(ref.offset) runs past its storage of \(storageCount) elements"
+            )
         }
         let raw = bytes.buffer
-        let contiguous = zip(ref.strides, ref.shape.indices).allSatisfy { stride, d in stride == ref.shape[(d + 1)...].reduce(1, *) || ref.shape[d] == 1 }
+        let contiguous = zip(ref.strides, ref.shape.indices).allSatisfy { stride, d in
+            stride == ref.shape[(d + 1)...].reduce(1, *) || ref.shape[d] == 1
+        }
         if contiguous, dtype == .float32 || dtype == .int64 {
             tensor.data.copyMemory(from: raw.baseAddress! + ref.offset * width, byteCount: tensor.byteCount)
             return tensor

@@ -18,8 +18,9 @@ extension TorchCheckpoint {
             var strides = [Int](repeating: 1, count: tensor.shape.rank)
             for d in stride(from: tensor.shape.rank - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * tensor.shape[d + 1] }
             pickle.string(name)
-            pickle.tensor(storage: key, dtype: tensor.dtype == .float32 ? "Float" : "Long", count: tensor.count,
-                          shape: tensor.shape.dims, strides: strides)
+            pickle.tensor(
+                storage: key, dtype: tensor.dtype == .float32 ? "Float" : "Long", count: tensor.count,
+                shape: tensor.shape.dims, strides: strides)
             storages.append((key, Data(bytes: tensor.data, count: tensor.byteCount)))
         }
         pickle.setItems()
@@ -28,15 +29,19 @@ extension TorchCheckpoint {
     }
 
     /// A torch zip around any pickle and storages (tests and fuzz seeds build hostile ones).
-    public static func writeArchive(pickle: [UInt8], storages: [(key: String, bytes: Data)], to url: URL,
-                                    deflate: Bool = false) throws {
+    public static func writeArchive(
+        pickle: [UInt8], storages: [(key: String, bytes: Data)], to url: URL,
+        deflate: Bool = false
+    ) throws {
         do {
             let archive = try Archive(data: Data(), accessMode: .create)
             var members: [(String, Data)] = [("archive/data.pkl", Data(pickle)), ("archive/byteorder", Data("little".utf8))]
             members += storages.map { ("archive/data/\($0.key)", $0.bytes) }
             members.append(("archive/version", Data("3\n".utf8)))
             for (path, data) in members {
-                try archive.addEntry(with: path, type: .file, uncompressedSize: Int64(data.count), compressionMethod: deflate ? .deflate : .none) { position, size in
+                try archive.addEntry(
+                    with: path, type: .file, uncompressedSize: Int64(data.count), compressionMethod: deflate ? .deflate : .none
+                ) { position, size in
                     data.subdata(in: Int(position)..<Int(position) + size)
                 }
             }

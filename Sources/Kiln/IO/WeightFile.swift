@@ -18,12 +18,14 @@ public enum WeightFile {
             let paths = try ZipMembers(url).paths
             if paths.contains(where: { $0.hasSuffix("data.pkl") }) { return .torch }
             if paths.contains(where: { $0.hasSuffix(".npy") }) { return .npz }
-            throw CheckpointError(file: url.path, detail: "a zip archive with neither data.pkl (PyTorch checkpoint) nor .npy members (.npz)")
+            throw CheckpointError(
+                file: url.path, detail: "a zip archive with neither data.pkl (PyTorch checkpoint) nor .npy members (.npz)")
         }
         if head.starts(with: [0x80, 0x02]) { return .torch }  // legacy pickle: the torch reader explains
         if let first = head.first(where: { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }), first == UInt8(ascii: "{") { return .tfjs }
         if head.count >= 9, head[8] == UInt8(ascii: "{") { return .safetensors }
-        throw CheckpointError(file: url.path, detail: "unrecognised weight format (expected a PyTorch .pth, .safetensors, TF.js model.json or .npz)")
+        throw CheckpointError(
+            file: url.path, detail: "unrecognised weight format (expected a PyTorch .pth, .safetensors, TF.js model.json or .npz)")
     }
 
     public static func read(_ url: URL) throws -> [(String, Tensor)] {
@@ -73,7 +75,9 @@ public struct LoadReport: Sendable, CustomStringConvertible {
 public struct LoadError: Error, CustomStringConvertible {
     public let file: String
     public let report: LoadReport
-    public var description: String { "\(file): weights do not match the model (\(report.strict ? "strict" : "non-strict") load)\n\(report)" }
+    public var description: String {
+        "\(file): weights do not match the model (\(report.strict ? "strict" : "non-strict") load)\n\(report)"
+    }
 }
 
 extension ParameterStore {
@@ -87,8 +91,10 @@ extension ParameterStore {
     ///   model missing from the file are an error in both modes.
     /// Non-finite values are refused in both.
     @discardableResult
-    public func load(_ tensors: [(String, Tensor)], for graph: Graph, file: String, strict: Bool = true,
-                     skipPrefixes: [String] = [], optimizerState: Bool = false) throws -> LoadReport {
+    public func load(
+        _ tensors: [(String, Tensor)], for graph: Graph, file: String, strict: Bool = true,
+        skipPrefixes: [String] = [], optimizerState: Bool = false
+    ) throws -> LoadReport {
         var report = LoadReport()
         report.strict = strict
         let values = optimizerState ? graph.persistentValues : graph.stateValues
@@ -114,7 +120,8 @@ extension ParameterStore {
         // A diverged run's weights are never trusted (nor written: see the trainer).
         for key in report.loaded {
             if let summary = provided[key]!.nonFiniteSummary {
-                throw CheckpointError(file: file, detail: "'\(key)': \(summary); refusing to load non-finite weights (from a diverged training run?)")
+                throw CheckpointError(
+                    file: file, detail: "'\(key)': \(summary); refusing to load non-finite weights (from a diverged training run?)")
             }
         }
         addMissing(from: graph)

@@ -61,9 +61,12 @@ struct ZipMembers {
             throw sizes.fail("\(name) holds \(size) bytes, its tensor storage needs \(expected)")
         }
         if let limit, size > limit { throw sizes.fail("\(name) declares \(size) bytes, over the limit of \(limit) for it") }
-        guard stored <= fileBytes else { throw sizes.fail("\(name) claims \(stored) compressed bytes, the file has \(fileBytes) (truncated?)") }
+        guard stored <= fileBytes else {
+            throw sizes.fail("\(name) claims \(stored) compressed bytes, the file has \(fileBytes) (truncated?)")
+        }
         guard declared <= stored.multipliedReportingOverflow(by: Self.maxDeflateRatio).partialValue + 1024 else {
-            throw sizes.fail("\(name) declares \(declared) bytes from \(stored) compressed bytes, more than deflate can produce (a zip bomb?)")
+            throw sizes.fail(
+                "\(name) declares \(declared) bytes from \(stored) compressed bytes, more than deflate can produce (a zip bomb?)")
         }
         let total = try sizes.sum(extracted, size, "the decompressed members")
         try sizes.withinLimit(total, "decompressing \(name)")
@@ -83,7 +86,9 @@ struct ZipMembers {
         }
         guard written == size else { throw sizes.fail("\(name) inflates to \(written) bytes, it declares \(size) (truncated?)") }
         guard checksum == entry.checksum else {
-            throw sizes.fail("\(name) fails its CRC-32 check (stored \(String(entry.checksum, radix: 16)), computed \(String(checksum, radix: 16)): the file is damaged)")
+            throw sizes.fail(
+                "\(name) fails its CRC-32 check (stored \(String(entry.checksum, radix: 16)), computed \(String(checksum, radix: 16)): the file is damaged)"
+            )
         }
         extracted = total
         return bytes

@@ -38,11 +38,13 @@ public struct BatchNormOp: Primitive {
         let (gamma, beta, mean, variance) = (call.inputs[1], call.inputs[2], call.inputs[3], call.inputs[4])
         switch usesRunningStatistics ? .inference : call.mode {
         case .inference:
-            kn_batchnorm_inference(x.floats, call.output.floats, gamma.floats, beta.floats,
-                                   mean.floats, variance.floats, eps, n, c, hw)
+            kn_batchnorm_inference(
+                x.floats, call.output.floats, gamma.floats, beta.floats,
+                mean.floats, variance.floats, eps, n, c, hw)
         case .training:
-            kn_batchnorm_training(x.floats, call.output.floats, gamma.floats, beta.floats,
-                                  mean.floats, variance.floats, momentum, eps, n, c, hw)
+            kn_batchnorm_training(
+                x.floats, call.output.floats, gamma.floats, beta.floats,
+                mean.floats, variance.floats, momentum, eps, n, c, hw)
             call.inputs[5].int64s.pointee += 1
         }
     }
@@ -55,8 +57,10 @@ extension BatchNormOp {
             guard !g.needs[1], !g.needs[2] else {
                 throw GraphError.invalid("BN '\(g.node.name)' runs on running statistics but its affine parameters train")
             }
-            return [try g.gradient(0) { try g.emit("grad_input", BatchNormFrozenBackwardOp(eps: eps), [dy, gamma, g.input(4)]) },
-                    nil, nil, nil, nil, nil]
+            return [
+                try g.gradient(0) { try g.emit("grad_input", BatchNormFrozenBackwardOp(eps: eps), [dy, gamma, g.input(4)]) },
+                nil, nil, nil, nil, nil,
+            ]
         }
         let reduced = try g.emit("grad_reduce", BatchNormBackwardReduceOp(eps: eps), [x, dy])
         return [
@@ -76,8 +80,9 @@ public struct BatchNormBackwardReduceOp: Primitive {
     public func outputShape(for inputs: [Shape]) throws -> Shape { [4, inputs[0][1]] }
     public func forward(_ call: KernelCall) {
         let s = call.inputs[0].shape
-        kn_batchnorm_backward_reduce(call.inputs[0].floats, call.inputs[1].floats, eps, Int32(s[0]), Int32(s[1]),
-                                     Int32(s.count / (s[0] * s[1])), call.output.floats)
+        kn_batchnorm_backward_reduce(
+            call.inputs[0].floats, call.inputs[1].floats, eps, Int32(s[0]), Int32(s[1]),
+            Int32(s.count / (s[0] * s[1])), call.output.floats)
     }
 }
 
@@ -88,8 +93,9 @@ public struct BatchNormBackwardInputOp: Primitive {
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     public func forward(_ call: KernelCall) {
         let s = call.inputs[0].shape
-        kn_batchnorm_backward_input(call.inputs[0].floats, call.inputs[1].floats, call.inputs[2].floats, call.inputs[3].floats,
-                                    Int32(s[0]), Int32(s[1]), Int32(s.count / (s[0] * s[1])), call.output.floats)
+        kn_batchnorm_backward_input(
+            call.inputs[0].floats, call.inputs[1].floats, call.inputs[2].floats, call.inputs[3].floats,
+            Int32(s[0]), Int32(s[1]), Int32(s.count / (s[0] * s[1])), call.output.floats)
     }
 }
 
@@ -101,7 +107,8 @@ public struct BatchNormFrozenBackwardOp: Primitive {
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     public func forward(_ call: KernelCall) {
         let s = call.inputs[0].shape
-        kn_batchnorm_frozen_backward(call.inputs[0].floats, call.inputs[1].floats, call.inputs[2].floats, eps,
-                                     Int32(s[0]), Int32(s[1]), Int32(s.count / (s[0] * s[1])), call.output.floats)
+        kn_batchnorm_frozen_backward(
+            call.inputs[0].floats, call.inputs[1].floats, call.inputs[2].floats, eps,
+            Int32(s[0]), Int32(s[1]), Int32(s.count / (s[0] * s[1])), call.output.floats)
     }
 }

@@ -38,12 +38,13 @@ public struct Conv2DOp: Primitive {
     }
 
     func descriptor(_ x: Shape, _ w: Shape) -> kn_conv2d_desc {
-        kn_conv2d_desc(n: Int32(x[0]), c: Int32(x[1]), h: Int32(x[2]), w: Int32(x[3]),
-                       o: Int32(w[0]), kh: Int32(w[2]), kw: Int32(w[3]),
-                       sh: Int32(stride.h), sw: Int32(stride.w),
-                       pt: Int32(padding.top), pl: Int32(padding.left),
-                       pb: Int32(padding.bottom), pr: Int32(padding.right),
-                       groups: Int32(groups), oh: 0, ow: 0)
+        kn_conv2d_desc(
+            n: Int32(x[0]), c: Int32(x[1]), h: Int32(x[2]), w: Int32(x[3]),
+            o: Int32(w[0]), kh: Int32(w[2]), kw: Int32(w[3]),
+            sh: Int32(stride.h), sw: Int32(stride.w),
+            pt: Int32(padding.top), pl: Int32(padding.left),
+            pb: Int32(padding.bottom), pr: Int32(padding.right),
+            groups: Int32(groups), oh: 0, ow: 0)
     }
 
     /// The descriptor with its output size filled in (shapes already checked by `outputShape`).

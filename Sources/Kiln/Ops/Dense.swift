@@ -18,8 +18,9 @@ public struct LinearOp: Primitive {
     public func forward(_ call: KernelCall) {
         let x = call.inputs[0].shape, w = call.inputs[1].shape
         let bias = call.inputs.count > 2 ? call.inputs[2].floats : nil
-        kn_linear_forward(call.inputs[0].floats, call.inputs[1].floats, bias, call.output.floats,
-                          Int32(x[0]), Int32(x[1]), Int32(w[0]))
+        kn_linear_forward(
+            call.inputs[0].floats, call.inputs[1].floats, bias, call.output.floats,
+            Int32(x[0]), Int32(x[1]), Int32(w[0]))
     }
 }
 
@@ -86,10 +87,12 @@ public struct LinearBackwardOp: Primitive {
         switch wrt {
         case .input:
             let dy = call.inputs[0].shape, w = call.inputs[1].shape
-            kn_linear_backward_data(call.inputs[0].floats, call.inputs[1].floats, call.output.floats, Int32(dy[0]), Int32(w[1]), Int32(w[0]))
+            kn_linear_backward_data(
+                call.inputs[0].floats, call.inputs[1].floats, call.output.floats, Int32(dy[0]), Int32(w[1]), Int32(w[0]))
         case .weight:
             let x = call.inputs[0].shape, dy = call.inputs[1].shape
-            kn_linear_backward_weight(call.inputs[0].floats, call.inputs[1].floats, call.output.floats, Int32(x[0]), Int32(x[1]), Int32(dy[1]))
+            kn_linear_backward_weight(
+                call.inputs[0].floats, call.inputs[1].floats, call.output.floats, Int32(x[0]), Int32(x[1]), Int32(dy[1]))
         }
     }
 }
@@ -123,7 +126,8 @@ public struct CrossEntropyBackwardOp: Primitive {
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     public func forward(_ call: KernelCall) {
         let s = call.inputs[0].shape
-        kn_cross_entropy_backward(call.inputs[0].floats, call.inputs[1].int64s, call.inputs[2].floats.pointee,
-                                  Int32(s[0]), Int32(s[1]), call.output.floats)
+        kn_cross_entropy_backward(
+            call.inputs[0].floats, call.inputs[1].int64s, call.inputs[2].floats.pointee,
+            Int32(s[0]), Int32(s[1]), call.output.floats)
     }
 }

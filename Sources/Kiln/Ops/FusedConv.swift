@@ -37,7 +37,9 @@ public struct FusedConvBNOp: Primitive {
     public func forward(_ call: KernelCall) {
         let x = call.inputs[0], w = call.inputs[1]
         let bias = hasConvBias ? call.inputs[2].floats : nil
-        let (gamma, beta, mean, variance) = (call.inputs[bnOffset], call.inputs[bnOffset + 1], call.inputs[bnOffset + 2], call.inputs[bnOffset + 3])
+        let (gamma, beta, mean, variance) = (
+            call.inputs[bnOffset], call.inputs[bnOffset + 1], call.inputs[bnOffset + 2], call.inputs[bnOffset + 3]
+        )
         let residual = hasResidual ? call.inputs[bnOffset + 5].floats : nil
         var d = conv.geometry(x.shape, w.shape)
         let y = call.output
@@ -46,8 +48,9 @@ public struct FusedConvBNOp: Primitive {
             let folded = UnsafeMutablePointer<Float>.allocate(capacity: w.count + w.shape[0])
             defer { folded.deallocate() }
             let foldedBias = folded + w.count
-            kn_fold_batchnorm(w.floats, bias, gamma.floats, beta.floats, mean.floats, variance.floats, bn.eps,
-                              Int32(w.shape[0]), Int64(w.shape.count / w.shape[0]), folded, foldedBias)
+            kn_fold_batchnorm(
+                w.floats, bias, gamma.floats, beta.floats, mean.floats, variance.floats, bn.eps,
+                Int32(w.shape[0]), Int64(w.shape.count / w.shape[0]), folded, foldedBias)
             var epilogue = kn_conv_epilogue(stats: nil, residual: residual, activation: activation.rawValue)
             kn_conv2d_forward_fused(&d, x.floats, folded, foldedBias, y.floats, &epilogue)
             return
@@ -58,8 +61,9 @@ public struct FusedConvBNOp: Primitive {
         defer { stats.deallocate() }
         var epilogue = kn_conv_epilogue(stats: stats, residual: nil, activation: 0)
         kn_conv2d_forward_fused(&d, x.floats, w.floats, bias, z.floats, &epilogue)
-        kn_batchnorm_apply_training(z.floats, y.floats, stats, gamma.floats, beta.floats, mean.floats, variance.floats,
-                                    bn.momentum, bn.eps, residual, activation.rawValue, Int32(n), Int32(c), Int32(hw))
+        kn_batchnorm_apply_training(
+            z.floats, y.floats, stats, gamma.floats, beta.floats, mean.floats, variance.floats,
+            bn.momentum, bn.eps, residual, activation.rawValue, Int32(n), Int32(c), Int32(hw))
         call.inputs[bnOffset + 4].int64s.pointee += 1
     }
 
@@ -71,7 +75,9 @@ public struct FusedConvBNOp: Primitive {
         var masked: Graph.ValueID? = nil
         func maskedGradient() throws -> Graph.ValueID {
             if let masked { return masked }
-            let m = activation == .none ? dy
+            let m =
+                activation == .none
+                ? dy
                 : try g.emit("grad_act", MaskedGradientOp(upper: activation == .relu ? .infinity : 6), [y, dy])
             masked = m
             return m
@@ -106,8 +112,9 @@ public struct FusedBNBackwardReduceOp: Primitive {
     public func forward(_ call: KernelCall) {
         let s = call.inputs[0].shape
         let y = activation == .none ? nil : call.inputs[1].floats
-        kn_fused_bn_backward_reduce(call.inputs[0].floats, y, call.inputs.last!.floats, activation.rawValue, eps,
-                                    Int32(s[0]), Int32(s[1]), Int32(s[2] * s[3]), call.output.floats)
+        kn_fused_bn_backward_reduce(
+            call.inputs[0].floats, y, call.inputs.last!.floats, activation.rawValue, eps,
+            Int32(s[0]), Int32(s[1]), Int32(s[2] * s[3]), call.output.floats)
     }
 }
 
@@ -122,8 +129,9 @@ public struct FusedBNBackwardInputOp: Primitive {
         let s = call.inputs[0].shape
         let k = activation == .none ? 1 : 2
         let y = activation == .none ? nil : call.inputs[1].floats
-        kn_fused_bn_backward_input(call.inputs[0].floats, y, call.inputs[k].floats, activation.rawValue,
-                                   call.inputs[k + 1].floats, call.inputs[k + 2].floats,
-                                   Int32(s[0]), Int32(s[1]), Int32(s[2] * s[3]), call.output.floats)
+        kn_fused_bn_backward_input(
+            call.inputs[0].floats, y, call.inputs[k].floats, activation.rawValue,
+            call.inputs[k + 1].floats, call.inputs[k + 2].floats,
+            Int32(s[0]), Int32(s[1]), Int32(s[2] * s[3]), call.output.floats)
     }
 }

@@ -23,9 +23,10 @@ public struct Pool2DOp: Primitive {
     public var attributes: String { "k\(kernel.h)x\(kernel.w) s\(stride.h)x\(stride.w) p\(padding.h)x\(padding.w)" }
 
     func descriptor(_ x: Shape) -> kn_pool2d_desc {
-        kn_pool2d_desc(n: Int32(x[0]), c: Int32(x[1]), h: Int32(x[2]), w: Int32(x[3]),
-                       kh: Int32(kernel.h), kw: Int32(kernel.w), sh: Int32(stride.h), sw: Int32(stride.w),
-                       ph: Int32(padding.h), pw: Int32(padding.w), oh: 0, ow: 0)
+        kn_pool2d_desc(
+            n: Int32(x[0]), c: Int32(x[1]), h: Int32(x[2]), w: Int32(x[3]),
+            kh: Int32(kernel.h), kw: Int32(kernel.w), sh: Int32(stride.h), sw: Int32(stride.w),
+            ph: Int32(padding.h), pw: Int32(padding.w), oh: 0, ow: 0)
     }
 
     /// The descriptor with its output size filled in (shape already checked by `outputShape`).
@@ -84,8 +85,9 @@ public struct ZeroPad2DOp: Primitive {
     }
     public func forward(_ call: KernelCall) {
         let s = call.inputs[0].shape
-        kn_zero_pad2d(call.inputs[0].floats, call.output.floats, Int32(s[0]), Int32(s[1]), Int32(s[2]), Int32(s[3]),
-                      Int32(padding.top), Int32(padding.left), Int32(padding.bottom), Int32(padding.right))
+        kn_zero_pad2d(
+            call.inputs[0].floats, call.output.floats, Int32(s[0]), Int32(s[1]), Int32(s[2]), Int32(s[3]),
+            Int32(padding.top), Int32(padding.left), Int32(padding.bottom), Int32(padding.right))
     }
 }
 
@@ -129,7 +131,11 @@ public struct GlobalAvgPoolBackwardOp: Primitive {
 
 extension ZeroPad2DOp {
     public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
-        [try g.gradient(0) { try g.emit("grad_input", ZeroPad2DBackwardOp(padding: padding, inputShape: g.shape(g.input(0))), [g.gradOutput]) }]
+        [
+            try g.gradient(0) {
+                try g.emit("grad_input", ZeroPad2DBackwardOp(padding: padding, inputShape: g.shape(g.input(0))), [g.gradOutput])
+            }
+        ]
     }
 }
 
@@ -141,7 +147,8 @@ public struct ZeroPad2DBackwardOp: Primitive {
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputShape }
     public func forward(_ call: KernelCall) {
         let s = inputShape
-        kn_zero_pad2d_backward(call.inputs[0].floats, call.output.floats, Int32(s[0]), Int32(s[1]), Int32(s[2]), Int32(s[3]),
-                               Int32(padding.top), Int32(padding.left), Int32(padding.bottom), Int32(padding.right))
+        kn_zero_pad2d_backward(
+            call.inputs[0].floats, call.output.floats, Int32(s[0]), Int32(s[1]), Int32(s[2]), Int32(s[3]),
+            Int32(padding.top), Int32(padding.left), Int32(padding.bottom), Int32(padding.right))
     }
 }

@@ -55,7 +55,9 @@ extension BatchNormOp: Float64Definition {
 extension BatchNormBackwardReduceOp: Float64Definition {
     public func evaluate(_ inputs: [Float64Tensor], _ call: Float64Call) throws -> Float64Tensor {
         let (n, c, hw) = channelLayout(inputs[0].shape)
-        return .computing(call.outputShape) { kr_batchnorm_backward_reduce(inputs[0].doubles, inputs[1].doubles, Double(eps), n, c, hw, $0) }
+        return .computing(call.outputShape) {
+            kr_batchnorm_backward_reduce(inputs[0].doubles, inputs[1].doubles, Double(eps), n, c, hw, $0)
+        }
     }
 }
 
@@ -121,8 +123,9 @@ extension ZeroPad2DOp: Float64Definition {
     public func evaluate(_ inputs: [Float64Tensor], _ call: Float64Call) throws -> Float64Tensor {
         let s = inputs[0].shape
         return .computing(call.outputShape) {
-            kr_zero_pad2d(inputs[0].doubles, $0, Int32(s[0]), Int32(s[1]), Int32(s[2]), Int32(s[3]),
-                          Int32(padding.top), Int32(padding.left), Int32(padding.bottom), Int32(padding.right))
+            kr_zero_pad2d(
+                inputs[0].doubles, $0, Int32(s[0]), Int32(s[1]), Int32(s[2]), Int32(s[3]),
+                Int32(padding.top), Int32(padding.left), Int32(padding.bottom), Int32(padding.right))
         }
     }
 }
@@ -131,8 +134,9 @@ extension ZeroPad2DBackwardOp: Float64Definition {
     public func evaluate(_ inputs: [Float64Tensor], _ call: Float64Call) throws -> Float64Tensor {
         let s = inputShape
         return .computing(call.outputShape) {
-            kr_zero_pad2d_backward(inputs[0].doubles, $0, Int32(s[0]), Int32(s[1]), Int32(s[2]), Int32(s[3]),
-                                   Int32(padding.top), Int32(padding.left), Int32(padding.bottom), Int32(padding.right))
+            kr_zero_pad2d_backward(
+                inputs[0].doubles, $0, Int32(s[0]), Int32(s[1]), Int32(s[2]), Int32(s[3]),
+                Int32(padding.top), Int32(padding.left), Int32(padding.bottom), Int32(padding.right))
         }
     }
 }

@@ -23,7 +23,8 @@ public struct Float64Evaluator {
     public init(graph: Graph) throws {
         for node in graph.nodes {
             guard node.op is Float64Definition, node.outputs.count == 1 else {
-                throw GraphError.invalid("node '\(node.name)' (\(node.op.kind)) has no float64 definition: evaluate the unfused graph without optimizer updates")
+                throw GraphError.invalid(
+                    "node '\(node.name)' (\(node.op.kind)) has no float64 definition: evaluate the unfused graph without optimizer updates")
             }
         }
         self.graph = graph
@@ -31,8 +32,10 @@ public struct Float64Evaluator {
 
     /// Runs the graph on `feeds` (by input name) with parameters and buffers from `parameters`.
     /// Returns the graph's outputs by role ("loss", "logits") and every value named in `keep`.
-    public func run(_ feeds: [String: Float64Tensor], parameters: ParameterStore, mode: Mode, seed: UInt64 = 0,
-                    keep: Set<String> = []) throws -> [String: Float64Tensor] {
+    public func run(
+        _ feeds: [String: Float64Tensor], parameters: ParameterStore, mode: Mode, seed: UInt64 = 0,
+        keep: Set<String> = []
+    ) throws -> [String: Float64Tensor] {
         var state: [String: Float64Tensor] = [:]
         for value in graph.stateValues {
             guard let tensor = parameters[value.name] else { throw GraphError.unknownName(value.name) }
@@ -43,8 +46,10 @@ public struct Float64Evaluator {
 
     /// Runs the graph with parameters and buffers given in float64 (finite differences perturb
     /// them below float32's resolution).
-    public func run(_ feeds: [String: Float64Tensor], state: [String: Float64Tensor], mode: Mode, seed: UInt64 = 0,
-                    keep: Set<String> = []) throws -> [String: Float64Tensor] {
+    public func run(
+        _ feeds: [String: Float64Tensor], state: [String: Float64Tensor], mode: Mode, seed: UInt64 = 0,
+        keep: Set<String> = []
+    ) throws -> [String: Float64Tensor] {
         var values = [Float64Tensor?](repeating: nil, count: graph.values.count)
         for value in graph.values where value.role != .activation {
             let source = value.role == .input ? feeds : state
@@ -65,8 +70,10 @@ public struct Float64Evaluator {
             let call = Float64Call(node: node.name, outputShape: graph[node.output].shape, mode: mode, seed: runSeed)
             let inputs = node.inputs.map { values[$0.index]! }
             values[node.output.index] = try (node.op as! Float64Definition).evaluate(inputs, call)
-            for input in node.inputs where lastUse[input] == node.index && !wanted.contains(input)
-                && graph[input].role == .activation {
+            for input in node.inputs
+            where lastUse[input] == node.index && !wanted.contains(input)
+                && graph[input].role == .activation
+            {
                 values[input.index] = nil
             }
         }

@@ -23,8 +23,10 @@ public final class Executor {
     /// - Parameters:
     ///   - keep: activations that must survive the run beyond the outputs (forward-hook style inspection).
     ///   - verify: run `PlanVerifier` first (on by default in debug builds).
-    public init(graph: Graph, parameters: ParameterStore, mode: Mode = .inference,
-                keep: Set<String> = [], seed: UInt64 = 0, verify: Bool = Executor.verifyByDefault) throws {
+    public init(
+        graph: Graph, parameters: ParameterStore, mode: Mode = .inference,
+        keep: Set<String> = [], seed: UInt64 = 0, verify: Bool = Executor.verifyByDefault
+    ) throws {
         try parameters.validate(against: graph)
         self.graph = graph
         self.mode = mode
@@ -38,8 +40,9 @@ public final class Executor {
         for value in graph.persistentValues { slots[value.id.index] = parameters[value.name] }
         for (valueIndex, region) in plan.regionOfValue {
             let value = graph.values[valueIndex]
-            slots[valueIndex] = Tensor(viewing: arena.base + plan.regions[region].offset, shape: value.shape,
-                                       dtype: value.dtype, owner: arena)
+            slots[valueIndex] = Tensor(
+                viewing: arena.base + plan.regions[region].offset, shape: value.shape,
+                dtype: value.dtype, owner: arena)
         }
         for gradient in graph.gradients.values {
             slots[gradient.index] = Tensor(zeros: graph[gradient].shape, dtype: graph[gradient].dtype)
@@ -50,9 +53,9 @@ public final class Executor {
     }
 
     #if DEBUG
-    public static let verifyByDefault = true
+        public static let verifyByDefault = true
     #else
-    public static let verifyByDefault = false
+        public static let verifyByDefault = false
     #endif
 
     /// Runs the step on `feeds` (by input name: "input", "labels") and returns its outputs by role.
@@ -62,7 +65,8 @@ public final class Executor {
         for value in graph.inputs {
             guard let feed = feeds[value.name] else { throw GraphError.unknownName("input '\(value.name)' was not fed") }
             guard feed.shape == value.shape, feed.dtype == value.dtype else {
-                throw GraphError.invalid("input '\(value.name)' has shape \(feed.shape) \(feed.dtype), graph expects \(value.shape) \(value.dtype)")
+                throw GraphError.invalid(
+                    "input '\(value.name)' has shape \(feed.shape) \(feed.dtype), graph expects \(value.shape) \(value.dtype)")
             }
             slots[value.id.index]!.copy(from: feed)
         }
@@ -70,8 +74,9 @@ public final class Executor {
         let runSeed = Self.runSeed(seed, run: runs)
         for index in plan.order {
             let node = graph.nodes[index]
-            var call = KernelCall(node: node.name, inputs: node.inputs.map { slots[$0.index]! },
-                                  outputs: node.outputs.map { slots[$0.index]! }, mode: mode, seed: runSeed)
+            var call = KernelCall(
+                node: node.name, inputs: node.inputs.map { slots[$0.index]! },
+                outputs: node.outputs.map { slots[$0.index]! }, mode: mode, seed: runSeed)
             call.hyper = hyper
             if stepTimes != nil {
                 let start = DispatchTime.now().uptimeNanoseconds
@@ -84,7 +89,9 @@ public final class Executor {
             if refused > 0 { throw ExecutionError.outOfMemory(node: node.name, bytes: Int(refused)) }
             if checksFiniteness {
                 for output in node.outputs {
-                    if let summary = slots[output.index]!.nonFiniteSummary { throw ExecutionError.nonFinite(node: node.name, detail: summary) }
+                    if let summary = slots[output.index]!.nonFiniteSummary {
+                        throw ExecutionError.nonFinite(node: node.name, detail: summary)
+                    }
                 }
             }
         }

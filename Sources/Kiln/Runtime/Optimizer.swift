@@ -13,7 +13,9 @@ public enum Optimizer: Sendable {
         public var weightDecay: Float = 0
         public var nesterov = false
         public init(learningRate: Float, momentum: Float = 0, dampening: Float = 0, weightDecay: Float = 0, nesterov: Bool = false) {
-            (self.learningRate, self.momentum, self.dampening, self.weightDecay, self.nesterov) = (learningRate, momentum, dampening, weightDecay, nesterov)
+            (self.learningRate, self.momentum, self.dampening, self.weightDecay, self.nesterov) = (
+                learningRate, momentum, dampening, weightDecay, nesterov
+            )
         }
     }
 
@@ -25,8 +27,10 @@ public enum Optimizer: Sendable {
         public var eps: Float = 1e-8
         public var weightDecay: Float = 0
         public var decoupledWeightDecay = false
-        public init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
-                    weightDecay: Float = 0, decoupledWeightDecay: Bool = false) {
+        public init(
+            learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+            weightDecay: Float = 0, decoupledWeightDecay: Bool = false
+        ) {
             (self.learningRate, self.beta1, self.beta2, self.eps) = (learningRate, beta1, beta2, eps)
             (self.weightDecay, self.decoupledWeightDecay) = (weightDecay, decoupledWeightDecay)
         }
@@ -64,8 +68,10 @@ public enum Optimizer: Sendable {
             guard let grad = graph.gradients[parameter.name] else { throw GraphError.unknownName("gradient of \(parameter.name)") }
             var inputs = [parameter.id, grad]
             for slot in slots {
-                inputs.append(try graph.addValue(name: "optimizer.\(parameter.name).\(slot)", shape: parameter.shape,
-                                                 dtype: .float32, role: .optimizerState, initializer: .zeros))
+                inputs.append(
+                    try graph.addValue(
+                        name: "optimizer.\(parameter.name).\(slot)", shape: parameter.shape,
+                        dtype: .float32, role: .optimizerState, initializer: .zeros))
             }
             _ = try graph.addNode(name: "\(parameter.name).update", op: update, inputs: inputs, phase: .update)
         }
@@ -98,9 +104,10 @@ struct SGDUpdateOp: Primitive {
     func outputShape(for inputs: [Shape]) throws -> Shape { [0] }
     func forward(_ call: KernelCall) {
         let p = call.inputs[0]
-        kn_sgd_update(p.floats, call.inputs[1].floats, call.inputs.count > 2 ? call.inputs[2].floats : nil, Int64(p.count),
-                      call.hyper.learningRate, config.momentum, config.dampening, config.weightDecay,
-                      config.nesterov ? 1 : 0, call.hyper.step <= 1 ? 1 : 0)
+        kn_sgd_update(
+            p.floats, call.inputs[1].floats, call.inputs.count > 2 ? call.inputs[2].floats : nil, Int64(p.count),
+            call.hyper.learningRate, config.momentum, config.dampening, config.weightDecay,
+            config.nesterov ? 1 : 0, call.hyper.step <= 1 ? 1 : 0)
     }
 }
 
@@ -111,8 +118,9 @@ struct AdamUpdateOp: Primitive {
     func outputShape(for inputs: [Shape]) throws -> Shape { [0] }
     func forward(_ call: KernelCall) {
         let p = call.inputs[0]
-        kn_adam_update(p.floats, call.inputs[1].floats, call.inputs[2].floats, call.inputs[3].floats, Int64(p.count),
-                       call.hyper.learningRate, config.beta1, config.beta2, config.eps, config.weightDecay,
-                       config.decoupledWeightDecay ? 1 : 0, max(call.hyper.step, 1))
+        kn_adam_update(
+            p.floats, call.inputs[1].floats, call.inputs[2].floats, call.inputs[3].floats, Int64(p.count),
+            call.hyper.learningRate, config.beta1, config.beta2, config.eps, config.weightDecay,
+            config.decoupledWeightDecay ? 1 : 0, max(call.hyper.step, 1))
     }
 }

@@ -38,7 +38,8 @@ public final class ParameterStore: @unchecked Sendable {
         for value in graph.persistentValues {
             guard let t = tensors[value.name] else { throw GraphError.unknownName(value.name) }
             guard t.shape == value.shape, t.dtype == value.dtype else {
-                throw GraphError.invalid("parameter '\(value.name)' has shape \(t.shape) \(t.dtype), graph expects \(value.shape) \(value.dtype)")
+                throw GraphError.invalid(
+                    "parameter '\(value.name)' has shape \(t.shape) \(t.dtype), graph expects \(value.shape) \(value.dtype)")
             }
         }
     }

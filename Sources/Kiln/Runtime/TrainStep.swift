@@ -20,9 +20,11 @@ public final class TrainStep {
         /// Run the fusion pass (off: the unfused graph, for tests and debugging).
         public var fuse = true
 
-        public init(optimizer: Optimizer, schedule: LRSchedule = .constant, freeze: [String] = [],
-                    trainOnly: [String]? = nil, frozenBatchNorm: FrozenBatchNorm = .runningStatistics, seed: UInt64 = 0,
-                    fuse: Bool = true) {
+        public init(
+            optimizer: Optimizer, schedule: LRSchedule = .constant, freeze: [String] = [],
+            trainOnly: [String]? = nil, frozenBatchNorm: FrozenBatchNorm = .runningStatistics, seed: UInt64 = 0,
+            fuse: Bool = true
+        ) {
             (self.optimizer, self.schedule, self.freeze, self.trainOnly) = (optimizer, schedule, freeze, trainOnly)
             (self.frozenBatchNorm, self.seed, self.fuse) = (frozenBatchNorm, seed, fuse)
         }
@@ -48,8 +50,10 @@ public final class TrainStep {
     private var trainExecutors: [Int: Executor] = [:]
     private var evalExecutors: [Int: Executor] = [:]
 
-    public convenience init(model: any Layer, inputShape: Shape, parameters: ParameterStore? = nil,
-                            optimizer: Optimizer) throws {
+    public convenience init(
+        model: any Layer, inputShape: Shape, parameters: ParameterStore? = nil,
+        optimizer: Optimizer
+    ) throws {
         try self.init(model: model, inputShape: inputShape, parameters: parameters, configuration: Configuration(optimizer: optimizer))
     }
 
@@ -84,8 +88,9 @@ public final class TrainStep {
     public func run(images: Tensor, labels: Tensor) throws -> Result {
         let executor = try trainExecutor(batch: images.shape[0])
         stepCount += 1
-        let outputs = try executor.run(["input": images, "labels": labels],
-                                       hyper: StepHyperparameters(learningRate: learningRate, step: stepCount))
+        let outputs = try executor.run(
+            ["input": images, "labels": labels],
+            hyper: StepHyperparameters(learningRate: learningRate, step: stepCount))
         return Result(loss: outputs["loss"]!.scalars[0], logits: outputs["logits"]!)
     }
 
