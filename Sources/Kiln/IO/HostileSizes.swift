@@ -8,7 +8,8 @@ public struct HostileSizes {
     public let file: String
     private let makeError: (String) -> Error
 
-    public init(file: String, error: @escaping (String) -> Error = { CheckpointError(file: "", detail: $0) }) {
+    /// `error` makes the loader's own error type from a detail (the file is named by it).
+    public init(file: String, error: @escaping (String) -> Error) {
         self.file = file
         self.makeError = error
     }
