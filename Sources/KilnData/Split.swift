@@ -1,4 +1,5 @@
 import Foundation
+import Kiln
 
 /// A stratified, seeded train/validation/test split by sample id, saved beside a run so it can be
 /// reproduced (and reused by `evaluate`).
@@ -40,7 +41,7 @@ public struct DataSplit: Codable, Sendable {
     public func write(to url: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).write(to: url, options: .atomic)
+        try encoder.encode(self).writeAtomically(to: url)
     }
 
     public static func read(_ url: URL) throws -> DataSplit {

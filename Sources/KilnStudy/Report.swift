@@ -15,7 +15,7 @@ public struct Report {
     }
 
     func write(_ text: String, _ name: String) throws {
-        try Data(text.utf8).write(to: directory.appendingPathComponent(name), options: .atomic)
+        try Data(text.utf8).writeAtomically(to: directory.appendingPathComponent(name))
     }
 
     var dataSection: String {
@@ -47,7 +47,7 @@ public struct Report {
     static func pct(_ v: Double?) -> String { v.map { pct($0) } ?? "—" }
 
     public func writeComparison(_ results: [RunResult]) throws {
-        try JSONEncoder.pretty.encode(results).write(to: directory.appendingPathComponent("results.json"), options: .atomic)
+        try JSONEncoder.pretty.encode(results).writeAtomically(to: directory.appendingPathComponent("results.json"))
         let byTime = results.map { r in
             var elapsed = 0.0
             return (
@@ -138,7 +138,7 @@ public struct Report {
     }
 
     public func writeSweep(_ results: [RunResult], learningRates: [Double], fractions: [Double]) throws {
-        try JSONEncoder.pretty.encode(results).write(to: directory.appendingPathComponent("sweep_results.json"), options: .atomic)
+        try JSONEncoder.pretty.encode(results).writeAtomically(to: directory.appendingPathComponent("sweep_results.json"))
         func find(_ lr: Double, _ f: Double) -> RunResult? { results.first { $0.config.learningRate == lr && $0.config.fraction == f } }
         let grid = fractions.map { f in learningRates.map { find($0, f)?.test.accuracy ?? 0 } }
         try write(

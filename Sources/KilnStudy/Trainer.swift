@@ -80,6 +80,10 @@ public final class Trainer {
             throw TrainingError("\(config.label): epochs and batch size must be positive")
         }
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        // Temporary files of writes a killed run never finished (Data.writeAtomically).
+        for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where name.hasPrefix(".") && name.contains(".partial-") {
+            try? fm.removeItem(at: directory.appendingPathComponent(name))
+        }
         if !resuming {
             for stale in ["checkpoint.safetensors", "history.json", "result.json"] {
                 try? fm.removeItem(at: directory.appendingPathComponent(stale))
@@ -191,18 +195,18 @@ public final class Trainer {
                     "classes": classes.joined(separator: ","), "strategy": config.strategy.rawValue,
                 ],
                 to: checkpointURL)
-            try JSONEncoder.pretty.encode(history).write(to: directory.appendingPathComponent("history.json"), options: .atomic)
+            try JSONEncoder.pretty.encode(history).writeAtomically(to: directory.appendingPathComponent("history.json"))
         }
         let result = RunResult(config: config, classes: classes, history: history, test: try evaluate(step, test), trainImages: train.count)
         guard result.test.loss.isFinite else { throw nonFinite("the test loss became \(result.test.loss)", nil, lastGood: config.epochs) }
-        try JSONEncoder.pretty.encode(result).write(to: resultURL, options: .atomic)
+        try JSONEncoder.pretty.encode(result).writeAtomically(to: resultURL)
         return result
     }
 
     /// config.json (and the split, when the caller keeps one) are written once the first epoch
     /// has trained, so a run that fails before never leaves files that steer the next one.
     func recordStart() throws {
-        try JSONEncoder.pretty.encode(config).write(to: directory.appendingPathComponent("config.json"), options: .atomic)
+        try JSONEncoder.pretty.encode(config).writeAtomically(to: directory.appendingPathComponent("config.json"))
         if let splitFile, !FileManager.default.fileExists(atPath: splitFile.path) { try split.write(to: splitFile) }
     }
 

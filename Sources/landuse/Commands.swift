@@ -90,7 +90,7 @@ struct Evaluate: ParsableCommand {
             }
             print("confusion matrix (rows: true, columns: predicted):")
             for row in evaluation.confusion { print("  " + row.map { String(format: "%3d", $0) }.joined(separator: " ")) }
-            try JSONEncoder().encode(evaluation).write(to: directory.appendingPathComponent("evaluation.json"), options: .atomic)
+            try JSONEncoder().encode(evaluation).writeAtomically(to: directory.appendingPathComponent("evaluation.json"))
         }
     }
 }

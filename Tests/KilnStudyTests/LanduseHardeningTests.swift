@@ -132,6 +132,8 @@ struct LanduseHardeningTests {
             #expect(tensors.contains { $0.0 == "fc.weight" } && tensors.allSatisfy { $0.1.nonFiniteSummary == nil })
             lastEpoch = epoch
         }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: run.path).filter { $0.contains(".partial-") }
+        #expect(leftovers.count <= 1, "temporary files of killed writes pile up: \(leftovers)")
         #expect(kills >= 18, "only \(kills) of 20 runs were still running when killed")
         #expect(lastEpoch > 1, "the runs never got past epoch \(lastEpoch)")
     }

@@ -104,7 +104,7 @@ public enum NPY {
 
     /// Writes atomically (temporary file + rename): a failed write never leaves half a file.
     public static func write(_ tensor: Tensor, to url: URL) throws {
-        do { try encode(tensor).write(to: url, options: .atomic) } catch {
+        do { try encode(tensor).writeAtomically(to: url) } catch {
             throw NPYError(file: url.path, detail: "cannot write: \(error.localizedDescription)")
         }
     }

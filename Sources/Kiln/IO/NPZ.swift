@@ -22,7 +22,7 @@ public enum NPZ {
                     data.subdata(in: Int(position)..<Int(position) + size)
                 }
             }
-            try archive.data!.write(to: url, options: .atomic)
+            try archive.data!.writeAtomically(to: url)
         } catch {
             throw CheckpointError(file: url.path, detail: "cannot write .npz: \(error)")
         }

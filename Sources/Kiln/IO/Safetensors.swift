@@ -92,7 +92,7 @@ public enum Safetensors {
 
     public static func write(_ tensors: [(String, Tensor)], metadata: [String: String] = [:], to url: URL) throws {
         do {
-            try encode(tensors, metadata: metadata).write(to: url, options: .atomic)
+            try encode(tensors, metadata: metadata).writeAtomically(to: url)
         } catch let error as CheckpointError {
             throw error
         } catch {

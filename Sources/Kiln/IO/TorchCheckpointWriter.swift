@@ -45,7 +45,7 @@ extension TorchCheckpoint {
                     data.subdata(in: Int(position)..<Int(position) + size)
                 }
             }
-            try archive.data!.write(to: url, options: .atomic)
+            try archive.data!.writeAtomically(to: url)
         } catch {
             throw CheckpointError(file: url.path, detail: "cannot write the checkpoint: \(error)")
         }
