@@ -58,7 +58,8 @@ struct Train: ParsableCommand {
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Accuracy, per-class accuracy and confusion matrix of a trained run on its test split.")
+        abstract:
+            "Accuracy, Cohen's kappa, macro-F1, per-class precision/recall/F1 and the confusion matrix of a trained run on its test split.")
 
     @OptionGroup var dataOptions: DataOptions
     @Option(name: .customLong("run"), help: "A run folder written by `landuse train` (config.json, split.json, checkpoint.safetensors).")
@@ -82,14 +83,25 @@ struct Evaluate: ParsableCommand {
             let loader = DataLoader(
                 cache: data.cache, ids: data.split.test, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
             for batch in loader.batches(epoch: 0) { evaluation.add(logits: try step.evaluate(images: batch.images), labels: batch.labels) }
+            guard evaluation.count > 0 else { throw StudyError("\(runFolder): the test split is empty; nothing to evaluate") }
             print(
                 String(format: "test accuracy %.2f%%, loss %.3f on %d images", 100 * evaluation.accuracy, evaluation.loss, evaluation.count)
             )
-            for (c, acc) in zip(evaluation.classes, evaluation.perClassAccuracy) {
-                print("  \(c.padding(toLength: 20, withPad: " ", startingAt: 0)) \(String(format: "%5.1f%%", 100 * acc))")
+            let optional = { (v: Double?) in v.map { String(format: "%.3f", $0) } ?? "—" }
+            print("Cohen's kappa \(optional(evaluation.kappa)), macro-F1 \(optional(evaluation.macroF1))")
+            let width = max(12, evaluation.classes.map(\.count).max() ?? 0)
+            print("  " + "class".padding(toLength: width, withPad: " ", startingAt: 0) + "  precision  recall     F1  images")
+            for (c, m) in zip(evaluation.classes, evaluation.perClass) {
+                print(
+                    "  " + c.padding(toLength: width, withPad: " ", startingAt: 0)
+                        + String(format: "  %8.1f%%  %5.1f%%  %5.3f  %6d", 100 * m.precision, 100 * m.recall, m.f1, m.support))
             }
-            print("confusion matrix (rows: true, columns: predicted):")
-            for row in evaluation.confusion { print("  " + row.map { String(format: "%3d", $0) }.joined(separator: " ")) }
+            print("confusion matrix (rows: true, columns: predicted in the same order):")
+            for (i, row) in evaluation.confusion.enumerated() {
+                print(
+                    "  " + evaluation.classes[i].padding(toLength: width, withPad: " ", startingAt: 0) + " "
+                        + row.map { String(format: "%3d", $0) }.joined(separator: " "))
+            }
             try JSONEncoder().encode(evaluation).writeAtomically(to: directory.appendingPathComponent("evaluation.json"))
         }
     }

@@ -53,6 +53,38 @@ struct StudyTests {
         #expect(resumed.test.count == data.split.test.count)
     }
 
+    /// confusion [[2, 1, 0], [0, 3, 1], [1, 0, 2]] by hand: p_o = 0.7, p_e = (3·3 + 4·4 + 3·3)/100 = 0.34,
+    /// kappa = 0.36/0.66; precision = recall = F1 = (2/3, 3/4, 2/3), macro-F1 = 25/36
+    /// (scikit-learn's cohen_kappa_score and f1_score(average="macro") give the same).
+    @Test func kappaAndF1MatchHandComputedValues() throws {
+        var e = Evaluation(classes: ["a", "b", "c"])
+        let pairs = [(0, 0), (0, 0), (0, 1), (1, 1), (1, 1), (1, 1), (1, 2), (2, 0), (2, 2), (2, 2)]
+        var logits = [Float](repeating: 0, count: pairs.count * 3)
+        for (i, pair) in pairs.enumerated() { logits[i * 3 + pair.1] = 1 }
+        e.add(
+            logits: Tensor(shape: [pairs.count, 3], values: logits), labels: Tensor(shape: [pairs.count], int64s: pairs.map { Int64($0.0) })
+        )
+        #expect(e.confusion == [[2, 1, 0], [0, 3, 1], [1, 0, 2]])
+        #expect(abs(e.kappa! - 0.36 / 0.66) < 1e-12)
+        #expect(abs(e.macroF1! - 25.0 / 36) < 1e-12)
+        let expected = [2.0 / 3, 0.75, 2.0 / 3]
+        for (m, x) in zip(e.perClass, expected) {
+            #expect(abs(m.precision - x) < 1e-12 && abs(m.recall - x) < 1e-12 && abs(m.f1 - x) < 1e-12)
+        }
+        #expect(e.perClass.map(\.support) == [3, 4, 3])
+        // A perfect classifier has kappa 1; an empty evaluation has none, and its JSON carries no NaN.
+        var perfect = Evaluation(classes: ["a", "b"])
+        perfect.add(logits: Tensor(shape: [2, 2], values: [1, 0, 0, 1]), labels: Tensor(shape: [2], int64s: [0, 1]))
+        #expect(perfect.kappa == 1 && perfect.macroF1 == 1)
+        let empty = Evaluation(classes: ["a", "b"])
+        #expect(empty.kappa == nil && empty.macroF1 == nil)
+        let json = String(decoding: try JSONEncoder().encode(e), as: UTF8.self)
+        #expect(json.contains("\"kappa\"") && json.contains("\"macroF1\"") && json.contains("\"perClass\""))
+        let decoded = try JSONDecoder().decode(Evaluation.self, from: Data(json.utf8))
+        #expect(decoded.confusion == e.confusion && decoded.kappa == e.kappa)
+        _ = try JSONEncoder().encode(empty)
+    }
+
     @Test func anEmptyValidationSplitIsNoScore() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
