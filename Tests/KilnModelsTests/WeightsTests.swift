@@ -174,6 +174,24 @@ struct WeightsTests {
         }
     }
 
+    @Test(arguments: ["weights.pth", "weights.safetensors"])
+    func storesSaveAndLoadBothFormats(_ name: String) throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let graph = try Graph.trace(BasicCNN(classes: 5, channels: [4, 8, 8, 8]), input: [1, 3, 16, 16])
+        let store = ParameterStore(graph: graph, seed: 7)
+        let url = dir.appendingPathComponent(name)
+        try store.save(to: url, for: graph)
+        #expect(try WeightFile.detect(url) == (name.hasSuffix(".pth") ? .torch : .safetensors))
+        let back = try ParameterStore(contentsOf: url, for: graph)
+        for key in store.keys {
+            #expect(back[key]!.dtype == store[key]!.dtype && back[key]!.shape == store[key]!.shape, "\(key)")
+            #expect(back[key]!.dtype == .int64 ? back[key]!.int64Scalars == store[key]!.int64Scalars : back[key]!.scalars == store[key]!.scalars)
+        }
+        store["fc.bias"]!.floats[0] = .infinity
+        #expect(throws: CheckpointError.self) { try store.save(to: url, for: graph) }
+    }
+
     @Test func npzRoundTrip() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
