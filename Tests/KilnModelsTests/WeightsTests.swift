@@ -186,7 +186,9 @@ struct WeightsTests {
         let back = try ParameterStore(contentsOf: url, for: graph)
         for key in store.keys {
             #expect(back[key]!.dtype == store[key]!.dtype && back[key]!.shape == store[key]!.shape, "\(key)")
-            #expect(back[key]!.dtype == .int64 ? back[key]!.int64Scalars == store[key]!.int64Scalars : back[key]!.scalars == store[key]!.scalars)
+            #expect(
+                back[key]!.dtype == .int64 ? back[key]!.int64Scalars == store[key]!.int64Scalars : back[key]!.scalars == store[key]!.scalars
+            )
         }
         store["fc.bias"]!.floats[0] = .infinity
         #expect(throws: CheckpointError.self) { try store.save(to: url, for: graph) }

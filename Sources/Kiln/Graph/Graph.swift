@@ -116,6 +116,10 @@ public struct Graph: Sendable {
     /// Appends a node after running its op's shape rule; a rejected shape becomes a
     /// `GraphError.shapeMismatch` naming the node.
     /// - Parameters:
+    ///   - name: the node's module path (unique in the graph).
+    ///   - op: what it computes.
+    ///   - inputs: the values it reads, in the op's order.
+    ///   - phase: forward, backward or update.
     ///   - fused: the unfused nodes this one replaces (default: itself).
     ///   - outputNames: names of the output values (default: the node's name, then
     ///     `<node>:saved<k>` for saved outputs).

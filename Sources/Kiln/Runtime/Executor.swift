@@ -21,6 +21,10 @@ public final class Executor {
     private let seed: UInt64
 
     /// - Parameters:
+    ///   - graph: the compiled graph to run.
+    ///   - parameters: its parameters, buffers and optimizer state (validated against the graph).
+    ///   - mode: inference or training (BN statistics, dropout).
+    ///   - seed: of stochastic kernels (dropout), mixed with the run count.
     ///   - keep: activations that must survive the run beyond the outputs (forward-hook style inspection).
     ///   - verify: run `PlanVerifier` first (on by default in debug builds).
     public init(
