@@ -48,35 +48,40 @@ public struct Report {
 
     public func writeComparison(_ results: [RunResult]) throws {
         try JSONEncoder.pretty.encode(results).writeAtomically(to: directory.appendingPathComponent("results.json"))
+        // Loss on a log scale (one epoch-1 validation loss of 100+ would flatten every other
+        // curve), accuracy in % on 0–100, epochs from 1; a run's two curves share its colour.
+        let epochs = ChartAxis(label: "epoch", integral: true)
+        let percent = ChartAxis(label: "validation accuracy (%)", range: 0...100)
+        try write(
+            SVG.lineChart(
+                title: "Loss per epoch", x: epochs, y: ChartAxis(label: "cross-entropy (log scale)", scale: .log),
+                series: results.flatMap { r in
+                    [
+                        SVG.Series(r.config.label, r.history.map { (Double($0.epoch), $0.trainLoss) }),
+                        SVG.Series(
+                            r.config.label, r.history.compactMap { e in e.validationLoss.map { (Double(e.epoch), $0) } }, dashed: true),
+                    ]
+                }, styles: ("training", "validation"), width: 1000), "loss.svg")
+        try write(
+            SVG.lineChart(
+                title: "Validation accuracy per epoch", x: epochs, y: percent,
+                series: results.map { r in
+                    SVG.Series(r.config.label, r.history.compactMap { e in e.validationAccuracy.map { (Double(e.epoch), 100 * $0) } })
+                }),
+            "accuracy.svg")
         let byTime = results.map { r in
             var elapsed = 0.0
-            return (
-                name: r.config.label,
-                points: r.history.compactMap { e -> (Double, Double)? in
+            return SVG.Series(
+                r.config.label,
+                r.history.compactMap { e -> (Double, Double)? in
                     elapsed += e.seconds
-                    return e.validationAccuracy.map { (elapsed, $0) }
-                }, dashed: false
-            )
+                    return e.validationAccuracy.map { (elapsed, 100 * $0) }
+                })
         }
         try write(
             SVG.lineChart(
-                title: "Loss per epoch (solid: train, dashed: validation)", xLabel: "epoch", yLabel: "cross-entropy",
-                series: results.flatMap { r in
-                    [
-                        (r.config.label, r.history.map { (Double($0.epoch), $0.trainLoss) }, false),
-                        (r.config.label + " (val)", r.history.compactMap { e in e.validationLoss.map { (Double(e.epoch), $0) } }, true),
-                    ]
-                },
-                width: 1000), "loss.svg")
-        try write(
-            SVG.lineChart(
-                title: "Validation accuracy per epoch", xLabel: "epoch", yLabel: "accuracy",
-                series: results.map { r in
-                    (r.config.label, r.history.compactMap { e in e.validationAccuracy.map { (Double(e.epoch), $0) } }, false)
-                }),
-            "accuracy.svg")
-        try write(
-            SVG.lineChart(title: "Validation accuracy against training time", xLabel: "seconds", yLabel: "accuracy", series: byTime),
+                title: "Validation accuracy against training time", x: ChartAxis(label: "training time (s)", floor: 0), y: percent,
+                series: byTime),
             "accuracy_vs_time.svg")
         guard let best = results.max(by: { $0.test.accuracy < $1.test.accuracy }) else { return }
         try write(

@@ -2,73 +2,81 @@ import Foundation
 
 /// Minimal SVG charts for reports: line charts, heatmaps (sweeps, confusion matrices).
 public enum SVG {
-    static let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
     static func escape(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(
             of: ">", with: "&gt;")
     }
 
-    static func number(_ v: Double) -> String {
-        abs(v) >= 100 ? String(format: "%.0f", v) : abs(v) >= 10 ? String(format: "%.1f", v) : String(format: "%.2f", v)
+    /// Okabe & Ito's colour-blind-safe palette (black last: it is the axes' colour).
+    static let palette = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000"]
+
+    /// One curve; curves sharing a name share a colour and one legend entry, `dashed` marks the
+    /// second kind (validation beside training).
+    public struct Series: Sendable {
+        public var name: String
+        public var points: [(Double, Double)]
+        public var dashed: Bool
+        public init(_ name: String, _ points: [(Double, Double)], dashed: Bool = false) {
+            (self.name, self.points, self.dashed) = (name, points, dashed)
+        }
     }
 
-    /// A line chart of named series of (x, y) points, with axes, ticks and a legend.
+    /// A line chart with nice ticks on both axes (`ChartAxis`) and a legend of one entry per
+    /// series name, plus a key for the line styles when some series are dashed (`styles`:
+    /// what solid and dashed mean). Tick labels carry `class="tick-x"`/`"tick-y"` (tests read them).
     public static func lineChart(
-        title: String, xLabel: String, yLabel: String, series: [(name: String, points: [(Double, Double)], dashed: Bool)],
+        title: String, x: ChartAxis, y: ChartAxis, series: [Series], styles: (solid: String, dashed: String)? = nil,
         width: Int = 900, height: Int = 420
     ) -> String {
-        let all = series.flatMap(\.points)
+        let all = series.flatMap(\.points).filter { y.scale == .linear || $0.1 > 0 }
         guard !all.isEmpty else { return "<svg xmlns=\"http://www.w3.org/2000/svg\"/>" }
-        var (x0, x1) = (all.map(\.0).min()!, all.map(\.0).max()!)
-        var (y0, y1) = (all.map(\.1).min()!, all.map(\.1).max()!)
-        if x1 == x0 { x1 = x0 + 1 }
-        if y1 == y0 { y1 = y0 + 1 }
-        let pad = (y1 - y0) * 0.05
-        y0 -= pad; y1 += pad
-        x0 = min(x0, 0)
-        let legend = 40 + 7 * Double(series.map(\.name.count).max() ?? 10)
-        let (left, right, top, bottom) = (60.0, Double(width) - legend, 40.0, Double(height) - 50)
-        // Whole-number x axes (epochs) get whole-number ticks.
-        let integral = all.allSatisfy { $0.0 == $0.0.rounded() }
-        let xTicks =
-            integral
-            ? Array(stride(from: x0, through: x1, by: max(1, ((x1 - x0) / 8).rounded(.up))))
-            : (0...5).map { x0 + (x1 - x0) * Double($0) / 5 }
-        func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (right - left) }
-        func py(_ y: Double) -> Double { bottom - (y - y0) / (y1 - y0) * (bottom - top) }
+        let xs = x.layout(all.map(\.0), ticks: x.integral ? min(9, Int(all.map(\.0).max()! - all.map(\.0).min()!) + 1) : 6)
+        let ys = y.layout(all.map(\.1))
+        var names: [String] = []
+        for s in series where !names.contains(s.name) { names.append(s.name) }
+        let showStyles = styles != nil && series.contains(where: \.dashed)
+        let entries = names + (showStyles ? [styles!.solid, styles!.dashed] : [])
+        let legend = 48 + 7 * Double(entries.map(\.count).max() ?? 10)
+        let (left, right, top, bottom) = (64.0, Double(width) - legend, 40.0, Double(height) - 50)
+        func position(_ v: Double, _ axis: ChartAxis, _ l: (low: Double, high: Double, ticks: [Double], decimals: Int)) -> Double {
+            axis.scale == .log ? (log10(v) - log10(l.low)) / (log10(l.high) - log10(l.low)) : (v - l.low) / (l.high - l.low)
+        }
+        func px(_ v: Double) -> Double { left + position(v, x, xs) * (right - left) }
+        func py(_ v: Double) -> Double { bottom - position(v, y, ys) * (bottom - top) }
         var out =
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"12\">\n"
         out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         out += "<text x=\"\(width / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(escape(title))</text>\n"
-        for i in 0...5 {
-            let y = y0 + (y1 - y0) * Double(i) / 5
-            out += "<line x1=\"\(left)\" y1=\"\(py(y))\" x2=\"\(right)\" y2=\"\(py(y))\" stroke=\"#eee\"/>"
-            out += "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" text-anchor=\"end\">\(number(y))</text>\n"
+        for t in ys.ticks {
+            out += "<line x1=\"\(left)\" y1=\"\(py(t))\" x2=\"\(right)\" y2=\"\(py(t))\" stroke=\"#e5e5e5\"/>"
+            out += "<text class=\"tick-y\" x=\"\(left - 6)\" y=\"\(py(t) + 4)\" text-anchor=\"end\">"
+            out += "\(ChartAxis.label(t, decimals: y.scale == .log ? max(0, ChartAxis.decimals(t)) : ys.decimals))</text>\n"
         }
-        for x in xTicks {
-            out += "<text x=\"\(px(x))\" y=\"\(bottom + 16)\" text-anchor=\"middle\">\(integral ? String(Int(x)) : number(x))</text>\n"
+        for t in xs.ticks {
+            out +=
+                "<text class=\"tick-x\" x=\"\(px(t))\" y=\"\(bottom + 16)\" text-anchor=\"middle\">\(ChartAxis.label(t, decimals: xs.decimals))</text>\n"
         }
         out += "<line x1=\"\(left)\" y1=\"\(bottom)\" x2=\"\(right)\" y2=\"\(bottom)\" stroke=\"black\"/>"
         out += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(bottom)\" stroke=\"black\"/>\n"
-        out += "<text x=\"\((left + right) / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
-        out +=
-            "<text x=\"16\" y=\"\((top + bottom) / 2)\" text-anchor=\"middle\" transform=\"rotate(-90 16 \((top + bottom) / 2))\">\(escape(yLabel))</text>\n"
-        // A run's train and validation curves share a colour (validation dashed).
-        var colorKeys: [String] = []
-        for s in series where !colorKeys.contains(s.name.replacingOccurrences(of: " (val)", with: "")) {
-            colorKeys.append(s.name.replacingOccurrences(of: " (val)", with: ""))
+        out += "<text x=\"\((left + right) / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">\(escape(x.label))</text>\n"
+        let mid = (top + bottom) / 2
+        out += "<text x=\"16\" y=\"\(mid)\" text-anchor=\"middle\" transform=\"rotate(-90 16 \(mid))\">\(escape(y.label))</text>\n"
+        let dash = " stroke-dasharray=\"6,4\""
+        for s in series {
+            let color = palette[names.firstIndex(of: s.name)! % palette.count]
+            let points = s.points.filter { y.scale == .linear || $0.1 > 0 }
+            let path = points.map { String(format: "%.1f,%.1f", px($0.0), py($0.1)) }.joined(separator: " ")
+            out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(s.dashed ? dash : "") points=\"\(path)\"/>\n"
+            for p in points { out += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%@\"/>", px(p.0), py(p.1), color) }
         }
-        for (i, s) in series.enumerated() {
-            let color = palette[colorKeys.firstIndex(of: s.name.replacingOccurrences(of: " (val)", with: ""))! % palette.count]
-            let path = s.points.map { String(format: "%.1f,%.1f", px($0.0), py($0.1)) }.joined(separator: " ")
-            out +=
-                "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(s.dashed ? " stroke-dasharray=\"5,4\"" : "") points=\"\(path)\"/>\n"
-            for p in s.points { out += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%@\"/>", px(p.0), py(p.1), color) }
-            let ly = top + 16 * Double(i)
-            out +=
-                "<line x1=\"\(right + 12)\" y1=\"\(ly)\" x2=\"\(right + 32)\" y2=\"\(ly)\" stroke=\"\(color)\" stroke-width=\"2\"\(s.dashed ? " stroke-dasharray=\"5,4\"" : "")/>"
-            out += "<text x=\"\(right + 36)\" y=\"\(ly + 4)\">\(escape(s.name))</text>\n"
+        for (i, entry) in entries.enumerated() {
+            let ly = top + 16 * Double(i) + (i >= names.count ? 8 : 0)
+            let isStyle = i >= names.count
+            let color = isStyle ? "#555" : palette[i % palette.count]
+            out += "<line x1=\"\(right + 12)\" y1=\"\(ly)\" x2=\"\(right + 36)\" y2=\"\(ly)\" stroke=\"\(color)\" stroke-width=\"2\""
+            out += "\(isStyle && i == names.count + 1 ? dash : "")/>"
+            out += "<text class=\"legend\" x=\"\(right + 40)\" y=\"\(ly + 4)\">\(escape(entry))</text>\n"
         }
         return out + "</svg>\n"
     }
