@@ -43,6 +43,8 @@ public struct Report {
     }
 
     static func pct(_ v: Double) -> String { String(format: "%.1f%%", 100 * v) }
+    /// Three decimals, or "—" where there is no value.
+    static func decimal(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "—" }
     /// A percentage, or "—" where there is no value (an empty validation split).
     static func pct(_ v: Double?) -> String { v.map { pct($0) } ?? "—" }
 
@@ -95,10 +97,10 @@ public struct Report {
         md +=
             "\n## Setup\nHardware: \(Self.hardware). Each row: same split, \(results.first?.config.epochs ?? 0) epochs, batch \(results.first?.config.batchSize ?? 0), SGD momentum 0.9, weight decay 1e-4, cosine schedule.\n\n"
         md +=
-            "| model · strategy | started from | lr | test accuracy | test loss | best val. accuracy | epochs to converge | s / epoch | total s |\n|---|---|---|---|---|---|---|---|---|\n"
+            "| model · strategy | started from | lr | test accuracy | kappa | macro-F1 | test loss | best val. accuracy | epochs to converge | s / epoch | total s |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
         for r in results {
             md +=
-                "| \(r.config.label) | \(r.config.pretraining) | \(r.config.learningRate) | **\(Self.pct(r.test.accuracy))** | \(String(format: "%.3f", r.test.loss)) | "
+                "| \(r.config.label) | \(r.config.pretraining) | \(r.config.learningRate) | **\(Self.pct(r.test.accuracy))** | \(Self.decimal(r.test.kappa)) | \(Self.decimal(r.test.macroF1)) | \(String(format: "%.3f", r.test.loss)) | "
             md +=
                 "\(Self.pct(r.bestValidationAccuracy)) | \(r.epochsToConverge.map(String.init) ?? "—") | \(String(format: "%.1f", r.secondsPerEpoch)) | \(String(format: "%.0f", r.history.map(\.seconds).reduce(0, +))) |\n"
         }
@@ -106,38 +108,107 @@ public struct Report {
         md +=
             "![loss](loss.svg)\n\n![accuracy](accuracy.svg)\n\n![accuracy vs time](accuracy_vs_time.svg)\n\n![confusion](confusion.svg)\n\n"
         md += "## Answers\n" + answers(results, best: best)
-        md += "\n## Per-class test accuracy of the best model (\(best.config.label))\n\n| class | accuracy |\n|---|---|\n"
-        for (c, acc) in zip(best.classes, best.test.perClassAccuracy) { md += "| \(c) | \(Self.pct(acc)) |\n" }
+        md += "\n## Per-class test metrics of the best model (\(best.config.label))\n\n"
+        md += "| class | precision | recall (= class accuracy) | F1 | test images |\n|---|---|---|---|---|\n"
+        for (c, m) in zip(best.classes, best.test.perClass) {
+            md += "| \(c) | \(Self.pct(m.precision)) | \(Self.pct(m.recall)) | \(String(format: "%.3f", m.f1)) | \(m.support) |\n"
+        }
         try write(md, "report.md")
     }
 
+    /// A row started from ImageNet weights (not from the synthetic stand-in or from scratch).
+    static func isImageNet(_ r: RunResult) -> Bool { r.config.pretraining.hasPrefix("ImageNet") }
+    static func isSynthetic(_ r: RunResult) -> Bool { r.config.pretraining.hasPrefix("synthetic") }
+
+    static func points(_ a: Double, _ b: Double) -> String { String(format: "%+.1f points", 100 * (a - b)) }
+
+    /// The notebook's questions, each answered in a sentence from the numbers, with what the
+    /// numbers cannot show said as plainly (synthetic pretraining, the size of the test set).
     func answers(_ results: [RunResult], best: RunResult) -> String {
-        var out =
-            "- **Which strategy wins?** \(best.config.label) (\(best.config.pretraining)) with \(Self.pct(best.test.accuracy)) test accuracy.\n"
+        var out = ""
+        let synthetic = results.filter(Self.isSynthetic), imageNet = results.filter(Self.isImageNet)
+        if !synthetic.isEmpty {
+            out += "- **Read this first.** The rows marked \"synthetic pretraining\" start from a backbone Kiln pretrained on a "
+            out += "synthetic texture task, a stand-in for ImageNet when no ImageNet weights are given; it is not expected to transfer, "
+            out += "so these rows say nothing about transfer learning itself. The real study, with ImageNet weights, is in Docs/Study.md.\n"
+        }
+        if data.dataset.isSynthetic {
+            out += "- **The data is synthetic** and much easier than UC Merced: accuracies here are not those of aerial images.\n"
+        }
+        out +=
+            "- **Which strategy wins?** \(best.config.label) (\(best.config.pretraining)) with \(Self.pct(best.test.accuracy)) test accuracy"
+        out += best.test.kappa.map { String(format: " (kappa %.3f)", $0) } ?? ""
+        out += ".\n"
         if let cnn = results.first(where: { $0.config.model == "basic-cnn" }) {
-            let better = results.filter { $0.test.accuracy > cnn.test.accuracy }.map(\.config.label)
-            out +=
-                "- **Against the basic CNN** (\(Self.pct(cnn.test.accuracy))): "
-                + (better.isEmpty ? "no transfer strategy beat it on this data.\n" : "beaten by \(better.joined(separator: ", ")).\n")
+            func against(_ rows: [RunResult]) -> String {
+                rows.map { "\($0.config.label) \(Self.points($0.test.accuracy, cnn.test.accuracy))" }.joined(separator: ", ")
+            }
+            out += "- **Against the basic CNN** (\(Self.pct(cnn.test.accuracy)), the baseline of Parts 1/2): "
+            if !imageNet.isEmpty {
+                let better = imageNet.filter { $0.test.accuracy > cnn.test.accuracy }
+                out +=
+                    better.isEmpty
+                    ? "no ImageNet-pretrained row beats it here (\(against(imageNet)))"
+                    : "ImageNet pretraining beats it: \(against(imageNet))"
+                out += synthetic.isEmpty ? ".\n" : "; synthetic-pretrained rows: \(against(synthetic)).\n"
+            } else if !synthetic.isEmpty {
+                out +=
+                    "only synthetic-pretrained rows here (\(against(synthetic))), so no conclusion about ImageNet transfer can be drawn.\n"
+            } else {
+                out += "no pretrained row to compare.\n"
+            }
         }
         let finetune = results.filter { $0.config.strategy == .finetune }, frozen = results.filter { $0.config.strategy == .frozen }
         for f in finetune {
-            guard let z = frozen.first(where: { $0.config.model == f.config.model }) else { continue }
-            let faster = z.secondsPerEpoch < f.secondsPerEpoch ? "frozen" : "fine-tune-all"
+            guard let z = frozen.first(where: { $0.config.model == f.config.model && $0.config.pretraining == f.config.pretraining }) else {
+                continue
+            }
+            let cheaper = z.secondsPerEpoch < f.secondsPerEpoch ? "the frozen backbone" : "fine-tuning all layers"
+            out += "- **\(f.config.model): fine-tune all vs. frozen feature extractor** (\(f.config.pretraining)) — "
             out +=
-                "- **\(f.config.model): fine-tune all vs. frozen** — \(Self.pct(f.test.accuracy)) vs. \(Self.pct(z.test.accuracy)) test accuracy; "
-            out += String(format: "%.1f vs. %.1f s per epoch (%@ is cheaper per epoch); ", f.secondsPerEpoch, z.secondsPerEpoch, faster)
+                "\(Self.pct(f.test.accuracy)) vs. \(Self.pct(z.test.accuracy)) test accuracy (\(Self.points(f.test.accuracy, z.test.accuracy)) for fine-tuning), "
+            out += String(
+                format: "test loss %.3f vs. %.3f; %.1f vs. %.1f s per epoch (%@ is cheaper); ",
+                f.test.loss, z.test.loss, f.secondsPerEpoch, z.secondsPerEpoch, cheaper)
             if let a = f.epochsToConverge, let b = z.epochsToConverge {
-                out += "converged after \(a) vs. \(b) epochs.\n"
+                out += "validation accuracy within 2 points of its best after \(a) vs. \(b) epochs. "
             } else {
-                out += "no validation split to judge convergence.\n"
+                out += "no validation split to judge convergence. "
+            }
+            out += "Fine-tuning adapts the features to aerial images at the cost of a full backward pass; freezing trains only the "
+            out += "classifier, cheap per epoch and hard to overfit, but bound to features learned elsewhere.\n"
+        }
+        if let scratch = results.first(where: { $0.config.model == "resnet18" && $0.config.strategy == .scratch }) {
+            let pretrained = finetune.filter { $0.config.model == "resnet18" }
+            if let ft = pretrained.first(where: Self.isImageNet) ?? pretrained.first {
+                let gain = ft.test.accuracy - scratch.test.accuracy
+                out += "- **Does pretraining help ResNet-18?** From scratch \(Self.pct(scratch.test.accuracy)), fine-tuned from "
+                out += "\(ft.config.pretraining) \(Self.pct(ft.test.accuracy)): "
+                if Self.isImageNet(ft) {
+                    out +=
+                        gain > 0
+                        ? "yes, by \(Self.points(ft.test.accuracy, scratch.test.accuracy)).\n"
+                        : "not on this run (\(Self.points(ft.test.accuracy, scratch.test.accuracy))).\n"
+                } else {
+                    out +=
+                        "\(Self.points(ft.test.accuracy, scratch.test.accuracy)) — from a synthetic stand-in, so this does not answer the question; "
+                    out += "pass `--resnet-weights` with torchvision's ImageNet file to answer it.\n"
+                }
             }
         }
-        if let scratch = results.first(where: { $0.config.model == "resnet18" && $0.config.strategy == .scratch }),
-            let ft = finetune.first(where: { $0.config.model == "resnet18" })
-        {
-            out +=
-                "- **Does pretraining help ResNet-18?** from scratch \(Self.pct(scratch.test.accuracy)), fine-tuned from \(ft.config.pretraining) \(Self.pct(ft.test.accuracy)).\n"
+        out +=
+            "- **Learning rates and training-set sizes**: `landuse sweep` answers this question (sweep.md, a heat map of test accuracy).\n"
+        let perClass = data.split.test.count / max(1, data.dataset.classes.count)
+        if data.split.test.isEmpty {
+            out += "- **How precise are these numbers?** The test split is empty: the test columns measure nothing.\n"
+        } else {
+            out += "- **How precise are these numbers?** The test set has \(data.split.test.count) images, about \(perClass) per class: "
+            out += String(
+                format: "one image moves the overall accuracy by %.2f points and a class's accuracy by %.1f points, ",
+                100 / Double(data.split.test.count), 100 / Double(max(1, perClass)))
+            out += String(
+                format: "and the standard error of an accuracy near %.0f%% is about %.1f points.\n", 100 * best.test.accuracy,
+                100 * (best.test.accuracy * (1 - best.test.accuracy) / Double(data.split.test.count)).squareRoot())
         }
         return out
     }

@@ -124,6 +124,9 @@ struct StudyTests {
         #expect(
             report.contains("Synthetic data") && report.contains("| mobilenet-v2-0.35 · frozen |") && report.contains("Which strategy wins")
         )
+        // The demo's transfer rows start from synthetic pretraining: the report says so, and draws no ImageNet conclusion.
+        #expect(report.contains("not expected to transfer") && report.contains("no conclusion about ImageNet transfer"))
+        #expect(report.contains("How precise are these numbers?") && report.contains("| kappa | macro-F1 |"))
         for plot in ["loss.svg", "accuracy.svg", "accuracy_vs_time.svg", "confusion.svg"] {
             let svg = try String(contentsOf: dir.appendingPathComponent(plot), encoding: .utf8)
             #expect(svg.hasPrefix("<svg") && svg.contains("polyline") || plot == "confusion.svg", "\(plot)")
