@@ -2,6 +2,14 @@ import Foundation
 import Kiln
 import KilnData
 
+/// One overlay of the report's class-activation gallery.
+public struct GalleryEntry: Sendable {
+    public let file: String
+    public let truth: String
+    public let predicted: String
+    public let probability: Double
+}
+
 /// Writes report.md, SVG plots and results.json for a comparison or a sweep. The report states
 /// the data (and whether it is synthetic), the weights each row started from, the split seed, the
 /// hardware and time per epoch, and answers the notebook's questions from the numbers.
@@ -48,7 +56,7 @@ public struct Report {
     /// A percentage, or "—" where there is no value (an empty validation split).
     static func pct(_ v: Double?) -> String { v.map { pct($0) } ?? "—" }
 
-    public func writeComparison(_ results: [RunResult]) throws {
+    public func writeComparison(_ results: [RunResult], gallery: [GalleryEntry] = []) throws {
         try JSONEncoder.pretty.encode(results).writeAtomically(to: directory.appendingPathComponent("results.json"))
         // Loss on a log scale (one epoch-1 validation loss of 100+ would flatten every other
         // curve), accuracy in % on 0–100, epochs from 1; a run's two curves share its colour.
@@ -113,7 +121,24 @@ public struct Report {
         for (c, m) in zip(best.classes, best.test.perClass) {
             md += "| \(c) | \(Self.pct(m.precision)) | \(Self.pct(m.recall)) | \(String(format: "%.3f", m.f1)) | \(m.support) |\n"
         }
+        if !gallery.isEmpty { md += gallerySection(gallery, model: best.config.label) }
         try write(md, "report.md")
+    }
+
+    /// Where the best model looks: overlays of correct test images and mistakes, four a row.
+    func gallerySection(_ gallery: [GalleryEntry], model: String) -> String {
+        var md = "\n## Where the network looks (Grad-CAM of \(model))\n\n"
+        md += "Class-activation maps of the predicted class on test images (yellow: what drives the prediction most). "
+        md += "For each class, the first correctly classified test image and the first mistake, where there is one.\n\n"
+        md += "| | | | |\n|---|---|---|---|\n"
+        for row in stride(from: 0, to: gallery.count, by: 4) {
+            let cells = gallery[row..<min(row + 4, gallery.count)].map { e in
+                let verdict = e.truth == e.predicted ? "✓ \(e.truth)" : "✗ \(e.truth) → \(e.predicted)"
+                return "![\(e.truth)](\(e.file))<br>\(verdict) (\(Self.pct(e.probability)))"
+            }
+            md += "| " + (cells + Array(repeating: "", count: 4 - cells.count)).joined(separator: " | ") + " |\n"
+        }
+        return md
     }
 
     /// A row started from ImageNet weights (not from the synthetic stand-in or from scratch).

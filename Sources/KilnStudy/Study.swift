@@ -131,8 +131,7 @@ public final class Study {
         var results: [RunResult] = []
         for config in rows {
             progress.line("== \(config.label) (\(config.pretraining)), lr \(config.learningRate), \(config.epochs) epochs")
-            let runDir = directory.appendingPathComponent("runs").appendingPathComponent(
-                config.label.replacingOccurrences(of: " · ", with: "-"))
+            let runDir = runFolder(config)
             // A finished run with the same configuration is reused, so a study can be extended or re-reported.
             if let previous = try? JSONDecoder().decode(
                 RunResult.self, from: Data(contentsOf: runDir.appendingPathComponent("result.json"))),
@@ -150,8 +149,47 @@ public final class Study {
             progress.line(String(format: "   test accuracy %.1f%%", 100 * result.test.accuracy))
             results.append(result)
         }
-        try Report(data: data, directory: directory).writeComparison(results)
+        var gallery: [GalleryEntry] = []
+        if let best = results.max(by: { $0.test.accuracy < $1.test.accuracy }) {
+            do { gallery = try activationGallery(runFolder(best.config)) } catch {
+                progress.line("no class-activation gallery for \(best.config.label): \(error)")
+            }
+        }
+        try Report(data: data, directory: directory).writeComparison(results, gallery: gallery)
         return results
+    }
+
+    func runFolder(_ config: RunConfig) -> URL {
+        directory.appendingPathComponent("runs").appendingPathComponent(config.label.replacingOccurrences(of: " · ", with: "-"))
+    }
+
+    /// Class-activation overlays of the best run on test images: per class the first correctly
+    /// classified image and the first mistake among its first few, written to cam/.
+    func activationGallery(_ runFolder: URL, triesPerClass: Int = 6) throws -> [GalleryEntry] {
+        let maps = try ClassActivationMap(runFolder: runFolder)
+        let folder = directory.appendingPathComponent("cam")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let labels = Dictionary(uniqueKeysWithValues: data.dataset.samples.map { ($0.id, $0.label) })
+        var entries: [GalleryEntry] = []
+        for (label, name) in data.dataset.classes.enumerated() {
+            var found: Set<Bool> = []
+            for id in data.split.test.filter({ labels[$0] == label }).prefix(triesPerClass) {
+                guard let image = data.cache.images[id] else { continue }
+                let (input, crop) = maps.prepare(image)
+                let explanation = try maps.explain(input)
+                let correct = explanation.predicted == label
+                guard found.insert(correct).inserted else { continue }
+                let file = "cam/\(id.replacingOccurrences(of: "/", with: "-")).png"
+                try ImageDecoder.write(
+                    ClassActivationMap.overlay(crop, explanation), to: directory.appendingPathComponent(file), format: .png)
+                entries.append(
+                    GalleryEntry(
+                        file: file, truth: name, predicted: maps.classes[explanation.predicted],
+                        probability: explanation.probability))
+                if found.count == 2 { break }
+            }
+        }
+        return entries
     }
 
     /// Learning rates × training-set fractions for one model and strategy.

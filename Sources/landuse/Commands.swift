@@ -145,6 +145,35 @@ struct Predict: ParsableCommand {
     }
 }
 
+struct Explain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Where a trained run's network looks: a Grad-CAM overlay PNG of the predicted class for each image.")
+
+    @Option(name: .customLong("run"), help: "A run folder written by `landuse train`.") var runFolder: String
+    @Option(help: "Folder for the overlays (default: beside each image, as <name>-cam.png).") var out: String?
+    @Argument(help: "Image files (JPEG, PNG, TIFF).") var images: [String]
+
+    func run() throws {
+        try reporting {
+            let maps = try ClassActivationMap(runFolder: URL(fileURLWithPath: runFolder))
+            for path in images {
+                let url = URL(fileURLWithPath: path)
+                let (input, crop) = maps.prepare(try ImageDecoder.decode(url))
+                let explanation = try maps.explain(input)
+                let name = url.deletingPathExtension().lastPathComponent + "-cam.png"
+                let target =
+                    out.map { URL(fileURLWithPath: $0).appendingPathComponent(name) }
+                    ?? url.deletingLastPathComponent().appendingPathComponent(name)
+                if let out { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
+                try ImageDecoder.write(ClassActivationMap.overlay(crop, explanation), to: target, format: .png)
+                print(
+                    "\(path): \(maps.classes[explanation.predicted]) \(String(format: "%.1f%%", 100 * explanation.probability)) — \(target.path)"
+                )
+            }
+        }
+    }
+}
+
 struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:

@@ -96,6 +96,25 @@ struct LanduseHardeningTests {
         #expect(resumed == 1 && why.contains("fc.weight") && why.contains("non-finite"), "\(why)")
     }
 
+    @Test func explainWritesAnOverlayPNG() throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run")
+        #expect(
+            try LanduseCLITests().run([
+                "train", "--synthetic-per-class", "5", "--input-size", "64", "--batch", "16", "--model", "basic-cnn",
+                "--width", "0.25", "--epochs", "1", "--out", run.path,
+            ]).0 == 0)
+        let image = dir.appendingPathComponent("field.png")
+        try ImageDecoder.write(SyntheticLandUse.render(label: 3, index: 0, size: 80, seed: 1), to: image, format: .png)
+        let (status, output) = try LanduseCLITests().run([
+            "explain", "--run", run.path, image.path, "--out", dir.appendingPathComponent("cam").path,
+        ])
+        #expect(status == 0 && output.contains("%"), "\(output)")
+        let overlay = try ImageDecoder.decode(dir.appendingPathComponent("cam/field-cam.png"))
+        #expect(overlay.width == 64 && overlay.height == 64)
+    }
+
     @Test func ctrlCSaysHowToResume() throws {
         let dir = try folder()
         defer { try? FileManager.default.removeItem(at: dir) }
