@@ -124,6 +124,29 @@ struct StudyTests {
         }
     }
 
+    /// Against scikit-learn on a random 21-class prediction (Tests/Fixtures/metrics_reference.py).
+    @Test func metricsMatchScikitLearn() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/metrics/sklearn.json")
+        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        let classes = reference["classes"] as! Int, truth = reference["truth"] as! [Int], predicted = reference["predicted"] as! [Int]
+        var e = Evaluation(classes: (0..<classes).map(String.init))
+        var logits = [Float](repeating: 0, count: truth.count * classes)
+        for (i, p) in predicted.enumerated() { logits[i * classes + p] = 1 }
+        e.add(
+            logits: Tensor(shape: [truth.count, classes], values: logits),
+            labels: Tensor(shape: [truth.count], int64s: truth.map(Int64.init)))
+        #expect(abs(e.kappa! - (reference["kappa"] as! Double)) < 1e-12)
+        #expect(abs(e.macroF1! - (reference["macro_f1"] as! Double)) < 1e-12)
+        for (name, ours) in [
+            ("precision", e.perClass.map(\.precision)), ("recall", e.perClass.map(\.recall)), ("f1", e.perClass.map(\.f1)),
+        ] {
+            let theirs = reference[name] as! [Double]
+            #expect(zip(ours, theirs).allSatisfy { abs($0 - $1) < 1e-12 }, "\(name)")
+        }
+        #expect(e.perClass.map(\.support) == reference["support"] as! [Int])
+    }
+
     @Test func anEmptyValidationSplitIsNoScore() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
