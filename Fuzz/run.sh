@@ -37,7 +37,7 @@ KILN_FUZZ_TARGET="$target" "$binary" "$corpus" "$build/seeds/$target" "$here/reg
     -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=10 -max_len="${MAX_LEN:-16384}" \
     -artifact_prefix="$artifacts/$target-" -print_final_stats=1 "$@" >"$log" 2>&1 || status=$?
 grep -E '^(==[0-9]+==|SUMMARY|stat::number_of_executed_units|stat::new_units_added|stat::peak_rss_mb|Test unit written)' "$log" | sed "s/^/$target: /" || true
-grep -E '^#[0-9]+ +(DONE|pulse|NEW|REDUCE)' "$log" | tail -1 | sed "s/^/$target: /" || true
+grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE)' "$log" | tail -1 | sed "s/^/$target: /" || true
 # Coverage must reach the Swift loaders, or the run was blind.
 if grep -q 'no interesting inputs were found' "$log"; then echo "fuzz target $target: no coverage feedback (is the Swift code instrumented?)" >&2; exit 1; fi
 [ "$status" = 0 ] || { echo "fuzz target $target failed (exit $status): see $log" >&2; exit 1; }
