@@ -58,10 +58,12 @@ public enum TorchCheckpoint {
                     entry, expected: try zip.sizes.product(storage.count, dtype.width, "'\(key)': storage of \(storage.count) elements"))
                 storages[storage.key] = bytes
             }
-            let tensor = try materialize(ref, dtype: dtype, bytes, key: key, sizes: zip.sizes)
-            materialized = try zip.sizes.sum(materialized, tensor.byteCount, "the tensors")
+            // The file's tensors together stay within the load limit, checked before this one is allocated.
+            let width = dtype.isInteger ? DType.int64.byteSize : DType.float32.byteSize
+            let needed = try zip.sizes.product(try zip.sizes.elementCount(ref.shape, "'\(key)'"), width, "'\(key)'")
+            materialized = try zip.sizes.sum(materialized, needed, "the tensors")
             try zip.sizes.withinLimit(materialized, "'\(key)': the tensors loaded so far")
-            return (key, tensor)
+            return (key, try materialize(ref, dtype: dtype, bytes, key: key, sizes: zip.sizes))
         }
     }
 
