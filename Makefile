@@ -20,12 +20,21 @@ build: deps
 release: deps
 	swift build -c release
 
-# The CLI tests run the debug graphc/landuse binaries, so build them first. Each loader's fuzz
-# target runs a few seconds on its corpus first (a crash fails the build).
+# Tests run in release with testability: without unsafe flags the C kernels are unoptimised in
+# debug builds. The CLI tests run the tools of the same build. Each loader's fuzz target runs a
+# few seconds on its corpus (a crash fails the build); the kernel tests run again on every
+# instruction-set path of this CPU (KILN_ISA); a client package builds Kiln as a tagged dependency.
+RELEASE_TESTS := -c release -Xswiftc -enable-testing
+KERNEL_SUITES := KilnTests|InstructionSetTests
 test: deps lint
-	swift build
+	swift build $(RELEASE_TESTS) --build-tests
 	Fuzz/run.sh all $(FUZZ_SECONDS)
-	swift test
+	swift test $(RELEASE_TESTS) --skip-build
+	for isa in $$(.build/release/kiln-bench --list-instruction-sets); do \
+		echo "== kernel tests, KILN_ISA=$$isa"; \
+		KILN_ISA=$$isa swift test $(RELEASE_TESTS) --skip-build --filter '$(KERNEL_SUITES)' || exit 1; \
+	done
+	Tests/Client/run.sh
 
 # The toolchain's formatter (.swift-format: 4 spaces, 140 columns): `make format` applies it,
 # `make lint` (part of `make test`) fails on code it would change.

@@ -1,10 +1,6 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// libomp comes from Debian's libomp-dev (LLVM 14); its header is not on clang's default path.
-let ompInclude = "/usr/lib/llvm-14/lib/clang/14.0.6/include"
-let ompLib = "/usr/lib/llvm-14/lib"
-
 let package = Package(
     name: "Kiln",
     products: [
@@ -28,23 +24,21 @@ let package = Package(
         .systemLibrary(name: "CTIFF", path: "Sources/CSystem/CTIFF"),
         .systemLibrary(name: "CPNG", path: "Sources/CSystem/CPNG"),
 
-        // Hot loops: C11 + OpenMP + OpenBLAS, always optimised (debug Swift builds included).
+        // Hot loops: C + OpenBLAS, compiled once per instruction set and chosen at run time
+        // (isa_*.c, dispatch.c), parallel through their own thread pool (parallel.c). No unsafe
+        // flags, so Kiln builds as a dependency pinned to a version (Docs/Architecture.md).
         .target(
             name: "CKernels",
             dependencies: ["COpenBLAS"],
-            cSettings: [
-                .unsafeFlags(["-O3", "-mavx2", "-mfma", "-fopenmp", "-I\(ompInclude)", "-std=gnu11"])
-            ],
+            exclude: ["kernels"],
             linkerSettings: [
-                .unsafeFlags(["-L\(ompLib)", "-Xlinker", "-rpath", "-Xlinker", ompLib]),
-                .linkedLibrary("omp"),
-                .linkedLibrary("openblas"),
+                .linkedLibrary("openblas")
             ]
         ),
         .target(name: "Kiln", dependencies: ["CKernels", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         // libjpeg/libpng/libtiff behind an error-returning C API (libjpeg's default handler exits).
         .target(
-            name: "CImageCodecs", dependencies: ["CJPEG", "CPNG", "CTIFF"], cSettings: [.unsafeFlags(["-O2"])],
+            name: "CImageCodecs", dependencies: ["CJPEG", "CPNG", "CTIFF"],
             linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16"), .linkedLibrary("tiff")]),
         // Images, datasets, transforms, data loading, the synthetic land-use set.
         .target(name: "KilnData", dependencies: ["Kiln", "CImageCodecs"]),

@@ -20,6 +20,7 @@ struct KilnBench: ParsableCommand {
     @Option(help: "Batch size.") var batch = 32
     @Option(help: "Input side in pixels.") var inputSize = 224
     @Option(help: "Threads for kernels.") var threads = 2
+    @Flag(help: "Print the instruction-set paths this CPU runs (one per line) and exit.") var listInstructionSets = false
     @Option(help: "Timed iterations (after one warm-up).") var iterations = 3
     @Option(help: "Classes of the classifier.") var classes = 21
     @Flag(help: "Run the unfused graphs.") var unfused = false
@@ -47,11 +48,17 @@ struct KilnBench: ParsableCommand {
     }
 
     func run() throws {
+        if listInstructionSets {
+            for isa in InstructionSet.supported { print(isa) }
+            return
+        }
         Threads.count = threads
         print(
             "kiln-bench: batch \(batch), \(inputSize)², \(threads) threads, \(iterations) iterations after warm-up\(unfused ? ", unfused" : "")"
         )
         let sgemm = Self.sgemmRate()
+        if let problem = InstructionSet.requestProblem { print("warning: \(problem)") }
+        print("kernels: \(InstructionSet.active) (this CPU: \(InstructionSet.supported.map(\.description).joined(separator: ", ")))")
         print(String(format: "sgemm 1024³ (OpenBLAS, one block per thread): %.1f GFLOP/s", sgemm))
         for name in workloads.split(separator: ",") {
             guard let workload = Workload(rawValue: String(name)) else {

@@ -3,7 +3,7 @@
 #include "kernels.h"
 #include <math.h>
 
-#include "mix64.h"
+#include "kernels/mix64.h"
 
 // Uniform in (0, 1), never 0 (safe for log in Box-Muller).
 static inline double unit(uint64_t seed, uint64_t i) {

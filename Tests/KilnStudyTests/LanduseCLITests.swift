@@ -9,9 +9,9 @@ struct LanduseCLITests {
         .deletingLastPathComponent()
 
     func run(_ args: [String]) throws -> (Int32, String) {
-        let binary = Self.packageRoot.appendingPathComponent(".build/debug/landuse")
+        let binary = builtToolsFolder.appendingPathComponent("landuse")
         guard FileManager.default.fileExists(atPath: binary.path) else {
-            Issue.record("landuse is not built at \(binary.path): run `swift build` first (`make test` does)")
+            Issue.record("landuse is not built at \(binary.path): build it first (`make test` does)")
             return (-1, "")
         }
         let process = Process()
@@ -58,3 +58,15 @@ struct LanduseCLITests {
         #expect(status3 == 0 && output3.contains("forest") && output3.contains("%"), "\(output3)")
     }
 }
+
+/// The folder of the package's built tools: the one holding this test binary
+/// (.build/<triple>/<debug|release>), so tests run the tools of the same configuration.
+let builtToolsFolder: URL = {
+    let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var folder = runner.deletingLastPathComponent()
+    if folder.pathExtension == "xctest" || folder.lastPathComponent == "MacOS" {  // bundle layouts
+        while folder.pathExtension != "xctest" && folder.path != "/" { folder = folder.deletingLastPathComponent() }
+        folder = folder.deletingLastPathComponent()
+    }
+    return folder
+}()

@@ -7,7 +7,7 @@ import Testing
 /// bad states are errors that say what to do (exit 1), a diverging run never leaves a NaN
 /// checkpoint, and SIGKILL at any moment leaves a loadable checkpoint.
 struct LanduseHardeningTests {
-    static let landuse = LanduseCLITests.packageRoot.appendingPathComponent(".build/debug/landuse")
+    static let landuse = builtToolsFolder.appendingPathComponent("landuse")
     static let tiny = ["--synthetic-per-class", "5", "--input-size", "16", "--batch", "16", "--model", "basic-cnn", "--width", "0.25"]
 
     func folder() throws -> URL {

@@ -29,7 +29,7 @@ struct BatchNormTests {
             }
         }
         #expect(relativeError(y.scalars, expected) < 1e-6)
-        #expect(p[4].int64s.pointee == 0)
+        #expect(p[4].int64Scalars == [0])
     }
 
     @Test func trainingUsesBatchStatisticsAndUpdatesRunningOnes() throws {
@@ -57,7 +57,7 @@ struct BatchNormTests {
             #expect(abs(Double(p[2].floats[c]) - (0.9 * Double(oldMean[c]) + 0.1 * mean)) < 1e-6)
             #expect(abs(Double(p[3].floats[c]) - (0.9 * Double(oldVar[c]) + 0.1 * biased * count / (count - 1))) < 1e-6)
         }
-        #expect(p[4].int64s.pointee == 1)
+        #expect(p[4].int64Scalars == [1])
     }
 
     @Test func channelMismatchIsAShapeError() {

@@ -1,4 +1,4 @@
-// Kiln's compute kernels: NCHW float32, C11 + OpenMP + OpenBLAS.
+// Kiln's compute kernels: NCHW float32, C11 + OpenBLAS, parallel through Kiln's thread pool (parallel.h).
 // Every function is pure over the buffers it is given; no allocation escapes a call.
 #ifndef KILN_KERNELS_H
 #define KILN_KERNELS_H
@@ -10,10 +10,28 @@ extern "C" {
 #endif
 
 // ---- threads -------------------------------------------------------------------------------
-/// Sets the thread count used by OpenMP regions and by OpenBLAS. Results are bitwise
-/// deterministic for a fixed count.
+/// Sets the thread count of the kernels' parallel regions (OpenBLAS itself runs single-threaded
+/// inside them). Results are bitwise deterministic for a fixed count. The default is the CPUs this
+/// process may use, or KILN_THREADS.
 void kn_set_threads(int n);
 int kn_threads(void);
+
+// ---- instruction sets ------------------------------------------------------------------------
+/// The kernels exist once per instruction set, chosen at run time (dispatch.c).
+enum { KN_ISA_PORTABLE = 0, KN_ISA_AVX2 = 1, KN_ISA_AVX512 = 2, KN_ISA_COUNT = 3 };
+/// Whether this build and CPU can run `isa`.
+int kn_isa_supported(int isa);
+/// The instruction set of the calling thread's kernel calls: the thread's override if set, else
+/// the process's choice: KILN_ISA=portable|avx2|avx512 when set and supported, else the best.
+int kn_isa(void);
+/// Sets the process's choice (not while kernels run); 0, or -1 when `isa` is unsupported.
+int kn_set_isa(int isa);
+/// Overrides the choice for calls made on the calling thread (-1 clears); 0, or -1 when unsupported.
+int kn_set_thread_isa(int isa);
+/// "portable", "avx2", "avx512" (NULL for anything else).
+const char *kn_isa_name(int isa);
+/// Why KILN_ISA was not followed (unknown name, or a path this CPU lacks), or NULL.
+const char *kn_isa_request_problem(void);
 
 // ---- scratch ---------------------------------------------------------------------------
 /// Slots of per-thread scratch memory kernels reuse across calls (contents undefined on entry).

@@ -5,6 +5,7 @@
 #include "kernels.h"
 #include <string.h>
 #include "conv_common.h"
+#include "../parallel.h"
 
 // The padded plane covers exactly the rows and columns the windows read.
 typedef struct { int rows, cols; } padded_size;
@@ -38,6 +39,22 @@ static inline void scatter_strided(float *restrict dst, const float *restrict g,
 // (a single float accumulator would be a chain the compiler may not reorder).
 enum { LANES = 8 };
 
+// A depthwise kernel's buffers; each worker takes a static share of the planes (or channels).
+typedef struct {
+    const kn_conv2d_desc *d;
+    const float *x, *w, *bias, *dy;
+    float *out;
+    padded_size ps;
+} depthwise_args;
+
+// The worker's share of [0, count), and its zero-bordered plane buffer (NULL: nothing to do).
+static float *worker_share(const depthwise_args *r, int64_t count, int worker, int workers, int64_t *begin, int64_t *end) {
+    kn_share(count, worker, workers, begin, end);
+    return *begin < *end ? kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)r->ps.rows * r->ps.cols) : NULL;
+}
+
+static int workers_for(int64_t count) { return count < kn_threads() ? (int)count : kn_threads(); }
+
 static inline float dot_strided(const float *restrict g, const float *restrict src, int stride, int n) {
     float lanes[LANES] = {0};
     int ox = 0;
@@ -53,15 +70,17 @@ static inline float dot_strided(const float *restrict g, const float *restrict s
     return s;
 }
 
-void kn_conv2d_depthwise_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
-    const padded_size ps = padded(d);
-    const int planes = d->n * d->c;
-    #pragma omp parallel
+static void forward_task(void *context, int worker, int workers) {
+    const depthwise_args *r = context;
+    const kn_conv2d_desc *d = r->d;
+    const float *x = r->x, *w = r->w, *bias = r->bias;
+    float *y = r->out;
+    const padded_size ps = r->ps;
+    int64_t begin, end;
+    float *pad = worker_share(r, (int64_t)d->n * d->c, worker, workers, &begin, &end);
+    if (!pad) return;
     {
-        float *pad = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)ps.rows * ps.cols);
-        #pragma omp for schedule(static)
-        for (int p = 0; p < planes; p++) {
-            if (!pad) continue;
+        for (int64_t p = begin; p < end; p++) {
             const int ch = p % d->c;
             const float *wk = w + (int64_t)ch * d->kh * d->kw;
             float *yp = y + (int64_t)p * d->oh * d->ow;
@@ -79,15 +98,22 @@ void kn_conv2d_depthwise_forward(const kn_conv2d_desc *d, const float *x, const 
     }
 }
 
-void kn_conv2d_depthwise_backward_data(const kn_conv2d_desc *d, const float *dy, const float *w, float *dx) {
-    const padded_size ps = padded(d);
-    const int planes = d->n * d->c;
-    #pragma omp parallel
+void kn_conv2d_depthwise_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
+    depthwise_args r = {.d = d, .x = x, .w = w, .bias = bias, .out = y, .ps = padded(d)};
+    kn_parallel(workers_for((int64_t)d->n * d->c), forward_task, &r);
+}
+
+static void backward_data_task(void *context, int worker, int workers) {
+    const depthwise_args *r = context;
+    const kn_conv2d_desc *d = r->d;
+    const float *dy = r->dy, *w = r->w;
+    float *dx = r->out;
+    const padded_size ps = r->ps;
+    int64_t begin, end;
+    float *pad = worker_share(r, (int64_t)d->n * d->c, worker, workers, &begin, &end);
+    if (!pad) return;
     {
-        float *pad = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)ps.rows * ps.cols);
-        #pragma omp for schedule(static)
-        for (int p = 0; p < planes; p++) {
-            if (!pad) continue;
+        for (int64_t p = begin; p < end; p++) {
             const int ch = p % d->c;
             const float *wk = w + (int64_t)ch * d->kh * d->kw;
             const float *g = dy + (int64_t)p * d->oh * d->ow;
@@ -108,17 +134,25 @@ void kn_conv2d_depthwise_backward_data(const kn_conv2d_desc *d, const float *dy,
     }
 }
 
+void kn_conv2d_depthwise_backward_data(const kn_conv2d_desc *d, const float *dy, const float *w, float *dx) {
+    depthwise_args r = {.d = d, .dy = dy, .w = w, .out = dx, .ps = padded(d)};
+    kn_parallel(workers_for((int64_t)d->n * d->c), backward_data_task, &r);
+}
+
 // Per channel, summed over images in order (deterministic); each tap's row dot products are
 // float, their total double.
-void kn_conv2d_depthwise_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw) {
-    const padded_size ps = padded(d);
+static void backward_filter_task(void *context, int worker, int workers) {
+    const depthwise_args *r = context;
+    const kn_conv2d_desc *d = r->d;
+    const float *x = r->x, *dy = r->dy;
+    float *dw = r->out;
+    const padded_size ps = r->ps;
     const int taps = d->kh * d->kw;
-    #pragma omp parallel
+    int64_t begin, end;
+    float *pad = worker_share(r, d->c, worker, workers, &begin, &end);
+    if (!pad) return;
     {
-        float *pad = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)ps.rows * ps.cols);
-        #pragma omp for schedule(static)
-        for (int ch = 0; ch < d->c; ch++) {
-            if (!pad) continue;
+        for (int ch = (int)begin; ch < end; ch++) {
             double acc[taps];
             for (int t = 0; t < taps; t++) acc[t] = 0.0;
             for (int n = 0; n < d->n; n++) {
@@ -134,4 +168,9 @@ void kn_conv2d_depthwise_backward_filter(const kn_conv2d_desc *d, const float *x
             for (int t = 0; t < taps; t++) dw[(int64_t)ch * taps + t] = (float)acc[t];
         }
     }
+}
+
+void kn_conv2d_depthwise_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw) {
+    depthwise_args r = {.d = d, .x = x, .dy = dy, .out = dw, .ps = padded(d)};
+    kn_parallel(workers_for(d->c), backward_filter_task, &r);
 }

@@ -2,10 +2,10 @@
 // and the naive reference used by tests.
 #include "kernels.h"
 #include <cblas.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "conv_common.h"
+#include "../parallel.h"
 
 int kn_conv2d_geometry(kn_conv2d_desc *d) {
     if (d->groups < 1 || d->c % d->groups || d->o % d->groups) return -1;
@@ -84,6 +84,38 @@ static void epilogue_image(const kn_conv2d_desc *d, const kn_conv_epilogue *ep, 
     }
 }
 
+// One forward convolution's buffers, for the parallel loops over images and chunks of images.
+typedef struct {
+    const kn_conv2d_desc *d;
+    const float *x, *w, *bias;
+    float *y;
+    const kn_conv_epilogue *ep;
+    int chunk, chunks;
+    int64_t col_size, tmp_size;
+} conv_forward_args;
+
+static void epilogue_images(void *context, int64_t begin, int64_t end) {
+    const conv_forward_args *r = context;
+    const int64_t ys = (int64_t)r->d->o * r->d->oh * r->d->ow;
+    for (int64_t i = begin; i < end; i++) epilogue_image(r->d, r->ep, (int)i, r->y + i * ys);
+}
+
+static void forward_chunks(void *context, int worker, int workers) {
+    const conv_forward_args *r = context;
+    const kn_conv2d_desc *d = r->d;
+    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
+    int64_t begin, end;
+    kn_share(r->chunks, worker, workers, &begin, &end);
+    if (begin >= end) return;
+    float *col = kn_scratch(KN_SCRATCH_COLUMNS, r->col_size), *tmp = kn_scratch(KN_SCRATCH_GATHER, r->tmp_size);
+    if (!col || !tmp) return;
+    for (int64_t ci = begin; ci < end; ci++) {
+        const int first = (int)ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
+        conv_chunk_forward(d, r->x + first * xs, r->w, r->bias, r->y + first * ys, count, col, tmp);
+        if (r->ep) for (int j = first; j < first + count; j++) epilogue_image(d, r->ep, j, r->y + j * ys);
+    }
+}
+
 void kn_conv2d_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {
     kn_conv2d_forward_fused(d, x, w, bias, y, NULL);
 }
@@ -93,9 +125,8 @@ void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const floa
     if (d->groups == d->c && d->o == d->c && d->groups > 1) {
         kn_conv2d_depthwise_forward(d, x, w, bias, y);
         if (ep) {
-            const int64_t ys = (int64_t)d->o * d->oh * d->ow;
-            #pragma omp parallel for schedule(static)
-            for (int i = 0; i < d->n; i++) epilogue_image(d, ep, i, y + i * ys);
+            conv_forward_args r = {.d = d, .y = y, .ep = ep};
+            kn_parallel_for(d->n, KN_GRAIN_ROWS, epilogue_images, &r);
         }
         return;
     }
@@ -113,21 +144,11 @@ void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const floa
     const int ohw = d->oh * d->ow;
     const int chunk = conv_chunk(d, threads);
     const int chunks = (d->n + chunk - 1) / chunk;
-    const int64_t col_size = (int64_t)cg * d->kh * d->kw * chunk * ohw, tmp_size = chunk > 1 ? (int64_t)d->o * chunk * ohw : 1;
-    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * ohw;
+    conv_forward_args r = {d, x, w, bias, y, ep, chunk, chunks, (int64_t)cg * d->kh * d->kw * chunk * ohw,
+                           chunk > 1 ? (int64_t)d->o * chunk * ohw : 1};
     // Chunks in parallel, each GEMM single-threaded; with fewer chunks than threads, kn_sgemm
     // splits each GEMM across the threads instead.
-    #pragma omp parallel num_threads(chunks >= threads ? threads : 1)
-    {
-        float *col = kn_scratch(KN_SCRATCH_COLUMNS, col_size), *tmp = kn_scratch(KN_SCRATCH_GATHER, tmp_size);
-        #pragma omp for schedule(static)
-        for (int ci = 0; ci < chunks; ci++) {
-            if (!col || !tmp) continue;
-            const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
-            conv_chunk_forward(d, x + first * xs, w, bias, y + first * ys, count, col, tmp);
-            if (ep) for (int j = first; j < first + count; j++) epilogue_image(d, ep, j, y + j * ys);
-        }
-    }
+    kn_parallel(chunks >= threads ? threads : 1, forward_chunks, &r);
 }
 
 void kn_conv2d_reference(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y) {

@@ -9,7 +9,7 @@
 // Two tile sizes: F(2×2, 3×3) (16 products per 4 outputs; float32 error as direct convolution)
 // and F(4×4, 3×3) (36 per 16: 44% fewer multiplies, ~10× the rounding error of F(2×2)).
 #include "kernels.h"
-#include <omp.h>
+#include "../parallel.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,11 +174,22 @@ INLINE plane_buffers plane_scratch(const algorithm *alg, int64_t tiles, int64_t 
 // U[α²][o][c] from w[o][c][3][3], in blocks of (o, c) pairs: each tap gathered into an array,
 // G g Gᵀ applied across the block, each of the α² results stored as a contiguous run.
 enum { PAIR_BLOCK = 64 };
-INLINE void transform_weights_impl(const algorithm *alg, const float *w, int o, int c, float *u) {
-    const int64_t plane = (int64_t)o * c, stride = matrix_stride(o, c);
+
+// The weight and filter-gradient transforms run over blocks of (o, c) pairs in parallel.
+typedef struct {
+    const algorithm *alg;
+    const float *in;
+    float *out;
+    int o, c;
+} pair_blocks;
+
+INLINE void transform_weight_blocks_impl(const algorithm *alg, const pair_blocks *r, int64_t begin, int64_t end) {
+    const float *w = r->in;
+    float *u = r->out;
+    const int64_t plane = (int64_t)r->o * r->c, stride = matrix_stride(r->o, r->c);
     const int a = alg->a;
-    #pragma omp parallel for schedule(static)
-    for (int64_t first = 0; first < plane; first += PAIR_BLOCK) {
+    for (int64_t block = begin; block < end; block++) {
+        const int64_t first = block * PAIR_BLOCK;
         const int n = plane - first < PAIR_BLOCK ? (int)(plane - first) : PAIR_BLOCK;
         float taps[9][PAIR_BLOCK], mid[18][PAIR_BLOCK];
         float *tap[9], *mids[18], *out[36];
@@ -259,11 +270,13 @@ INLINE void transform_gradient_impl(const algorithm *alg, const kn_conv2d_desc *
 }
 
 // dw[o][c] = Gᵀ M[·][o][c] G from the summed products M[α²][o][c], in blocks of pairs.
-INLINE void transform_filter_gradient_impl(const algorithm *alg, const float *mm, int o, int c, float *dw) {
-    const int64_t plane = (int64_t)o * c, stride = matrix_stride(o, c);
+INLINE void transform_filter_gradient_blocks_impl(const algorithm *alg, const pair_blocks *r, int64_t begin, int64_t end) {
+    const float *mm = r->in;
+    float *dw = r->out;
+    const int64_t plane = (int64_t)r->o * r->c, stride = matrix_stride(r->o, r->c);
     const int a = alg->a;
-    #pragma omp parallel for schedule(static)
-    for (int64_t first = 0; first < plane; first += PAIR_BLOCK) {
+    for (int64_t block = begin; block < end; block++) {
+        const int64_t first = block * PAIR_BLOCK;
         const int n = plane - first < PAIR_BLOCK ? (int)(plane - first) : PAIR_BLOCK;
         float mid[18][PAIR_BLOCK], taps[9][PAIR_BLOCK];
         const float *in[36];
@@ -281,16 +294,39 @@ INLINE void transform_filter_gradient_impl(const algorithm *alg, const float *mm
 #define specialise(name, params, args) \
     static void name params { if (alg->m == 4) name##_impl(&f4, args); else name##_impl(&f2, args); }
 #define A(...) __VA_ARGS__
-specialise(transform_weights, (const algorithm *alg, const float *w, int o, int c, float *u), A(w, o, c, u))
+specialise(transform_weight_blocks, (const algorithm *alg, const pair_blocks *r, int64_t begin, int64_t end), A(r, begin, end))
 specialise(transform_input, (const algorithm *alg, const kn_conv2d_desc *d, const float *x, int count, int th, int tw, float *v),
            A(d, x, count, th, tw, v))
 specialise(transform_output, (const algorithm *alg, const kn_conv2d_desc *d, const float *mm, const float *bias, int count,
                               int th, int tw, float *y), A(d, mm, bias, count, th, tw, y))
 specialise(transform_gradient, (const algorithm *alg, const kn_conv2d_desc *d, const float *dy, int count, int th, int tw, float *g),
            A(d, dy, count, th, tw, g))
-specialise(transform_filter_gradient, (const algorithm *alg, const float *mm, int o, int c, float *dw), A(mm, o, c, dw))
+specialise(transform_filter_gradient_blocks, (const algorithm *alg, const pair_blocks *r, int64_t begin, int64_t end),
+           A(r, begin, end))
 #undef A
 #undef specialise
+
+static void weight_blocks_task(void *context, int64_t begin, int64_t end) {
+    const pair_blocks *r = context;
+    transform_weight_blocks(r->alg, r, begin, end);
+}
+
+static void filter_gradient_blocks_task(void *context, int64_t begin, int64_t end) {
+    const pair_blocks *r = context;
+    transform_filter_gradient_blocks(r->alg, r, begin, end);
+}
+
+static int64_t pair_block_count(int o, int c) { return ((int64_t)o * c + PAIR_BLOCK - 1) / PAIR_BLOCK; }
+
+static void transform_weights(const algorithm *alg, const float *w, int o, int c, float *u) {
+    pair_blocks r = {alg, w, u, o, c};
+    kn_parallel_for(pair_block_count(o, c), KN_GRAIN_ROWS, weight_blocks_task, &r);
+}
+
+static void transform_filter_gradient(const algorithm *alg, const float *mm, int o, int c, float *dw) {
+    pair_blocks r = {alg, mm, dw, o, c};
+    kn_parallel_for(pair_block_count(o, c), KN_GRAIN_ROWS, filter_gradient_blocks_task, &r);
+}
 
 // ---- drivers -----------------------------------------------------------------------------------
 
@@ -306,34 +342,79 @@ static int tile_chunk(const kn_conv2d_desc *d, int tiles_per_image, int threads)
     return chunk < 1 ? 1 : chunk;
 }
 
+// One Winograd convolution (or filter gradient) over chunks of images.
+typedef struct {
+    const algorithm *alg;
+    const kn_conv2d_desc *d;
+    const float *x, *u, *bias, *dy;
+    float *y, *accumulators;  // accumulators: one [α²][o][c] block per worker (filter gradient)
+    void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *);
+    const void *context;
+    int chunk, chunks, th, tw;
+} winograd_chunks;
+
+static void winograd_forward_chunks(void *context, int worker, int workers) {
+    const winograd_chunks *r = context;
+    const algorithm *alg = r->alg;
+    const kn_conv2d_desc *d = r->d;
+    const int a2n = alg->a * alg->a, th = r->th, tw = r->tw;
+    const int64_t weights = matrix_stride(d->o, d->c), xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
+    int64_t begin, end;
+    kn_share(r->chunks, worker, workers, &begin, &end);
+    if (begin >= end) return;
+    const int64_t max_tiles = (int64_t)r->chunk * th * tw;
+    float *v = kn_scratch(KN_SCRATCH_COLUMNS, a2n * matrix_stride(d->c, max_tiles));
+    float *m = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, max_tiles));
+    if (!v || !m) return;
+    for (int ci = (int)begin; ci < end; ci++) {
+        const int first = ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
+        const int64_t tiles = (int64_t)count * th * tw;
+        transform_input(alg, d, r->x + first * xs, count, th, tw, v);
+        for (int k = 0; k < a2n; k++)
+            kn_sgemm(0, 0, d->o, (int)tiles, d->c, 1.0f, r->u + k * weights, d->c,
+                     v + k * matrix_stride(d->c, tiles), (int)tiles, 0.0f, m + k * matrix_stride(d->o, tiles), (int)tiles);
+        transform_output(alg, d, m, r->bias, count, th, tw, r->y + first * ys);
+        if (r->epilogue) for (int j = first; j < first + count; j++) r->epilogue(d, r->context, j, r->y + j * ys);
+    }
+}
+
 void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y, int tile,
                         void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *), const void *context) {
     const algorithm *alg = pick(tile);
     const int a2n = alg->a * alg->a, threads = kn_threads();
     const int th = (d->oh + alg->m - 1) / alg->m, tw = (d->ow + alg->m - 1) / alg->m;
     const int chunk = tile_chunk(d, th * tw, threads), chunks = (d->n + chunk - 1) / chunk;
-    const int64_t weights = matrix_stride(d->o, d->c);
-    float *u = kn_scratch(KN_SCRATCH_WEIGHTS, a2n * weights);
+    float *u = kn_scratch(KN_SCRATCH_WEIGHTS, a2n * matrix_stride(d->o, d->c));
     if (!u) return;
     transform_weights(alg, w, d->o, d->c, u);
-    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
-    #pragma omp parallel num_threads(chunks >= threads ? threads : 1)
-    {
-        const int64_t max_tiles = (int64_t)chunk * th * tw;
-        float *v = kn_scratch(KN_SCRATCH_COLUMNS, a2n * matrix_stride(d->c, max_tiles));
-        float *m = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, max_tiles));
-        #pragma omp for schedule(static)
-        for (int ci = 0; ci < chunks; ci++) {
-            if (!v || !m) continue;
-            const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
-            const int64_t tiles = (int64_t)count * th * tw;
-            transform_input(alg, d, x + first * xs, count, th, tw, v);
-            for (int k = 0; k < a2n; k++)
-                kn_sgemm(0, 0, d->o, (int)tiles, d->c, 1.0f, u + k * weights, d->c,
-                         v + k * matrix_stride(d->c, tiles), (int)tiles, 0.0f, m + k * matrix_stride(d->o, tiles), (int)tiles);
-            transform_output(alg, d, m, bias, count, th, tw, y + first * ys);
-            if (epilogue) for (int j = first; j < first + count; j++) epilogue(d, context, j, y + j * ys);
-        }
+    winograd_chunks r = {.alg = alg, .d = d, .x = x, .u = u, .bias = bias, .y = y, .epilogue = epilogue, .context = context,
+                         .chunk = chunk, .chunks = chunks, .th = th, .tw = tw};
+    kn_parallel(chunks >= threads ? threads : 1, winograd_forward_chunks, &r);
+}
+
+static void winograd_filter_chunks(void *context, int worker, int workers) {
+    const winograd_chunks *r = context;
+    const algorithm *alg = r->alg;
+    const kn_conv2d_desc *d = r->d;
+    const int a2n = alg->a * alg->a, th = r->th, tw = r->tw;
+    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow, products = matrix_stride(d->o, d->c);
+    float *acc = r->accumulators + worker * a2n * products;
+    memset(acc, 0, sizeof(float) * a2n * products);
+    int64_t begin, end;
+    kn_share(r->chunks, worker, workers, &begin, &end);
+    if (begin >= end) return;
+    const int64_t max_tiles = (int64_t)r->chunk * th * tw;
+    float *v = kn_scratch(KN_SCRATCH_COLUMNS, a2n * matrix_stride(d->c, max_tiles));
+    float *g = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, max_tiles));
+    if (!v || !g) return;
+    for (int ci = (int)begin; ci < end; ci++) {
+        const int first = ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
+        const int64_t tiles = (int64_t)count * th * tw;
+        transform_input(alg, d, r->x + first * xs, count, th, tw, v);
+        transform_gradient(alg, d, r->dy + first * ys, count, th, tw, g);
+        for (int k = 0; k < a2n; k++)
+            kn_sgemm(0, 1, d->o, d->c, (int)tiles, 1.0f, g + k * matrix_stride(d->o, tiles), (int)tiles,
+                     v + k * matrix_stride(d->c, tiles), (int)tiles, 1.0f, acc + k * products, d->c);
     }
 }
 
@@ -343,30 +424,17 @@ void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x,
     const int th = (d->oh + alg->m - 1) / alg->m, tw = (d->ow + alg->m - 1) / alg->m;
     const int chunk = tile_chunk(d, th * tw, threads), chunks = (d->n + chunk - 1) / chunk;
     const int workers = chunks >= threads ? threads : 1;
-    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow, products = matrix_stride(d->o, d->c);
-    float *accumulators[workers];
-    #pragma omp parallel num_threads(workers)
-    {
-        const int64_t max_tiles = (int64_t)chunk * th * tw;
-        float *v = kn_scratch(KN_SCRATCH_COLUMNS, a2n * matrix_stride(d->c, max_tiles));
-        float *g = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, max_tiles));
-        float *acc = kn_scratch(KN_SCRATCH_ACCUMULATOR, a2n * products);
-        accumulators[omp_get_thread_num()] = acc;
-        if (acc) memset(acc, 0, sizeof(float) * a2n * products);
-        #pragma omp for schedule(static)
-        for (int ci = 0; ci < chunks; ci++) {
-            if (!v || !g || !acc) continue;
-            const int first = ci * chunk, count = first + chunk > d->n ? d->n - first : chunk;
-            const int64_t tiles = (int64_t)count * th * tw;
-            transform_input(alg, d, x + first * xs, count, th, tw, v);
-            transform_gradient(alg, d, dy + first * ys, count, th, tw, g);
-            for (int k = 0; k < a2n; k++)
-                kn_sgemm(0, 1, d->o, d->c, (int)tiles, 1.0f, g + k * matrix_stride(d->o, tiles), (int)tiles,
-                         v + k * matrix_stride(d->c, tiles), (int)tiles, 1.0f, acc + k * products, d->c);
-        }
+    const int64_t products = matrix_stride(d->o, d->c);
+    // The workers' accumulators live in the calling thread's scratch, so they stay distinct
+    // however the workers are scheduled; summed in worker order.
+    float *accumulators = kn_scratch(KN_SCRATCH_ACCUMULATOR, workers * a2n * products);
+    if (!accumulators) return;
+    winograd_chunks r = {.alg = alg, .d = d, .x = x, .dy = dy, .accumulators = accumulators, .chunk = chunk, .chunks = chunks,
+                         .th = th, .tw = tw};
+    kn_parallel(workers, winograd_filter_chunks, &r);
+    for (int t = 1; t < workers; t++) {
+        const float *p = accumulators + t * a2n * products;
+        for (int64_t i = 0; i < a2n * products; i++) accumulators[i] += p[i];
     }
-    for (int t = 0; t < workers; t++) if (!accumulators[t]) return;
-    for (int t = 1; t < workers; t++)
-        for (int64_t i = 0; i < a2n * products; i++) accumulators[0][i] += accumulators[t][i];
-    transform_filter_gradient(alg, accumulators[0], d->o, d->c, dw);
+    transform_filter_gradient(alg, accumulators, d->o, d->c, dw);
 }

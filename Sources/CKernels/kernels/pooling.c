@@ -2,6 +2,7 @@
 #include "kernels.h"
 #include <float.h>
 #include <string.h>
+#include "../parallel.h"
 
 int kn_pool2d_geometry(kn_pool2d_desc *d) {
     if (d->kh < 1 || d->kw < 1 || d->sh < 1 || d->sw < 1) return -1;
@@ -31,23 +32,27 @@ float kn_window_max(const kn_pool2d_desc *d, const float *xp, int oy, int ox, in
     return best;
 }
 
-void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y) {
-    const int planes = d->n * d->c;
-    // Output rows/columns whose window lies wholly inside the input take the branch-free path.
-    const int oy0 = (d->ph + d->sh - 1) / d->sh, ox0 = (d->pw + d->sw - 1) / d->sw;
-    int oy1 = (d->h - d->kh + d->ph) / d->sh + 1, ox1 = (d->w - d->kw + d->pw) / d->sw + 1;
-    if (oy1 > d->oh) oy1 = d->oh;
-    if (ox1 > d->ow) ox1 = d->ow;
-    #pragma omp parallel for schedule(static)
-    for (int p = 0; p < planes; p++) {
-        const float *xp = x + (int64_t)p * d->h * d->w;
-        float *yp = y + (int64_t)p * d->oh * d->ow;
+// The loops of a pooling kernel over planes (n·c of them), with what the plane bodies need.
+typedef struct {
+    const kn_pool2d_desc *d;
+    const float *x;
+    float *y;
+    int count_include_pad;
+    int oy0, ox0, oy1, ox1;  // max pool: the output window wholly inside the input
+} pool_planes;
+
+static void maxpool_planes(void *context, int64_t begin, int64_t end) {
+    const pool_planes *r = context;
+    const kn_pool2d_desc *d = r->d;
+    for (int64_t p = begin; p < end; p++) {
+        const float *xp = r->x + p * d->h * d->w;
+        float *yp = r->y + p * d->oh * d->ow;
         for (int oy = 0; oy < d->oh; oy++) {
-            const int inside_row = oy >= oy0 && oy < oy1;
+            const int inside_row = oy >= r->oy0 && oy < r->oy1;
             for (int ox = 0; ox < d->ow; ox++) {
                 int32_t where;
                 float best;
-                if (inside_row && ox >= ox0 && ox < ox1) {
+                if (inside_row && ox >= r->ox0 && ox < r->ox1) {
                     const float *wp = xp + (oy * d->sh - d->ph) * d->w + (ox * d->sw - d->pw);
                     best = wp[0];
                     for (int i = 0; i < d->kh; i++)
@@ -64,10 +69,22 @@ void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y) {
     }
 }
 
-void kn_avgpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int count_include_pad) {
-    const int planes = d->n * d->c;
-    #pragma omp parallel for schedule(static)
-    for (int p = 0; p < planes; p++) {
+void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y) {
+    // Output rows/columns whose window lies wholly inside the input take the branch-free path.
+    pool_planes r = {d, x, y, 0, (d->ph + d->sh - 1) / d->sh, (d->pw + d->sw - 1) / d->sw,
+                     (d->h - d->kh + d->ph) / d->sh + 1, (d->w - d->kw + d->pw) / d->sw + 1};
+    if (r.oy1 > d->oh) r.oy1 = d->oh;
+    if (r.ox1 > d->ow) r.ox1 = d->ow;
+    kn_parallel_for((int64_t)d->n * d->c, KN_GRAIN_ROWS, maxpool_planes, &r);
+}
+
+static void avgpool_planes(void *context, int64_t begin, int64_t end) {
+    const pool_planes *r = context;
+    const kn_pool2d_desc *d = r->d;
+    const float *x = r->x;
+    float *y = r->y;
+    const int count_include_pad = r->count_include_pad;
+    for (int64_t p = begin; p < end; p++) {
         const float *xp = x + (int64_t)p * d->h * d->w;
         float *yp = y + (int64_t)p * d->oh * d->ow;
         for (int oy = 0; oy < d->oh; oy++)
@@ -96,23 +113,39 @@ void kn_avgpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int
     }
 }
 
-void kn_global_avgpool_forward(const float *x, float *y, int n, int c, int hw) {
-    const int planes = n * c;
-    #pragma omp parallel for schedule(static)
-    for (int p = 0; p < planes; p++) {
-        const float *xp = x + (int64_t)p * hw;
+void kn_avgpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y, int count_include_pad) {
+    pool_planes r = {d, x, y, count_include_pad};
+    kn_parallel_for((int64_t)d->n * d->c, KN_GRAIN_ROWS, avgpool_planes, &r);
+}
+
+typedef struct {
+    const float *x;
+    float *y;
+    int h, w, pt, pl, pb, pr;
+} plane_args;
+
+static void global_avgpool_planes(void *context, int64_t begin, int64_t end) {
+    const plane_args *r = context;
+    const int hw = r->h;
+    for (int64_t p = begin; p < end; p++) {
+        const float *xp = r->x + p * hw;
         double acc = 0.0;
         for (int i = 0; i < hw; i++) acc += xp[i];
-        y[p] = (float)(acc / hw);
+        r->y[p] = (float)(acc / hw);
     }
 }
 
-void kn_zero_pad2d(const float *x, float *y, int n, int c, int h, int w, int pt, int pl, int pb, int pr) {
-    const int oh = h + pt + pb, ow = w + pl + pr, planes = n * c;
-    #pragma omp parallel for schedule(static)
-    for (int p = 0; p < planes; p++) {
-        const float *xp = x + (int64_t)p * h * w;
-        float *yp = y + (int64_t)p * oh * ow;
+void kn_global_avgpool_forward(const float *x, float *y, int n, int c, int hw) {
+    plane_args r = {x, y, hw};
+    kn_parallel_for((int64_t)n * c, KN_GRAIN_ROWS, global_avgpool_planes, &r);
+}
+
+static void zero_pad_planes(void *context, int64_t begin, int64_t end) {
+    const plane_args *r = context;
+    const int h = r->h, w = r->w, pt = r->pt, pl = r->pl, oh = h + pt + r->pb, ow = w + pl + r->pr;
+    for (int64_t p = begin; p < end; p++) {
+        const float *xp = r->x + p * h * w;
+        float *yp = r->y + p * oh * ow;
         memset(yp, 0, sizeof(float) * oh * ow);
         for (int iy = 0; iy < h; iy++) {
             int oy = iy + pt;
@@ -123,4 +156,9 @@ void kn_zero_pad2d(const float *x, float *y, int n, int c, int h, int w, int pt,
             }
         }
     }
+}
+
+void kn_zero_pad2d(const float *x, float *y, int n, int c, int h, int w, int pt, int pl, int pb, int pr) {
+    plane_args r = {x, y, h, w, pt, pl, pb, pr};
+    kn_parallel_for((int64_t)n * c, KN_GRAIN_ROWS, zero_pad_planes, &r);
 }

@@ -1,0 +1,15 @@
+// Every kernel source, in one translation unit per instruction set (see isa_portable.c). Their
+// file-scope names are distinct across files for this reason.
+#include "kernels.h"
+#include "backward.c"
+#include "batchnorm.c"
+#include "conv.c"
+#include "conv_backward.c"
+#include "dense.c"
+#include "depthwise.c"
+#include "elementwise.c"
+#include "fused.c"
+#include "gemm.c"
+#include "optim.c"
+#include "pooling.c"
+#include "winograd.c"

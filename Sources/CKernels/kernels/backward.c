@@ -1,0 +1,244 @@
+// Backward kernels of the non-convolution ops.
+#include "kernels.h"
+#include "channel_stats.h"
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+#include "../parallel.h"
+
+// ---- batch normalisation -------------------------------------------------------------------
+
+typedef struct {
+    const float *x, *dy, *gamma, *var;
+    float *out;
+    float eps;
+    int n, c, hw;
+} bn_backward_args;
+
+static void bn_backward_reduce_channels(void *context, int64_t begin, int64_t end) {
+    const bn_backward_args *r = context;
+    const int n = r->n, c = r->c, hw = r->hw;
+    const int64_t count = (int64_t)n * hw;
+    for (int ch = (int)begin; ch < end; ch++) {
+        const double mean = channel_mean(r->x, n, c, hw, ch);
+        double sq = 0.0, sum_dy = 0.0, sum_dy_xc = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *xp = r->x + ((int64_t)i * c + ch) * hw;
+            const float *g = r->dy + ((int64_t)i * c + ch) * hw;
+            for (int p = 0; p < hw; p++) {
+                double xc = xp[p] - mean;
+                sq += xc * xc;
+                sum_dy += g[p];
+                sum_dy_xc += g[p] * xc;
+            }
+        }
+        const double invstd = 1.0 / sqrt(sq / (double)count + r->eps);
+        r->out[ch] = (float)sum_dy;                      // = d beta
+        r->out[c + ch] = (float)(sum_dy_xc * invstd);    // = d gamma = sum dy * xhat
+        r->out[2 * c + ch] = (float)mean;
+        r->out[3 * c + ch] = (float)invstd;
+    }
+}
+
+void kn_batchnorm_backward_reduce(const float *x, const float *dy, float eps, int n, int c, int hw, float *out) {
+    bn_backward_args r = {.x = x, .dy = dy, .out = out, .eps = eps, .n = n, .c = c, .hw = hw};
+    kn_parallel_for(c, KN_GRAIN_ROWS, bn_backward_reduce_channels, &r);
+}
+
+void kn_batchnorm_backward_input(const float *x, const float *dy, const float *gamma, const float *reduced,
+                                 int n, int c, int hw, float *dx) {
+    kn_fused_bn_backward_input(x, NULL, dy, KN_ACT_NONE, gamma, reduced, n, c, hw, dx);  // no activation to mask
+}
+
+static void bn_frozen_backward_planes(void *context, int64_t begin, int64_t end) {
+    const bn_backward_args *r = context;
+    for (int64_t plane = begin; plane < end; plane++) {
+        const int ch = (int)(plane % r->c);
+        const float s = r->gamma[ch] / sqrtf(r->var[ch] + r->eps);
+        const float *g = r->dy + plane * r->hw;
+        float *o = r->out + plane * r->hw;
+        for (int p = 0; p < r->hw; p++) o[p] = g[p] * s;
+    }
+}
+
+void kn_batchnorm_frozen_backward(const float *dy, const float *gamma, const float *var, float eps,
+                                  int n, int c, int hw, float *dx) {
+    bn_backward_args r = {.dy = dy, .gamma = gamma, .var = var, .out = dx, .eps = eps, .n = n, .c = c, .hw = hw};
+    kn_parallel_for((int64_t)n * c, KN_GRAIN_ROWS, bn_frozen_backward_planes, &r);
+}
+
+// ---- activations ---------------------------------------------------------------------------
+
+typedef struct {
+    const float *y, *dy;
+    float *dx;
+} mask_args;
+
+static void relu_backward_range(void *context, int64_t begin, int64_t end) {
+    const mask_args *r = context;
+    for (int64_t i = begin; i < end; i++) r->dx[i] = r->y[i] > 0.0f ? r->dy[i] : 0.0f;
+}
+
+static void relu6_backward_range(void *context, int64_t begin, int64_t end) {
+    const mask_args *r = context;
+    for (int64_t i = begin; i < end; i++) r->dx[i] = (r->y[i] > 0.0f && r->y[i] < 6.0f) ? r->dy[i] : 0.0f;
+}
+
+void kn_relu_backward(const float *y, const float *dy, float *dx, int64_t count) {
+    mask_args r = {y, dy, dx};
+    kn_parallel_for(count, KN_GRAIN_ELEMENTS, relu_backward_range, &r);
+}
+
+void kn_relu6_backward(const float *y, const float *dy, float *dx, int64_t count) {
+    mask_args r = {y, dy, dx};
+    kn_parallel_for(count, KN_GRAIN_ELEMENTS, relu6_backward_range, &r);
+}
+
+// ---- pooling -------------------------------------------------------------------------------
+
+typedef struct {
+    const kn_pool2d_desc *d;
+    const float *x, *dy;
+    float *dx;
+    int count_include_pad;
+    int oy0, ox0, oy1, ox1;  // max pool: the output windows wholly inside the input
+    int n, c, h, w, pt, pl, pb, pr;
+} pool_backward_args;
+
+static void maxpool_backward_planes(void *context, int64_t begin, int64_t end) {
+    const pool_backward_args *r = context;
+    const kn_pool2d_desc *d = r->d;
+    const float *x = r->x, *dy = r->dy;
+    float *dx = r->dx;
+    const int oy0 = r->oy0, ox0 = r->ox0, oy1 = r->oy1, ox1 = r->ox1;
+    for (int64_t p = begin; p < end; p++) {
+        const float *xp = x + (int64_t)p * d->h * d->w;
+        const float *g = dy + (int64_t)p * d->oh * d->ow;
+        float *o = dx + (int64_t)p * d->h * d->w;
+        memset(o, 0, sizeof(float) * d->h * d->w);
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++) {
+                // The same window scan as the forward pass: first maximum wins (PyTorch's rule).
+                int32_t where;
+                if (oy >= oy0 && oy < oy1 && ox >= ox0 && ox < ox1) {
+                    const int32_t corner = (oy * d->sh - d->ph) * d->w + (ox * d->sw - d->pw);
+                    float best = xp[corner];
+                    where = corner;
+                    for (int i = 0; i < d->kh; i++)
+                        for (int j = 0; j < d->kw; j++) {
+                            const int32_t at = corner + i * d->w + j;
+                            const float v = xp[at];
+                            const int take = (v > best) | (v != v);  // as kn_window_max; branch-free
+                            where = take ? at : where;
+                            best = take ? v : best;
+                        }
+                } else {
+                    kn_window_max(d, xp, oy, ox, &where);
+                }
+                if (where >= 0) o[where] += g[oy * d->ow + ox];
+            }
+    }
+}
+
+void kn_maxpool2d_backward(const kn_pool2d_desc *d, const float *x, const float *dy, float *dx) {
+    // Windows wholly inside the input (all but the edges) are scanned inline, without bounds checks.
+    pool_backward_args r = {.d = d, .x = x, .dy = dy, .dx = dx, .oy0 = (d->ph + d->sh - 1) / d->sh,
+                            .ox0 = (d->pw + d->sw - 1) / d->sw, .oy1 = (d->h - d->kh + d->ph) / d->sh + 1,
+                            .ox1 = (d->w - d->kw + d->pw) / d->sw + 1};
+    if (r.oy1 > d->oh) r.oy1 = d->oh;
+    if (r.ox1 > d->ow) r.ox1 = d->ow;
+    kn_parallel_for((int64_t)d->n * d->c, KN_GRAIN_ROWS, maxpool_backward_planes, &r);
+}
+
+static void avgpool_backward_planes(void *context, int64_t begin, int64_t end) {
+    const pool_backward_args *r = context;
+    const kn_pool2d_desc *d = r->d;
+    const float *dy = r->dy;
+    float *dx = r->dx;
+    const int count_include_pad = r->count_include_pad;
+    for (int64_t p = begin; p < end; p++) {
+        const float *g = dy + (int64_t)p * d->oh * d->ow;
+        float *o = dx + (int64_t)p * d->h * d->w;
+        memset(o, 0, sizeof(float) * d->h * d->w);
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++) {
+                int y0 = oy * d->sh - d->ph, x0 = ox * d->sw - d->pw;
+                int y1 = y0 + d->kh, x1 = x0 + d->kw;
+                int py1 = y1 > d->h + d->ph ? d->h + d->ph : y1, px1 = x1 > d->w + d->pw ? d->w + d->pw : x1;
+                int inside = 0;
+                for (int iy = y0; iy < y1; iy++)
+                    for (int ix = x0; ix < x1; ix++)
+                        if (iy >= 0 && iy < d->h && ix >= 0 && ix < d->w) inside++;
+                int divisor = count_include_pad ? (py1 - y0) * (px1 - x0) : inside;
+                if (divisor <= 0) continue;
+                float share = g[oy * d->ow + ox] / (float)divisor;
+                for (int iy = y0; iy < y1; iy++)
+                    for (int ix = x0; ix < x1; ix++)
+                        if (iy >= 0 && iy < d->h && ix >= 0 && ix < d->w) o[iy * d->w + ix] += share;
+            }
+    }
+}
+
+void kn_avgpool2d_backward(const kn_pool2d_desc *d, const float *dy, float *dx, int count_include_pad) {
+    pool_backward_args r = {.d = d, .dy = dy, .dx = dx, .count_include_pad = count_include_pad};
+    kn_parallel_for((int64_t)d->n * d->c, KN_GRAIN_ROWS, avgpool_backward_planes, &r);
+}
+
+static void global_avgpool_backward_planes(void *context, int64_t begin, int64_t end) {
+    const pool_backward_args *r = context;
+    for (int64_t p = begin; p < end; p++) {
+        const float v = r->dy[p] / (float)r->h;
+        float *o = r->dx + p * r->h;
+        for (int i = 0; i < r->h; i++) o[i] = v;
+    }
+}
+
+void kn_global_avgpool_backward(const float *dy, float *dx, int n, int c, int hw) {
+    pool_backward_args r = {.dy = dy, .dx = dx, .h = hw};
+    kn_parallel_for((int64_t)n * c, KN_GRAIN_ROWS, global_avgpool_backward_planes, &r);
+}
+
+static void zero_pad_backward_planes(void *context, int64_t begin, int64_t end) {
+    const pool_backward_args *r = context;
+    const int h = r->h, w = r->w, oh = h + r->pt + r->pb, ow = w + r->pl + r->pr;
+    for (int64_t p = begin; p < end; p++)
+        for (int iy = 0; iy < h; iy++)
+            memcpy(r->dx + (p * h + iy) * w, r->dy + (p * oh + iy + r->pt) * ow + r->pl, sizeof(float) * w);
+}
+
+void kn_zero_pad2d_backward(const float *dy, float *dx, int n, int c, int h, int w, int pt, int pl, int pb, int pr) {
+    pool_backward_args r = {.dy = dy, .dx = dx, .h = h, .w = w, .pt = pt, .pl = pl, .pb = pb, .pr = pr};
+    kn_parallel_for((int64_t)n * c, KN_GRAIN_ROWS, zero_pad_backward_planes, &r);
+}
+
+// ---- dense and loss ------------------------------------------------------------------------
+
+void kn_linear_backward_data(const float *dy, const float *w, float *dx, int n, int in, int out) {
+    kn_sgemm(0, 0, n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+}
+
+void kn_linear_backward_weight(const float *x, const float *dy, float *dw, int n, int in, int out) {
+    kn_sgemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
+}
+
+void kn_cross_entropy_backward(const float *logits, const int64_t *labels, float dloss, int n, int k, float *dlogits) {
+    kn_softmax(logits, dlogits, n, k);
+    const float scale = dloss / (float)n;
+    for (int i = 0; i < n; i++) {
+        float *row = dlogits + (int64_t)i * k;
+        if (labels[i] >= 0 && labels[i] < k) row[labels[i]] -= 1.0f;
+        for (int j = 0; j < k; j++) row[j] *= scale;
+    }
+}
+
+void kn_softmax_backward(const float *y, const float *dy, float *dx, int n, int k, int log_softmax) {
+    for (int i = 0; i < n; i++) {
+        const float *yr = y + (int64_t)i * k, *g = dy + (int64_t)i * k;
+        float *o = dx + (int64_t)i * k;
+        double dot = 0.0;
+        for (int j = 0; j < k; j++) dot += log_softmax ? g[j] : (double)g[j] * yr[j];
+        for (int j = 0; j < k; j++)
+            o[j] = log_softmax ? (float)(g[j] - exp(yr[j]) * dot) : (float)(yr[j] * (g[j] - dot));
+    }
+}

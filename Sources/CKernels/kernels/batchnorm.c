@@ -1,0 +1,66 @@
+// Batch normalisation forward, inference (running stats) and training (batch stats).
+#include "kernels.h"
+#include "channel_stats.h"
+#include <math.h>
+#include "../parallel.h"
+
+typedef struct {
+    const float *x, *gamma, *beta, *mean, *var;
+    float *y, *running_mean, *running_var;
+    float eps, momentum;
+    int n, c, hw;
+} bn_args;
+
+static void inference_planes(void *context, int64_t begin, int64_t end) {
+    const bn_args *r = context;
+    for (int64_t plane = begin; plane < end; plane++) {
+        const int ch = (int)(plane % r->c);
+        const float invstd = 1.0f / sqrtf(r->var[ch] + r->eps);
+        const float scale = r->gamma[ch] * invstd, shift = r->beta[ch] - r->mean[ch] * scale;
+        const float *xp = r->x + plane * r->hw;
+        float *yp = r->y + plane * r->hw;
+        for (int p = 0; p < r->hw; p++) yp[p] = xp[p] * scale + shift;
+    }
+}
+
+void kn_batchnorm_inference(const float *x, float *y, const float *gamma, const float *beta,
+                            const float *mean, const float *var, float eps, int n, int c, int hw) {
+    bn_args r = {.x = x, .gamma = gamma, .beta = beta, .mean = mean, .var = var, .y = y, .eps = eps, .n = n, .c = c, .hw = hw};
+    kn_parallel_for((int64_t)n * c, KN_GRAIN_ROWS, inference_planes, &r);
+}
+
+static void training_channels(void *context, int64_t begin, int64_t end) {
+    const bn_args *r = context;
+    const int n = r->n, c = r->c, hw = r->hw;
+    const int64_t count = (int64_t)n * hw;
+    for (int ch = (int)begin; ch < end; ch++) {
+        // Two passes in double: the mean first, then the centred sum of squares (no cancellation).
+        const double mean = channel_mean(r->x, n, c, hw, ch);
+        double sq = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *xp = r->x + ((int64_t)i * c + ch) * hw;
+            for (int p = 0; p < hw; p++) { double dv = xp[p] - mean; sq += dv * dv; }
+        }
+        const double var = sq / (double)count;
+        const float invstd = (float)(1.0 / sqrt(var + r->eps));
+        const float scale = r->gamma[ch] * invstd, shift = r->beta[ch] - (float)mean * scale;
+        for (int i = 0; i < n; i++) {
+            const float *xp = r->x + ((int64_t)i * c + ch) * hw;
+            float *yp = r->y + ((int64_t)i * c + ch) * hw;
+            for (int p = 0; p < hw; p++) yp[p] = xp[p] * scale + shift;
+        }
+        if (r->running_mean && r->running_var) {
+            const double unbiased = count > 1 ? sq / (double)(count - 1) : var;
+            r->running_mean[ch] = (float)((1.0 - r->momentum) * r->running_mean[ch] + r->momentum * mean);
+            r->running_var[ch] = (float)((1.0 - r->momentum) * r->running_var[ch] + r->momentum * unbiased);
+        }
+    }
+}
+
+void kn_batchnorm_training(const float *x, float *y, const float *gamma, const float *beta,
+                           float *running_mean, float *running_var, float momentum, float eps,
+                           int n, int c, int hw) {
+    bn_args r = {.x = x, .gamma = gamma, .beta = beta, .y = y, .running_mean = running_mean, .running_var = running_var,
+                 .eps = eps, .momentum = momentum, .n = n, .c = c, .hw = hw};
+    kn_parallel_for(c, KN_GRAIN_ROWS, training_channels, &r);
+}

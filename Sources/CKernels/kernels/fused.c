@@ -1,0 +1,213 @@
+// Kernels of the fused conv + BN (+ residual) (+ activation) steps.
+#include "kernels.h"
+#include <math.h>
+#include <stddef.h>
+#include "../parallel.h"
+
+// What the per-channel loops below need; each kernel fills the fields it uses.
+typedef struct {
+    const float *w, *bias, *gamma, *beta, *mean, *var, *z, *y_mask, *dy, *residual, *reduced;
+    const double *stats;
+    float *w_out, *b_out, *y, *running_mean, *running_var, *out;
+    float eps, momentum;
+    int64_t per_output;
+    int activation, n, c, hw;
+} channel_args;
+
+static void fold_channels(void *context, int64_t begin, int64_t end) {
+    const channel_args *r = context;
+    for (int64_t k = begin; k < end; k++) {
+        const float scale = r->gamma[k] / sqrtf(r->var[k] + r->eps);
+        for (int64_t i = 0; i < r->per_output; i++) r->w_out[k * r->per_output + i] = r->w[k * r->per_output + i] * scale;
+        r->b_out[k] = r->beta[k] + ((r->bias ? r->bias[k] : 0.0f) - r->mean[k]) * scale;
+    }
+}
+
+void kn_fold_batchnorm(const float *w, const float *bias, const float *gamma, const float *beta, const float *mean,
+                       const float *var, float eps, int o, int64_t per_output, float *w_out, float *b_out) {
+    channel_args r = {.w = w, .bias = bias, .gamma = gamma, .beta = beta, .mean = mean, .var = var, .eps = eps,
+                      .per_output = per_output, .w_out = w_out, .b_out = b_out};
+    kn_parallel_for(o, KN_GRAIN_ROWS, fold_channels, &r);
+}
+
+static inline float activate(float v, int activation) {
+    if (activation == KN_ACT_RELU) return v > 0.0f ? v : 0.0f;
+    if (activation == KN_ACT_RELU6) return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+    return v;
+}
+
+static inline float mask(const float *y, int64_t i, int activation) {
+    if (activation == KN_ACT_RELU) return y[i] > 0.0f ? 1.0f : 0.0f;
+    if (activation == KN_ACT_RELU6) return (y[i] > 0.0f && y[i] < 6.0f) ? 1.0f : 0.0f;
+    return 1.0f;
+}
+
+// The plane loops below are instantiated per activation (and residual or mask presence) with
+// the choice a constant inside, so each vectorises without testing it per element: -O2, the
+// release default, does not unswitch loops the way -O3 does.
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE void apply_plane_as(const float *restrict z, const float *restrict residual, float *restrict y, float scale, float shift,
+                           const int activation, const int has_residual, int hw) {
+    for (int p = 0; p < hw; p++) {
+        float v = z[p] * scale + shift;
+        if (has_residual) v += residual[p];
+        y[p] = activate(v, activation);
+    }
+}
+
+// y = act(z·scale + shift [+ residual]) over one plane.
+static void apply_plane(const float *z, const float *residual, float *y, float scale, float shift, int activation, int hw) {
+    if (residual) {
+        if (activation == KN_ACT_RELU) apply_plane_as(z, residual, y, scale, shift, KN_ACT_RELU, 1, hw);
+        else if (activation == KN_ACT_RELU6) apply_plane_as(z, residual, y, scale, shift, KN_ACT_RELU6, 1, hw);
+        else apply_plane_as(z, residual, y, scale, shift, KN_ACT_NONE, 1, hw);
+    } else {
+        if (activation == KN_ACT_RELU) apply_plane_as(z, NULL, y, scale, shift, KN_ACT_RELU, 0, hw);
+        else if (activation == KN_ACT_RELU6) apply_plane_as(z, NULL, y, scale, shift, KN_ACT_RELU6, 0, hw);
+        else apply_plane_as(z, NULL, y, scale, shift, KN_ACT_NONE, 0, hw);
+    }
+}
+
+static void apply_training_channels(void *context, int64_t begin, int64_t end) {
+    const channel_args *r = context;
+    const int n = r->n, c = r->c, hw = r->hw, activation = r->activation;
+    const double count = (double)n * hw, *stats = r->stats;
+    const float *z = r->z, *residual = r->residual, *gamma = r->gamma, *beta = r->beta;
+    const float eps = r->eps, momentum = r->momentum;
+    float *y = r->y, *running_mean = r->running_mean, *running_var = r->running_var;
+    for (int ch = (int)begin; ch < end; ch++) {
+        double s = 0.0, sq = 0.0;
+        for (int i = 0; i < n; i++) { s += stats[((int64_t)i * c + ch) * 2]; sq += stats[((int64_t)i * c + ch) * 2 + 1]; }
+        const double mean = s / count;
+        double var = sq / count - mean * mean;
+        if (var < 0.0) var = 0.0;
+        const float invstd = (float)(1.0 / sqrt(var + eps));
+        const float scale = gamma[ch] * invstd, shift = beta[ch] - (float)mean * scale;
+        for (int i = 0; i < n; i++) {
+            const int64_t base = ((int64_t)i * c + ch) * hw;
+            apply_plane(z + base, residual ? residual + base : NULL, y + base, scale, shift, activation, hw);
+        }
+        if (running_mean && running_var) {
+            const double unbiased = count > 1 ? var * count / (count - 1) : var;
+            running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
+            running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * unbiased);
+        }
+    }
+}
+
+void kn_batchnorm_apply_training(const float *z, float *y, const double *stats, const float *gamma, const float *beta,
+                                 float *running_mean, float *running_var, float momentum, float eps,
+                                 const float *residual, int activation, int n, int c, int hw) {
+    channel_args r = {.z = z, .y = y, .stats = stats, .gamma = gamma, .beta = beta, .running_mean = running_mean,
+                      .running_var = running_var, .momentum = momentum, .eps = eps, .residual = residual,
+                      .activation = activation, .n = n, .c = c, .hw = hw};
+    kn_parallel_for(c, KN_GRAIN_ROWS, apply_training_channels, &r);
+}
+
+// Moments over a plane in MOMENT_LANES independent double accumulators, so the loops vectorise (four
+// doubles per AVX2 register) instead of waiting on one dependent chain, with the precision of
+// double accumulation and a fixed order (bitwise reproducible).
+enum { MOMENT_LANES = 8 };
+
+void kn_moments(const float *restrict x, int64_t n, double *sum, double *sum_squares) {
+    double ls[MOMENT_LANES] = {0}, lsq[MOMENT_LANES] = {0};
+    int64_t p = 0;
+    for (; p + MOMENT_LANES <= n; p += MOMENT_LANES)
+        for (int l = 0; l < MOMENT_LANES; l++) { const double v = x[p + l]; ls[l] += v; lsq[l] += v * v; }
+    for (; p < n; p++) { const double v = x[p]; ls[0] += v; lsq[0] += v * v; }
+    double s = 0.0, sq = 0.0;
+    for (int l = 0; l < MOMENT_LANES; l++) { s += ls[l]; sq += lsq[l]; }
+    *sum = s;
+    *sum_squares = sq;
+}
+
+// Σz, Σz², Σg and Σg·z over one plane (g = dy masked by the activation of y), added to totals.
+INLINE void plane_sums_as(const float *restrict z, const float *restrict y, const float *restrict dy, const int activation,
+                          int64_t hw, double totals[4]) {
+    double lz[MOMENT_LANES] = {0}, lzz[MOMENT_LANES] = {0}, lg[MOMENT_LANES] = {0}, lgz[MOMENT_LANES] = {0};
+    int64_t p = 0;
+    for (; p + MOMENT_LANES <= hw; p += MOMENT_LANES)
+        for (int l = 0; l < MOMENT_LANES; l++) {
+            const double zv = z[p + l];
+            const double g = y ? dy[p + l] * mask(y, p + l, activation) : dy[p + l];
+            lz[l] += zv; lzz[l] += zv * zv; lg[l] += g; lgz[l] += g * zv;
+        }
+    for (; p < hw; p++) {
+        const double zv = z[p];
+        const double g = y ? dy[p] * mask(y, p, activation) : dy[p];
+        lz[0] += zv; lzz[0] += zv * zv; lg[0] += g; lgz[0] += g * zv;
+    }
+    for (int l = 0; l < MOMENT_LANES; l++) { totals[0] += lz[l]; totals[1] += lzz[l]; totals[2] += lg[l]; totals[3] += lgz[l]; }
+}
+
+static void plane_sums(const float *z, const float *y, const float *dy, int activation, int64_t hw, double totals[4]) {
+    if (y && activation == KN_ACT_RELU) plane_sums_as(z, y, dy, KN_ACT_RELU, hw, totals);
+    else if (y && activation == KN_ACT_RELU6) plane_sums_as(z, y, dy, KN_ACT_RELU6, hw, totals);
+    else plane_sums_as(z, NULL, dy, KN_ACT_NONE, hw, totals);
+}
+
+static void backward_reduce_channels(void *context, int64_t begin, int64_t end) {
+    const channel_args *r = context;
+    const int n = r->n, c = r->c, hw = r->hw, activation = r->activation;
+    const double count = (double)n * hw;
+    const float *z = r->z, *y = r->y_mask, *dy = r->dy;
+    const float eps = r->eps;
+    float *out = r->out;
+    for (int ch = (int)begin; ch < end; ch++) {
+        double totals[4] = {0.0, 0.0, 0.0, 0.0};  // Σz, Σz², Σg, Σg·z
+        for (int i = 0; i < n; i++) {
+            const int64_t base = ((int64_t)i * c + ch) * hw;
+            plane_sums(z + base, y ? y + base : NULL, dy + base, activation, hw, totals);
+        }
+        const double mean = totals[0] / count;
+        double var = totals[1] / count - mean * mean;
+        if (var < 0.0) var = 0.0;
+        const double invstd = 1.0 / sqrt(var + eps);
+        out[ch] = (float)totals[2];
+        out[c + ch] = (float)(invstd * (totals[3] - mean * totals[2]));
+        out[2 * c + ch] = (float)mean;
+        out[3 * c + ch] = (float)invstd;
+    }
+}
+
+void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *dy, int activation, float eps,
+                                 int n, int c, int hw, float *out) {
+    channel_args r = {.z = z, .y_mask = y, .dy = dy, .activation = activation, .eps = eps, .n = n, .c = c, .hw = hw, .out = out};
+    kn_parallel_for(c, KN_GRAIN_ROWS, backward_reduce_channels, &r);
+}
+
+INLINE void input_plane_as(const float *restrict z, const float *restrict y, const float *restrict dy, const int activation,
+                           float scale, double count, float sum_g, float sum_gx, float mean, float invstd, int hw, float *restrict dz) {
+    for (int p = 0; p < hw; p++) {
+        const float g = y ? dy[p] * mask(y, p, activation) : dy[p];
+        const float xhat = (z[p] - mean) * invstd;
+        dz[p] = scale * ((float)count * g - sum_g - xhat * sum_gx);
+    }
+}
+
+static void backward_input_planes(void *context, int64_t begin, int64_t end) {
+    const channel_args *r = context;
+    const int c = r->c, hw = r->hw, activation = r->activation;
+    const double count = (double)r->n * hw;
+    const float *z = r->z, *y = r->y_mask, *dy = r->dy, *gamma = r->gamma, *reduced = r->reduced;
+    float *dz = r->out;
+    for (int64_t plane = begin; plane < end; plane++) {
+        const int i = (int)(plane / c), ch = (int)(plane % c);
+        const float sum_g = reduced[ch], sum_gx = reduced[c + ch];
+        const float mean = reduced[2 * c + ch], invstd = reduced[3 * c + ch];
+        const float scale = (float)(gamma[ch] * invstd / count);
+        const int64_t base = ((int64_t)i * c + ch) * hw;
+        const float *yp = y ? y + base : NULL;
+        if (yp && activation == KN_ACT_RELU) input_plane_as(z + base, yp, dy + base, KN_ACT_RELU, scale, count, sum_g, sum_gx, mean, invstd, hw, dz + base);
+        else if (yp && activation == KN_ACT_RELU6) input_plane_as(z + base, yp, dy + base, KN_ACT_RELU6, scale, count, sum_g, sum_gx, mean, invstd, hw, dz + base);
+        else input_plane_as(z + base, NULL, dy + base, KN_ACT_NONE, scale, count, sum_g, sum_gx, mean, invstd, hw, dz + base);
+    }
+}
+
+void kn_fused_bn_backward_input(const float *z, const float *y, const float *dy, int activation, const float *gamma,
+                                const float *reduced, int n, int c, int hw, float *dz) {
+    channel_args r = {.z = z, .y_mask = y, .dy = dy, .activation = activation, .gamma = gamma, .reduced = reduced,
+                      .n = n, .c = c, .hw = hw, .out = dz};
+    kn_parallel_for((int64_t)n * c, KN_GRAIN_ROWS, backward_input_planes, &r);
+}
