@@ -1,18 +1,25 @@
 # Kiln: one-command set-up on a fresh Debian/Ubuntu machine.
-APT_PACKAGES := libopenblas-dev liblapacke-dev libjpeg-dev libtiff-dev libpng-dev libomp-dev
+APT_PACKAGES := libopenblas-dev liblapacke-dev libjpeg-dev libtiff-dev libpng-dev
+# Only `make test` needs these: aarch64 libc headers for the cross-compile check.
+TEST_APT_PACKAGES := libc6-dev-arm64-cross
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 FUZZ_SECONDS ?= 5
 
-.PHONY: deps build release test fuzz format lint demo bench clean
+PACKAGES ?= $(APT_PACKAGES)
+
+.PHONY: deps test-deps build release test fuzz format lint demo bench clean
 
 # Installs the system libraries only when one is missing.
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+
+test-deps:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(APT_PACKAGES) $(TEST_APT_PACKAGES)"
 
 build: deps
 	swift build
@@ -23,10 +30,11 @@ release: deps
 # Tests run in release with testability: without unsafe flags the C kernels are unoptimised in
 # debug builds. The CLI tests run the tools of the same build. Each loader's fuzz target runs a
 # few seconds on its corpus (a crash fails the build); the kernel tests run again on every
-# instruction-set path of this CPU (KILN_ISA); a client package builds Kiln as a tagged dependency.
+# instruction-set path of this CPU (KILN_ISA); the C sources compile for aarch64; a client package
+# builds Kiln as a tagged dependency.
 RELEASE_TESTS := -c release -Xswiftc -enable-testing
 KERNEL_SUITES := KilnTests|InstructionSetTests
-test: deps lint
+test: test-deps lint
 	swift build $(RELEASE_TESTS) --build-tests
 	Fuzz/run.sh all $(FUZZ_SECONDS)
 	swift test $(RELEASE_TESTS) --skip-build
@@ -34,7 +42,8 @@ test: deps lint
 		echo "== kernel tests, KILN_ISA=$$isa"; \
 		KILN_ISA=$$isa swift test $(RELEASE_TESTS) --skip-build --filter '$(KERNEL_SUITES)' || exit 1; \
 	done
-	Tests/Client/run.sh
+	scripts/check-aarch64.sh
+	scripts/check-client-package.sh
 
 # The toolchain's formatter (.swift-format: 4 spaces, 140 columns): `make format` applies it,
 # `make lint` (part of `make test`) fails on code it would change.
