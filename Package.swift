@@ -14,6 +14,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        // SHA-256 of downloaded weights (torch hub's hash check).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         // `swift package generate-documentation --target Kiln` (the DocC catalog in Sources/Kiln/Kiln.docc).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
@@ -50,7 +52,7 @@ let package = Package(
                 "Kiln", "KilnModels", "KilnData", "KilnStudy", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .target(name: "KilnModels", dependencies: ["Kiln"], path: "Models"),
+        .target(name: "KilnModels", dependencies: ["Kiln", .product(name: "Crypto", package: "swift-crypto")], path: "Models"),
         .executableTarget(
             name: "graphc",
             dependencies: ["Kiln", "KilnModels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -64,7 +66,10 @@ let package = Package(
         // Fixtures live in Tests/Fixtures and are found through #filePath (no resource bundle needed).
         .testTarget(
             name: "KilnModelsTests",
-            dependencies: ["Kiln", "KilnModels", "KilnData", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+            dependencies: [
+                "Kiln", "KilnModels", "KilnData", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .testTarget(name: "KilnDataTests", dependencies: ["Kiln", "KilnData", "CImageCodecs"]),
         .testTarget(name: "KilnStudyTests", dependencies: ["Kiln", "KilnModels", "KilnData", "KilnStudy"]),
     ]

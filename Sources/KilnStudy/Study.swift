@@ -83,7 +83,9 @@ public final class Study {
             return (w, "ImageNet (TF.js MobileNetV2-0.35, \(URL(fileURLWithPath: w).lastPathComponent))")
         }
         if model == "resnet18", let w = options.resnetWeights {
-            return (w, "ImageNet (torchvision, \(URL(fileURLWithPath: w).lastPathComponent))")
+            // "imagenet": torchvision's published file, through torch hub's cache (downloaded once).
+            let file = w == "imagenet" ? try Self.fetchImageNetResNet18(progress: progress) : w
+            return (file, "ImageNet (torchvision, \(URL(fileURLWithPath: file).lastPathComponent))")
         }
         let dir = directory.appendingPathComponent("pretrain-\(model)")
         let checkpoint = dir.appendingPathComponent("checkpoint.safetensors")
@@ -99,6 +101,16 @@ public final class Study {
             (options.pretrainEpochs, options.batchSize, options.learningRates[.scratch]!, options.seed, data.inputSize)
         _ = try Trainer(config: config, cache: cache, split: split, directory: dir, progress: progress).run(force: true)
         return (checkpoint.path, label)
+    }
+
+    /// torchvision's ImageNet ResNet-18 from torch hub's cache, downloaded (with a progress bar)
+    /// when absent: what `--resnet-weights imagenet` means.
+    public static func fetchImageNetResNet18(progress: ProgressReporter) throws -> String {
+        let (weights, hub) = (ResNet18Weights.imagenet1kV1.published, WeightsHub.environment)
+        if !FileManager.default.fileExists(atPath: hub.cachedFile(weights).path) {
+            progress.line("downloading \(weights) from \(hub.downloadURL(weights).absoluteString)")
+        }
+        return try hub.fetch(weights, progress: WeightsHub.terminalProgress(weights)).path
     }
 
     /// The study's rows: basic CNN from scratch, ResNet-18 from scratch / fine-tune / frozen,

@@ -14,7 +14,9 @@ struct Train: ParsableCommand {
     @Option(help: "Model: \(Zoo.names.joined(separator: ", ")).") var model = "basic-cnn"
     @Option(help: "Width multiplier (e.g. 0.35 for MobileNetV2-0.35).") var width: Double?
     @Option(help: "scratch, finetune or frozen.") var strategy: Strategy = .scratch
-    @Option(help: "Pretrained weights (.pth, .safetensors, TF.js model.json) for finetune/frozen.") var weights: String?
+    @Option(
+        help: "Pretrained weights (.pth, .safetensors, TF.js model.json) for finetune/frozen; 'imagenet' downloads torchvision's ResNet-18."
+    ) var weights: String?
     @Option(help: "Learning rate.") var lr = 0.01
     @Option(help: "sgd, adam or adamw.") var optimizer = "sgd"
     @Option(help: "constant, step or cosine.") var schedule = "cosine"
@@ -29,6 +31,9 @@ struct Train: ParsableCommand {
         guard ["constant", "step", "cosine"].contains(schedule) else { throw ValidationError("unknown schedule '\(schedule)'") }
         guard fraction > 0 && fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1]") }
         if strategy != .scratch && weights == nil { throw ValidationError("--strategy \(strategy.rawValue) needs --weights") }
+        if weights == "imagenet" && model != "resnet18" {
+            throw ValidationError("--weights imagenet downloads torchvision's ResNet-18; for \(model), pass a weights file")
+        }
     }
 
     func run() throws {
@@ -39,7 +44,10 @@ struct Train: ParsableCommand {
             var config = RunConfig(model: model, width: width, strategy: strategy)
             (config.epochs, config.batchSize, config.learningRate, config.optimizer) = (training.epochs, training.batch, lr, optimizer)
             (config.schedule, config.fraction, config.seed, config.inputSize) = (schedule, fraction, dataOptions.seed, data.inputSize)
-            if let weights { (config.weights, config.pretraining) = (weights, URL(fileURLWithPath: weights).lastPathComponent) }
+            if let weights {
+                let file = weights == "imagenet" ? try Study.fetchImageNetResNet18(progress: progress) : weights
+                (config.weights, config.pretraining) = (file, URL(fileURLWithPath: file).lastPathComponent)
+            }
             let again = CommandLine.arguments.filter { $0 != "--resume" && $0 != "--force" }.joined(separator: " ") + " --resume"
             onInterrupt(say: "interrupted: the checkpoint of the last finished epoch is in \(out); continue with\n  \(again)")
             let result = try Trainer(
@@ -184,7 +192,10 @@ struct Compare: ParsableCommand {
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var training: TrainingOptions
     @Option(help: "ImageNet MobileNetV2-0.35 weights (TF.js model.json).") var mobilenetWeights: String?
-    @Option(help: "ImageNet ResNet-18 weights (torchvision .pth).") var resnetWeights: String?
+    @Option(
+        help:
+            "ImageNet ResNet-18 weights: a torchvision .pth, or 'imagenet' for torchvision's published file (downloaded once into torch hub's cache)."
+    ) var resnetWeights: String?
     @Option(help: "Learning rate for from-scratch rows.") var lrScratch = 0.05
     @Option(help: "Learning rate for fine-tune-all rows.") var lrFinetune = 0.01
     @Option(help: "Learning rate for frozen-backbone rows.") var lrFrozen = 0.05
@@ -194,9 +205,11 @@ struct Compare: ParsableCommand {
 
     func run() throws {
         try reporting {
+            // Downloads come first: an offline machine fails now, not after the data or the first rows.
+            let resnet = try resnetWeights.map { $0 == "imagenet" ? try Study.fetchImageNetResNet18(progress: ProgressReporter()) : $0 }
             let (data, progress, directory) = try dataOptions.prepareStudy(out)
             var options = training.studyOptions(seed: dataOptions.seed)
-            (options.mobilenetWeights, options.resnetWeights, options.pretrainEpochs) = (mobilenetWeights, resnetWeights, pretrainEpochs)
+            (options.mobilenetWeights, options.resnetWeights, options.pretrainEpochs) = (mobilenetWeights, resnet, pretrainEpochs)
             options.learningRates = [.scratch: lrScratch, .finetune: lrFinetune, .frozen: lrFrozen]
             options.only = only?.split(separator: ",").map(String.init)
             let results = try Study(data: data, directory: directory, options: options, progress: progress).compare()
@@ -215,7 +228,8 @@ struct Sweep: ParsableCommand {
     @Option(help: "Model.") var model = "resnet18"
     @Option(help: "Width multiplier.") var width: Double?
     @Option(help: "scratch, finetune or frozen.") var strategy: Strategy = .finetune
-    @Option(help: "Pretrained weights (otherwise synthetic pretraining).") var weights: String?
+    @Option(help: "Pretrained weights (otherwise synthetic pretraining); 'imagenet' for ResNet-18 downloads torchvision's.") var weights:
+        String?
     @Option(help: "Comma-separated learning rates.") var lrs = "0.1,0.01,0.001"
     @Option(help: "Comma-separated training-set fractions.") var fractions = "0.25,0.5,1"
     @Option(help: "Output folder.") var out = "runs/sweep"
@@ -224,7 +238,10 @@ struct Sweep: ParsableCommand {
         try reporting {
             let (data, progress, directory) = try dataOptions.prepareStudy(out)
             var options = training.studyOptions(seed: dataOptions.seed)
-            if model == "mobilenet-v2" { options.mobilenetWeights = weights } else { options.resnetWeights = weights }
+            let file = try weights.map {
+                $0 == "imagenet" && model == "resnet18" ? try Study.fetchImageNetResNet18(progress: progress) : $0
+            }
+            if model == "mobilenet-v2" { options.mobilenetWeights = file } else { options.resnetWeights = file }
             let parse = { (s: String) throws -> [Double] in
                 try s.split(separator: ",").map {
                     guard let v = Double($0) else { throw ValidationError("not a number: \($0)") }; return v

@@ -4,7 +4,7 @@ import Testing
 /// Runs one of the package's command-line tools, built in the test binary's configuration (by
 /// `swift build`, as `make test` does), optionally under an address-space limit (`prlimit --as`); returns its exit
 /// status and standard error.
-func runTool(_ tool: String, _ args: [String], memoryLimit: Int? = nil) throws -> (Int32, String) {
+func runTool(_ tool: String, _ args: [String], memoryLimit: Int? = nil, environment: [String: String] = [:]) throws -> (Int32, String) {
     let binary = builtToolsFolder.appendingPathComponent(tool)
     guard FileManager.default.fileExists(atPath: binary.path) else {
         Issue.record("\(tool) is not built at \(binary.path): build it first (`make test` does)")
@@ -18,6 +18,7 @@ func runTool(_ tool: String, _ args: [String], memoryLimit: Int? = nil) throws -
         process.executableURL = binary
         process.arguments = args
     }
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let pipe = Pipe()
     process.standardError = pipe
     process.standardOutput = FileHandle.nullDevice

@@ -65,6 +65,9 @@ public final class TrainStep {
         if let parameters {
             parameters.addMissing(from: graph, seed: configuration.seed)
             self.parameters = parameters
+        } else if let pretrained = model as? any PretrainedLayer {
+            self.parameters = try pretrained.pretrainedParameters(for: graph, seed: configuration.seed)
+            self.parameters.addMissing(from: graph, seed: configuration.seed)
         } else {
             self.parameters = ParameterStore(graph: graph, seed: configuration.seed)
         }
