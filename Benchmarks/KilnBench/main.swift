@@ -58,7 +58,9 @@ struct KilnBench: ParsableCommand {
         )
         let sgemm = Self.sgemmRate()
         if let problem = InstructionSet.requestProblem { print("warning: \(problem)") }
-        print("kernels: \(InstructionSet.active) (this CPU: \(InstructionSet.supported.map(\.description).joined(separator: ", ")))")
+        print(
+            "kernels: \(InstructionSet.active) (this CPU: \(InstructionSet.supported.map(\.description).joined(separator: ", ")); default \(InstructionSet.preferred))"
+        )
         print(String(format: "sgemm 1024³ (OpenBLAS, one block per thread): %.1f GFLOP/s", sgemm))
         for name in workloads.split(separator: ",") {
             guard let workload = Workload(rawValue: String(name)) else {

@@ -7,7 +7,7 @@ import KilnModels
 struct WeightOptions: ParsableArguments {
     @Option(
         help:
-            "Weights: PyTorch .pth, .safetensors, TF.js model.json or .npz (format chosen by content). Default for resnet18: the torch hub cache."
+            "Weights: PyTorch .pth, .safetensors, TF.js model.json or .npz (format chosen by content), or imagenet for torchvision's ResNet-18 (downloaded into the torch hub cache). Default for resnet18: the cached file."
     )
     var weights: String?
 
@@ -20,13 +20,19 @@ struct WeightOptions: ParsableArguments {
     @discardableResult
     func load(into store: ParameterStore, graph: Graph, model: String) throws -> LoadReport {
         let url: URL
-        if let weights {
+        let imagenet = ResNet18Weights.imagenet1kV1.published
+        if weights == "imagenet" && model == "resnet18" {
+            url = try WeightsHub.environment.fetch(imagenet, progress: WeightsHub.terminalProgress(imagenet))
+        } else if let weights {
             url = URL(fileURLWithPath: weights)
         } else if model == "resnet18" {
-            url = TorchCheckpoint.hubResNet18
+            url = WeightsHub.environment.cachedFile(imagenet)
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw CheckpointError(
-                    file: url.path, detail: "no --weights given and torchvision's ResNet-18 is not in the torch hub cache (looked here)")
+                    file: url.path,
+                    detail:
+                        "no --weights given and torchvision's ResNet-18 is not in the torch hub cache (looked here; `--weights imagenet` downloads it)"
+                )
             }
         } else {
             throw ValidationError("--weights is required for \(model)")

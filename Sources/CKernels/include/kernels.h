@@ -21,8 +21,11 @@ int kn_threads(void);
 enum { KN_ISA_PORTABLE = 0, KN_ISA_AVX2 = 1, KN_ISA_AVX512 = 2, KN_ISA_COUNT = 3 };
 /// Whether this build and CPU can run `isa`.
 int kn_isa_supported(int isa);
+/// The path chosen when KILN_ISA does not say: the widest the CPU has, but AVX2 on AMD CPUs
+/// (whose AVX-512 measured slower here; see dispatch.c).
+int kn_isa_default(void);
 /// The instruction set of the calling thread's kernel calls: the thread's override if set, else
-/// the process's choice: KILN_ISA=portable|avx2|avx512 when set and supported, else the best.
+/// the process's choice: KILN_ISA=portable|avx2|avx512 when set and supported, else the default.
 int kn_isa(void);
 /// Sets the process's choice (not while kernels run); 0, or -1 when `isa` is unsupported.
 int kn_set_isa(int isa);

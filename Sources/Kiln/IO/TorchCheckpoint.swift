@@ -7,15 +7,6 @@ import ZIPFoundation
 /// (from float16, bfloat16, float64) or int64 (from int32). Accepts a bare state_dict or a dict
 /// holding one under `state_dict` or `model`.
 public enum TorchCheckpoint {
-    /// Where torch hub caches torchvision's ImageNet ResNet-18.
-    public static var hubResNet18: URL {
-        let env = ProcessInfo.processInfo.environment
-        let torchHome =
-            env["TORCH_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? URL(fileURLWithPath: env["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")).appendingPathComponent("torch")
-        return torchHome.appendingPathComponent("hub/checkpoints/resnet18-f37072fd.pth")
-    }
-
     /// data.pkl holds names and shapes only (≈100 KB for ResNet-18); more is not a state dict.
     public static let maxPickleBytes = 256 << 20
 

@@ -1,7 +1,7 @@
 import CKernels
 
-/// The instruction set Kiln's C kernels run with. Every kernel is built once per path and the
-/// best one the CPU supports is chosen at start-up; `KILN_ISA=portable|avx2|avx512` forces one.
+/// The instruction set Kiln's C kernels run with. Every kernel is built once per path and one is
+/// chosen at start-up (`preferred`); `KILN_ISA=portable|avx2|avx512` forces one.
 public enum InstructionSet: Int32, CaseIterable, Sendable, CustomStringConvertible {
     /// The architecture's baseline (x86-64: SSE2; aarch64: NEON).
     case portable = 0
@@ -14,6 +14,10 @@ public enum InstructionSet: Int32, CaseIterable, Sendable, CustomStringConvertib
 
     /// The paths this build can run on this CPU, portable first.
     public static var supported: [InstructionSet] { allCases.filter { kn_isa_supported($0.rawValue) != 0 } }
+
+    /// The path chosen when `KILN_ISA` does not say: the widest the CPU supports, except AVX2 on
+    /// AMD CPUs, whose AVX-512 runs 512-bit operations in two halves and measured slower.
+    public static var preferred: InstructionSet { InstructionSet(rawValue: kn_isa_default()) ?? .portable }
 
     /// The process's path (not to be changed while kernels run on other threads).
     public static var active: InstructionSet {
