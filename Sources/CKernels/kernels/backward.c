@@ -56,9 +56,10 @@ static void bn_frozen_backward_planes(void *context, int64_t begin, int64_t end)
     for (int64_t plane = begin; plane < end; plane++) {
         const int ch = (int)(plane % r->c);
         const float s = r->gamma[ch] / sqrtf(r->var[ch] + r->eps);
-        const float *g = r->dy + plane * r->hw;
-        float *o = r->out + plane * r->hw;
-        for (int p = 0; p < r->hw; p++) o[p] = g[p] * s;
+        const float *restrict g = r->dy + plane * r->hw;
+        float *restrict o = r->out + plane * r->hw;
+        const int hw = r->hw;
+        for (int p = 0; p < hw; p++) o[p] = g[p] * s;
     }
 }
 
@@ -75,14 +76,27 @@ typedef struct {
     float *dx;
 } mask_args;
 
+// Arguments are copied into restrict locals (see elementwise.c), and dy is loaded whatever the
+// mask: a load only where y > 0 makes the vectoriser fall back to branches, which mispredict on
+// activations of random sign (3× slower in ResNet-18's backward pass).
 static void relu_backward_range(void *context, int64_t begin, int64_t end) {
     const mask_args *r = context;
-    for (int64_t i = begin; i < end; i++) r->dx[i] = r->y[i] > 0.0f ? r->dy[i] : 0.0f;
+    const float *restrict y = r->y, *restrict dy = r->dy;
+    float *restrict dx = r->dx;
+    for (int64_t i = begin; i < end; i++) {
+        const float g = dy[i];
+        dx[i] = y[i] > 0.0f ? g : 0.0f;
+    }
 }
 
 static void relu6_backward_range(void *context, int64_t begin, int64_t end) {
     const mask_args *r = context;
-    for (int64_t i = begin; i < end; i++) r->dx[i] = (r->y[i] > 0.0f && r->y[i] < 6.0f) ? r->dy[i] : 0.0f;
+    const float *restrict y = r->y, *restrict dy = r->dy;
+    float *restrict dx = r->dx;
+    for (int64_t i = begin; i < end; i++) {
+        const float g = dy[i], v = y[i];
+        dx[i] = (v > 0.0f) & (v < 6.0f) ? g : 0.0f;
+    }
 }
 
 void kn_relu_backward(const float *y, const float *dy, float *dx, int64_t count) {
@@ -189,8 +203,9 @@ static void global_avgpool_backward_planes(void *context, int64_t begin, int64_t
     const pool_backward_args *r = context;
     for (int64_t p = begin; p < end; p++) {
         const float v = r->dy[p] / (float)r->h;
-        float *o = r->dx + p * r->h;
-        for (int i = 0; i < r->h; i++) o[i] = v;
+        float *restrict o = r->dx + p * r->h;
+        const int hw = r->h;
+        for (int i = 0; i < hw; i++) o[i] = v;
     }
 }
 

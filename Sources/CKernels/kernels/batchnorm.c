@@ -17,9 +17,10 @@ static void inference_planes(void *context, int64_t begin, int64_t end) {
         const int ch = (int)(plane % r->c);
         const float invstd = 1.0f / sqrtf(r->var[ch] + r->eps);
         const float scale = r->gamma[ch] * invstd, shift = r->beta[ch] - r->mean[ch] * scale;
-        const float *xp = r->x + plane * r->hw;
-        float *yp = r->y + plane * r->hw;
-        for (int p = 0; p < r->hw; p++) yp[p] = xp[p] * scale + shift;
+        const float *restrict xp = r->x + plane * r->hw;
+        float *restrict yp = r->y + plane * r->hw;
+        const int hw = r->hw;
+        for (int p = 0; p < hw; p++) yp[p] = xp[p] * scale + shift;
     }
 }
 
@@ -33,20 +34,22 @@ static void training_channels(void *context, int64_t begin, int64_t end) {
     const bn_args *r = context;
     const int n = r->n, c = r->c, hw = r->hw;
     const int64_t count = (int64_t)n * hw;
+    const float *restrict x = r->x;
+    float *restrict y = r->y;
     for (int ch = (int)begin; ch < end; ch++) {
         // Two passes in double: the mean first, then the centred sum of squares (no cancellation).
-        const double mean = channel_mean(r->x, n, c, hw, ch);
+        const double mean = channel_mean(x, n, c, hw, ch);
         double sq = 0.0;
         for (int i = 0; i < n; i++) {
-            const float *xp = r->x + ((int64_t)i * c + ch) * hw;
+            const float *xp = x + ((int64_t)i * c + ch) * hw;
             for (int p = 0; p < hw; p++) { double dv = xp[p] - mean; sq += dv * dv; }
         }
         const double var = sq / (double)count;
         const float invstd = (float)(1.0 / sqrt(var + r->eps));
         const float scale = r->gamma[ch] * invstd, shift = r->beta[ch] - (float)mean * scale;
         for (int i = 0; i < n; i++) {
-            const float *xp = r->x + ((int64_t)i * c + ch) * hw;
-            float *yp = r->y + ((int64_t)i * c + ch) * hw;
+            const float *xp = x + ((int64_t)i * c + ch) * hw;
+            float *yp = y + ((int64_t)i * c + ch) * hw;
             for (int p = 0; p < hw; p++) yp[p] = xp[p] * scale + shift;
         }
         if (r->running_mean && r->running_var) {

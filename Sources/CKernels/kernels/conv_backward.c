@@ -153,11 +153,12 @@ typedef struct {
 
 static void bias_channels(void *context, int64_t begin, int64_t end) {
     const bias_args *r = context;
+    const int n = r->n, o = r->o, ohw = r->ohw;
     for (int64_t k = begin; k < end; k++) {
         double acc = 0.0;
-        for (int i = 0; i < r->n; i++) {
-            const float *row = r->dy + ((int64_t)i * r->o + k) * r->ohw;
-            for (int p = 0; p < r->ohw; p++) acc += row[p];
+        for (int i = 0; i < n; i++) {
+            const float *row = r->dy + ((int64_t)i * o + k) * ohw;
+            for (int p = 0; p < ohw; p++) acc += row[p];
         }
         r->db[k] = (float)acc;
     }

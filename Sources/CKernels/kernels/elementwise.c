@@ -10,22 +10,30 @@ typedef struct {
     float *y;
 } unary_args;
 
+// The range bodies copy the arguments into restrict locals first: stores through r->y could
+// otherwise alias *r itself, which keeps the compiler from vectorising the loop.
 static void relu_range(void *p, int64_t begin, int64_t end) {
     const unary_args *r = p;
-    for (int64_t i = begin; i < end; i++) r->y[i] = r->a[i] > 0.0f ? r->a[i] : 0.0f;
+    const float *restrict a = r->a;
+    float *restrict y = r->y;
+    for (int64_t i = begin; i < end; i++) y[i] = a[i] > 0.0f ? a[i] : 0.0f;
 }
 
 static void relu6_range(void *p, int64_t begin, int64_t end) {
     const unary_args *r = p;
+    const float *restrict a = r->a;
+    float *restrict y = r->y;
     for (int64_t i = begin; i < end; i++) {
-        const float v = r->a[i] > 0.0f ? r->a[i] : 0.0f;
-        r->y[i] = v < 6.0f ? v : 6.0f;
+        const float v = a[i] > 0.0f ? a[i] : 0.0f;
+        y[i] = v < 6.0f ? v : 6.0f;
     }
 }
 
 static void add_range(void *p, int64_t begin, int64_t end) {
     const unary_args *r = p;
-    for (int64_t i = begin; i < end; i++) r->y[i] = r->a[i] + r->b[i];
+    const float *restrict a = r->a, *restrict b = r->b;
+    float *restrict y = r->y;
+    for (int64_t i = begin; i < end; i++) y[i] = a[i] + b[i];
 }
 
 void kn_relu(const float *x, float *y, int64_t count) {
@@ -56,10 +64,14 @@ typedef struct {
 
 static void dropout_range(void *context, int64_t begin, int64_t end) {
     const dropout_args *r = context;
+    const float *restrict x = r->x;
+    float *restrict y = r->y;
+    const float p = r->p, keep_scale = r->keep_scale;
+    const uint64_t seed = r->seed, threshold = r->threshold;
     for (int64_t i = begin; i < end; i++) {
-        float s = (r->p >= 1.0f || mix64(r->seed ^ mix64((uint64_t)i)) < r->threshold) ? 0.0f : r->keep_scale;
-        if (r->p <= 0.0f) s = 1.0f;
-        r->y[i] = r->x[i] * s;
+        float s = (p >= 1.0f || mix64(seed ^ mix64((uint64_t)i)) < threshold) ? 0.0f : keep_scale;
+        if (p <= 0.0f) s = 1.0f;
+        y[i] = x[i] * s;
     }
 }
 

@@ -18,7 +18,10 @@ static void fold_channels(void *context, int64_t begin, int64_t end) {
     const channel_args *r = context;
     for (int64_t k = begin; k < end; k++) {
         const float scale = r->gamma[k] / sqrtf(r->var[k] + r->eps);
-        for (int64_t i = 0; i < r->per_output; i++) r->w_out[k * r->per_output + i] = r->w[k * r->per_output + i] * scale;
+        const int64_t per_output = r->per_output;
+        const float *restrict w = r->w + k * per_output;
+        float *restrict w_out = r->w_out + k * per_output;
+        for (int64_t i = 0; i < per_output; i++) w_out[i] = w[i] * scale;
         r->b_out[k] = r->beta[k] + ((r->bias ? r->bias[k] : 0.0f) - r->mean[k]) * scale;
     }
 }

@@ -128,7 +128,7 @@ static void global_avgpool_planes(void *context, int64_t begin, int64_t end) {
     const plane_args *r = context;
     const int hw = r->h;
     for (int64_t p = begin; p < end; p++) {
-        const float *xp = r->x + p * hw;
+        const float *restrict xp = r->x + p * hw;
         double acc = 0.0;
         for (int i = 0; i < hw; i++) acc += xp[i];
         r->y[p] = (float)(acc / hw);
