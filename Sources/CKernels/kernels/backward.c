@@ -95,7 +95,7 @@ static void relu6_backward_range(void *context, int64_t begin, int64_t end) {
     float *restrict dx = r->dx;
     for (int64_t i = begin; i < end; i++) {
         const float g = dy[i], v = y[i];
-        dx[i] = (v > 0.0f) & (v < 6.0f) ? g : 0.0f;
+        dx[i] = ((v > 0.0f) & (v < 6.0f)) ? g : 0.0f;
     }
 }
 
