@@ -34,6 +34,19 @@ typedef struct {
     int chunk, chunks;
 } conv_backward_args;
 
+// The worker's share of the chunks and its column (and, for chunks of several images, gathered
+// gradient) buffers; 0 when it has nothing to do or the memory cannot be had.
+static int chunk_share(const conv_backward_args *r, int worker, int workers, int64_t *begin, int64_t *end, float **col,
+                       float **gathered) {
+    const kn_conv2d_desc *d = r->d;
+    const int64_t columns = (int64_t)(d->c / d->groups) * d->kh * d->kw * r->chunk * d->oh * d->ow;
+    kn_share(r->chunks, worker, workers, begin, end);
+    if (*begin >= *end) return 0;
+    *col = kn_scratch(KN_SCRATCH_COLUMNS, columns);
+    *gathered = r->chunk > 1 ? kn_scratch(KN_SCRATCH_GATHER, (int64_t)d->o * r->chunk * d->oh * d->ow) : NULL;
+    return *col && (r->chunk == 1 || *gathered);
+}
+
 static void backward_data_chunks(void *context, int worker, int workers) {
     const conv_backward_args *r = context;
     const kn_conv2d_desc *d = r->d;
@@ -42,11 +55,8 @@ static void backward_data_chunks(void *context, int worker, int workers) {
     const int64_t xs = (int64_t)d->c * d->h * d->w;
     const int pointwise = conv_is_pointwise(d);
     int64_t begin, end;
-    kn_share(r->chunks, worker, workers, &begin, &end);
-    if (begin >= end) return;
-    float *col = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)kdim * chunk * ohw);
-    float *gathered = chunk > 1 ? kn_scratch(KN_SCRATCH_GATHER, (int64_t)d->o * chunk * ohw) : NULL;
-    if (!col || (chunk > 1 && !gathered)) return;
+    float *col, *gathered;
+    if (!chunk_share(r, worker, workers, &begin, &end, &col, &gathered)) return;
     for (int ci = (int)begin; ci < end; ci++) {
         int first, count;
         const float *g = conv_chunk_gradient(d, r->dy, ci, chunk, gathered, &first, &count);
@@ -90,11 +100,8 @@ static void backward_filter_chunks(void *context, int t, int workers) {
     const float *x = r->x;
     float *acc = t == 0 ? r->dw : r->partial + (int64_t)(t - 1) * wsize;
     int64_t begin, end;
-    kn_share(r->chunks, t, workers, &begin, &end);
-    if (begin >= end) return;
-    float *col = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)kdim * chunk * ohw);
-    float *gathered = chunk > 1 ? kn_scratch(KN_SCRATCH_GATHER, (int64_t)d->o * chunk * ohw) : NULL;
-    if (!col || (chunk > 1 && !gathered)) return;
+    float *col, *gathered;
+    if (!chunk_share(r, t, workers, &begin, &end, &col, &gathered)) return;
     for (int ci = (int)begin; ci < end; ci++) {
         int first, count;
         const float *g = conv_chunk_gradient(d, r->dy, ci, chunk, gathered, &first, &count);

@@ -79,20 +79,18 @@ static void forward_task(void *context, int worker, int workers) {
     int64_t begin, end;
     float *pad = worker_share(r, (int64_t)d->n * d->c, worker, workers, &begin, &end);
     if (!pad) return;
-    {
-        for (int64_t p = begin; p < end; p++) {
-            const int ch = p % d->c;
-            const float *wk = w + (int64_t)ch * d->kh * d->kw;
-            float *yp = y + (int64_t)p * d->oh * d->ow;
-            const float b = bias ? bias[ch] : 0.0f;
-            pad_plane(d, x + (int64_t)p * d->h * d->w, ps, pad);
-            for (int oy = 0; oy < d->oh; oy++) {
-                float *row = yp + (int64_t)oy * d->ow;
-                for (int ox = 0; ox < d->ow; ox++) row[ox] = b;
-                for (int i = 0; i < d->kh; i++) {
-                    const float *src = pad + (int64_t)(oy * d->sh + i) * ps.cols;
-                    for (int j = 0; j < d->kw; j++) axpy_strided(row, src + j, wk[i * d->kw + j], d->sw, d->ow);
-                }
+    for (int64_t p = begin; p < end; p++) {
+        const int ch = p % d->c;
+        const float *wk = w + (int64_t)ch * d->kh * d->kw;
+        float *yp = y + (int64_t)p * d->oh * d->ow;
+        const float b = bias ? bias[ch] : 0.0f;
+        pad_plane(d, x + (int64_t)p * d->h * d->w, ps, pad);
+        for (int oy = 0; oy < d->oh; oy++) {
+            float *row = yp + (int64_t)oy * d->ow;
+            for (int ox = 0; ox < d->ow; ox++) row[ox] = b;
+            for (int i = 0; i < d->kh; i++) {
+                const float *src = pad + (int64_t)(oy * d->sh + i) * ps.cols;
+                for (int j = 0; j < d->kw; j++) axpy_strided(row, src + j, wk[i * d->kw + j], d->sw, d->ow);
             }
         }
     }
@@ -112,25 +110,23 @@ static void backward_data_task(void *context, int worker, int workers) {
     int64_t begin, end;
     float *pad = worker_share(r, (int64_t)d->n * d->c, worker, workers, &begin, &end);
     if (!pad) return;
-    {
-        for (int64_t p = begin; p < end; p++) {
-            const int ch = p % d->c;
-            const float *wk = w + (int64_t)ch * d->kh * d->kw;
-            const float *g = dy + (int64_t)p * d->oh * d->ow;
-            memset(pad, 0, sizeof(float) * ps.rows * ps.cols);
-            for (int oy = 0; oy < d->oh; oy++)
-                for (int i = 0; i < d->kh; i++) {
-                    float *dst = pad + (int64_t)(oy * d->sh + i) * ps.cols;
-                    for (int j = 0; j < d->kw; j++) scatter_strided(dst + j, g + (int64_t)oy * d->ow, wk[i * d->kw + j], d->sw, d->ow);
-                }
-            // Crop the border; input pixels no window reads get zero.
-            float *dxp = dx + (int64_t)p * d->h * d->w;
-            for (int iy = 0; iy < d->h; iy++)
-                for (int ix = 0; ix < d->w; ix++) {
-                    const int py = iy + d->pt, px = ix + d->pl;
-                    dxp[(int64_t)iy * d->w + ix] = py < ps.rows && px < ps.cols ? pad[(int64_t)py * ps.cols + px] : 0.0f;
-                }
-        }
+    for (int64_t p = begin; p < end; p++) {
+        const int ch = p % d->c;
+        const float *wk = w + (int64_t)ch * d->kh * d->kw;
+        const float *g = dy + (int64_t)p * d->oh * d->ow;
+        memset(pad, 0, sizeof(float) * ps.rows * ps.cols);
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int i = 0; i < d->kh; i++) {
+                float *dst = pad + (int64_t)(oy * d->sh + i) * ps.cols;
+                for (int j = 0; j < d->kw; j++) scatter_strided(dst + j, g + (int64_t)oy * d->ow, wk[i * d->kw + j], d->sw, d->ow);
+            }
+        // Crop the border; input pixels no window reads get zero.
+        float *dxp = dx + (int64_t)p * d->h * d->w;
+        for (int iy = 0; iy < d->h; iy++)
+            for (int ix = 0; ix < d->w; ix++) {
+                const int py = iy + d->pt, px = ix + d->pl;
+                dxp[(int64_t)iy * d->w + ix] = py < ps.rows && px < ps.cols ? pad[(int64_t)py * ps.cols + px] : 0.0f;
+            }
     }
 }
 
@@ -151,22 +147,20 @@ static void backward_filter_task(void *context, int worker, int workers) {
     int64_t begin, end;
     float *pad = worker_share(r, d->c, worker, workers, &begin, &end);
     if (!pad) return;
-    {
-        for (int ch = (int)begin; ch < end; ch++) {
-            double acc[taps];
-            for (int t = 0; t < taps; t++) acc[t] = 0.0;
-            for (int n = 0; n < d->n; n++) {
-                const int64_t p = (int64_t)n * d->c + ch;
-                const float *g = dy + p * d->oh * d->ow;
-                pad_plane(d, x + p * d->h * d->w, ps, pad);
-                for (int oy = 0; oy < d->oh; oy++)
-                    for (int i = 0; i < d->kh; i++) {
-                        const float *src = pad + (int64_t)(oy * d->sh + i) * ps.cols;
-                        for (int j = 0; j < d->kw; j++) acc[i * d->kw + j] += dot_strided(g + (int64_t)oy * d->ow, src + j, d->sw, d->ow);
-                    }
-            }
-            for (int t = 0; t < taps; t++) dw[(int64_t)ch * taps + t] = (float)acc[t];
+    for (int ch = (int)begin; ch < end; ch++) {
+        double acc[taps];
+        for (int t = 0; t < taps; t++) acc[t] = 0.0;
+        for (int n = 0; n < d->n; n++) {
+            const int64_t p = (int64_t)n * d->c + ch;
+            const float *g = dy + p * d->oh * d->ow;
+            pad_plane(d, x + p * d->h * d->w, ps, pad);
+            for (int oy = 0; oy < d->oh; oy++)
+                for (int i = 0; i < d->kh; i++) {
+                    const float *src = pad + (int64_t)(oy * d->sh + i) * ps.cols;
+                    for (int j = 0; j < d->kw; j++) acc[i * d->kw + j] += dot_strided(g + (int64_t)oy * d->ow, src + j, d->sw, d->ow);
+                }
         }
+        for (int t = 0; t < taps; t++) dw[(int64_t)ch * taps + t] = (float)acc[t];
     }
 }
 
