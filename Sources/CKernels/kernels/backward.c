@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 #include "../parallel.h"
+#include "pool_common.h"
 
 // ---- batch normalisation -------------------------------------------------------------------
 
@@ -116,7 +117,7 @@ typedef struct {
     const float *x, *dy;
     float *dx;
     int count_include_pad;
-    int oy0, ox0, oy1, ox1;  // max pool: the output windows wholly inside the input
+    pool_inner_windows inner;  // max pool
     int n, c, h, w, pt, pl, pb, pr;
 } pool_backward_args;
 
@@ -125,7 +126,7 @@ static void maxpool_backward_planes(void *context, int64_t begin, int64_t end) {
     const kn_pool2d_desc *d = r->d;
     const float *x = r->x, *dy = r->dy;
     float *dx = r->dx;
-    const int oy0 = r->oy0, ox0 = r->ox0, oy1 = r->oy1, ox1 = r->ox1;
+    const int oy0 = r->inner.oy0, ox0 = r->inner.ox0, oy1 = r->inner.oy1, ox1 = r->inner.ox1;
     for (int64_t p = begin; p < end; p++) {
         const float *xp = x + (int64_t)p * d->h * d->w;
         const float *g = dy + (int64_t)p * d->oh * d->ow;
@@ -157,11 +158,7 @@ static void maxpool_backward_planes(void *context, int64_t begin, int64_t end) {
 
 void kn_maxpool2d_backward(const kn_pool2d_desc *d, const float *x, const float *dy, float *dx) {
     // Windows wholly inside the input (all but the edges) are scanned inline, without bounds checks.
-    pool_backward_args r = {.d = d, .x = x, .dy = dy, .dx = dx, .oy0 = (d->ph + d->sh - 1) / d->sh,
-                            .ox0 = (d->pw + d->sw - 1) / d->sw, .oy1 = (d->h - d->kh + d->ph) / d->sh + 1,
-                            .ox1 = (d->w - d->kw + d->pw) / d->sw + 1};
-    if (r.oy1 > d->oh) r.oy1 = d->oh;
-    if (r.ox1 > d->ow) r.ox1 = d->ow;
+    pool_backward_args r = {.d = d, .x = x, .dy = dy, .dx = dx, .inner = pool_inner(d)};
     kn_parallel_for((int64_t)d->n * d->c, KN_GRAIN_ROWS, maxpool_backward_planes, &r);
 }
 

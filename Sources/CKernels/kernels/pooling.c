@@ -3,6 +3,7 @@
 #include <float.h>
 #include <string.h>
 #include "../parallel.h"
+#include "pool_common.h"
 
 int kn_pool2d_geometry(kn_pool2d_desc *d) {
     if (d->kh < 1 || d->kw < 1 || d->sh < 1 || d->sw < 1) return -1;
@@ -38,7 +39,7 @@ typedef struct {
     const float *x;
     float *y;
     int count_include_pad;
-    int oy0, ox0, oy1, ox1;  // max pool: the output window wholly inside the input
+    pool_inner_windows inner;  // max pool
 } pool_planes;
 
 static void maxpool_planes(void *context, int64_t begin, int64_t end) {
@@ -48,11 +49,11 @@ static void maxpool_planes(void *context, int64_t begin, int64_t end) {
         const float *xp = r->x + p * d->h * d->w;
         float *yp = r->y + p * d->oh * d->ow;
         for (int oy = 0; oy < d->oh; oy++) {
-            const int inside_row = oy >= r->oy0 && oy < r->oy1;
+            const int inside_row = oy >= r->inner.oy0 && oy < r->inner.oy1;
             for (int ox = 0; ox < d->ow; ox++) {
                 int32_t where;
                 float best;
-                if (inside_row && ox >= r->ox0 && ox < r->ox1) {
+                if (inside_row && ox >= r->inner.ox0 && ox < r->inner.ox1) {
                     const float *wp = xp + (oy * d->sh - d->ph) * d->w + (ox * d->sw - d->pw);
                     best = wp[0];
                     for (int i = 0; i < d->kh; i++)
@@ -70,11 +71,7 @@ static void maxpool_planes(void *context, int64_t begin, int64_t end) {
 }
 
 void kn_maxpool2d_forward(const kn_pool2d_desc *d, const float *x, float *y) {
-    // Output rows/columns whose window lies wholly inside the input take the branch-free path.
-    pool_planes r = {d, x, y, 0, (d->ph + d->sh - 1) / d->sh, (d->pw + d->sw - 1) / d->sw,
-                     (d->h - d->kh + d->ph) / d->sh + 1, (d->w - d->kw + d->pw) / d->sw + 1};
-    if (r.oy1 > d->oh) r.oy1 = d->oh;
-    if (r.ox1 > d->ow) r.ox1 = d->ow;
+    pool_planes r = {.d = d, .x = x, .y = y, .inner = pool_inner(d)};
     kn_parallel_for((int64_t)d->n * d->c, KN_GRAIN_ROWS, maxpool_planes, &r);
 }
 
