@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
         // SHA-256 of downloaded weights (torch hub's hash check).
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // ONNX import/export (generated types in Sources/Kiln/IO/ONNX, scripts/generate-onnx-swift.sh).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         // `swift package generate-documentation --target Kiln` (the DocC catalog in Sources/Kiln/Kiln.docc).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
@@ -37,7 +39,12 @@ let package = Package(
                 .linkedLibrary("openblas")
             ]
         ),
-        .target(name: "Kiln", dependencies: ["CKernels", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .target(
+            name: "Kiln",
+            dependencies: [
+                "CKernels", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         // libjpeg/libpng/libtiff behind an error-returning C API (libjpeg's default handler exits).
         .target(
             name: "CImageCodecs", dependencies: ["CJPEG", "CPNG", "CTIFF"],

@@ -31,18 +31,15 @@ struct Dump: ParsableCommand {
 
     func run() throws {
         let description = try fail { () -> PlanDescription in
-            let layers = try Zoo.model(options.model, classes: options.classes, width: options.width)
-            let entry = try Zoo.entry(options.model)
-            let side = options.inputSize ?? entry.defaultInputSize
-            guard batch >= 1, side >= 1 else { throw ZooError.invalidArgument("batch and input size must be positive") }
-            let input: Shape = [batch, 3, side, side]
+            let layers = try options.layers()
+            let input = try options.inputShape(batch: batch)
             let optimizer = Optimizer.sgd(.init(learningRate: 0.01, momentum: 0.9))
             let graph: Graph =
                 switch mode {
                 case .inference: try Compiler.inference(layers, input: input, fuse: !unfused)
                 case .train: try Compiler.training(layers, input: input, .init(optimizer: optimizer, fuse: !unfused))
                 case .frozen:
-                    try Compiler.training(layers, input: input, .init(optimizer: optimizer, trainOnly: [entry.classifier], fuse: !unfused))
+                    try Compiler.training(layers, input: input, .init(optimizer: optimizer, trainOnly: try options.classifierPrefixes(), fuse: !unfused))
                 }
             let plan = Plan(graph)
             try PlanVerifier.verify(plan)

@@ -17,6 +17,19 @@ struct WeightOptions: ParsableArguments {
     )
     var nonStrict = false
 
+    /// The parameters for `graph`: an .onnx model's own weights (overridden by --weights when
+    /// given), or a zoo model's from --weights.
+    func parameters(for graph: Graph, model options: ModelOptions) throws -> ParameterStore {
+        guard options.isONNX else {
+            let store = ParameterStore(graph: graph)
+            try load(into: store, graph: graph, model: options.model)
+            return store
+        }
+        let store = try options.onnxModel().pretrainedParameters(for: graph, seed: 0)
+        if weights != nil { try load(into: store, graph: graph, model: options.model) }
+        return store
+    }
+
     @discardableResult
     func load(into store: ParameterStore, graph: Graph, model: String) throws -> LoadReport {
         let url: URL
@@ -58,8 +71,8 @@ enum Precision: String, ExpressibleByArgument, CaseIterable {
 func readImages(_ path: String, precision: Precision) throws -> (Tensor, Float64Tensor?) {
     let data = try NPY.contents(of: URL(fileURLWithPath: path))
     let x = try NPY.decode(data, file: path)
-    guard x.dtype == .float32, x.shape.rank == 4, x.shape[1] == 3 else {
-        throw ValidationError("\(path): expected float32 [N, 3, H, W], got \(x.dtype) \(x.shape)")
+    guard x.dtype == .float32, x.shape.rank >= 1 else {
+        throw ValidationError("\(path): expected float32 [N, 3, H, W] (or the ONNX model's input shape), got \(x.dtype) \(x.shape)")
     }
     if let summary = x.nonFiniteSummary { throw CheckpointError(file: path, detail: "input \(summary)") }
     guard precision == .float64 else { return (x, nil) }
@@ -99,16 +112,18 @@ struct Run: ParsableCommand {
     func run() throws {
         try fail {
             let (x, x64) = try readImages(input, precision: precision)
-            let layers = try Zoo.model(model.model, classes: model.classes, width: model.width)
-            let entry = try Zoo.entry(model.model)
+            if !model.isONNX, x.shape.rank != 4 || x.shape[1] != 3 {
+                throw ValidationError("\(input): expected float32 [N, 3, H, W], got \(x.shape)")
+            }
+            let layers = try model.layers()
             let plain = try Graph.trace(layers, input: x.shape)
-            let store = ParameterStore(graph: plain)
-            try weights.load(into: store, graph: plain, model: model.model)
+            let store = try weights.parameters(for: plain, model: model)
 
             var graph = try Compiler.inference(layers, input: x.shape, fuse: !(unfused || outputNode != nil || x64 != nil))
             var wanted = graph[graph.outputs["logits"]!].name
             if features {
-                guard let classifier = plain.node(named: entry.classifier) else { throw GraphError.unknownName(entry.classifier) }
+                let name = try model.classifierNode()
+                guard let classifier = plain.node(named: name) else { throw GraphError.unknownName(name) }
                 wanted = plain[classifier.inputs[0]].name
                 graph = try Compiler.inference(layers, input: x.shape, fuse: false)
             }
@@ -161,14 +176,13 @@ struct Grad: ParsableCommand {
             guard y.dtype == .int64, y.shape == [x.shape[0]] else {
                 throw ValidationError("\(labels): expected int64 [\(x.shape[0])], got \(y.dtype) \(y.shape)")
             }
-            let layers = try Zoo.model(model.model, classes: model.classes, width: model.width)
+            let layers = try model.layers()
             let split = { (s: String?) in s?.split(separator: ",").map(String.init) }
             let graph = try Compiler.gradients(
                 layers, input: x.shape, freeze: split(freeze) ?? [], trainOnly: split(trainOnly),
                 frozenBatchNorm: frozenBn == .running ? .runningStatistics : .batchStatistics,
                 fuse: !unfused && x64 == nil)
-            let store = ParameterStore(graph: graph)
-            _ = try weights.load(into: store, graph: graph, model: model.model)
+            let store = try weights.parameters(for: graph, model: model)
             let keep = Set(graph.gradients.values.map { graph[$0].name })
             let trained = graph.parameters.filter { graph.gradients[$0.name] != nil }
             var tensors: [(String, Tensor)]

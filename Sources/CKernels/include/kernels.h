@@ -4,6 +4,7 @@
 #define KILN_KERNELS_H
 
 #include <stdint.h>
+#include "tensor_ops.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -41,6 +41,18 @@ public final class GraphBuilder {
         return try graph.addNode(name: uses == 0 ? base : "\(base)_\(uses)", op: op, inputs: inputs)
     }
 
+    /// Adds a node under an explicit name (imported graphs), suffixed `_1`, `_2`, … when a value
+    /// already has that name.
+    public func apply(_ op: any Primitive, _ inputs: [Graph.ValueID], named name: String) throws -> Graph.ValueID {
+        var candidate = name
+        var k = 0
+        while (try? graph.value(named: candidate)) != nil {
+            k += 1
+            candidate = "\(name)_\(k)"
+        }
+        return try graph.addNode(name: candidate, op: op, inputs: inputs)
+    }
+
     public func markOutput(_ role: String, _ value: Graph.ValueID) { graph.outputs[role] = value }
 }
 

@@ -1,6 +1,8 @@
 import CKernels
 
-/// Max or average pooling over square or rectangular windows with symmetric padding.
+/// Max or average pooling over square or rectangular windows. Padding is symmetric unless
+/// `endPadding` (bottom, right) differs; `ceilMode` keeps a last partial window (PyTorch's rule:
+/// it must start inside the input or its leading padding). Windows are clipped to the input.
 public struct Pool2DOp: Primitive {
     public enum Reduction: Sendable { case max, average(countIncludePad: Bool) }
 
@@ -8,6 +10,9 @@ public struct Pool2DOp: Primitive {
     public var kernel: (h: Int, w: Int)
     public var stride: (h: Int, w: Int)
     public var padding: (h: Int, w: Int)
+    /// Bottom and right padding when they differ from top and left (ONNX pads).
+    public var endPadding: (h: Int, w: Int)?
+    public var ceilMode = false
 
     public init(_ reduction: Reduction, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int) = (0, 0)) {
         self.reduction = reduction
@@ -20,7 +25,11 @@ public struct Pool2DOp: Primitive {
         if case .max = reduction { return "MaxPool2d" }
         return "AvgPool2d"
     }
-    public var attributes: String { "k\(kernel.h)x\(kernel.w) s\(stride.h)x\(stride.w) p\(padding.h)x\(padding.w)" }
+    public var attributes: String {
+        var text = "k\(kernel.h)x\(kernel.w) s\(stride.h)x\(stride.w) p\(padding.h)x\(padding.w)"
+        if let end = endPadding, end != padding { text += " end\(end.h)x\(end.w)" }
+        return ceilMode ? text + " ceil" : text
+    }
 
     func descriptor(_ x: Shape) -> kn_pool2d_desc {
         kn_pool2d_desc(
@@ -33,15 +42,35 @@ public struct Pool2DOp: Primitive {
     func geometry(_ x: Shape) -> kn_pool2d_desc {
         var d = descriptor(x)
         _ = kn_pool2d_geometry(&d)
+        resize(&d)
         return d
+    }
+
+    /// The output size with end padding and ceil mode (the kernels clip windows to the input).
+    private func resize(_ d: inout kn_pool2d_desc) {
+        guard ceilMode || endPadding != nil else { return }
+        let end = endPadding ?? padding
+        func size(_ n: Int32, _ begin: Int, _ end: Int, _ k: Int32, _ s: Int32) -> Int32 {
+            let span = Int(n) + begin + end - Int(k), step = Int(s)
+            var out = (ceilMode ? (span + step - 1) / step : span / step) + 1
+            if ceilMode, (out - 1) * step >= Int(n) + begin { out -= 1 }
+            return Int32(out)
+        }
+        d.oh = size(d.h, padding.h, end.h, d.kh, d.sh)
+        d.ow = size(d.w, padding.w, end.w, d.kw, d.sw)
     }
 
     public func outputShape(for inputs: [Shape]) throws -> Shape {
         try expectRank(inputs[0], 4, "input")
         var d = descriptor(inputs[0])
-        guard kn_pool2d_geometry(&d) == 0 else {
+        let end = endPadding ?? padding
+        guard end.h >= 0, end.w >= 0, Int(d.h) + padding.h + end.h >= kernel.h, Int(d.w) + padding.w + end.w >= kernel.w else {
             throw ShapeRuleError("window \(kernel.h)x\(kernel.w) (padding \(padding.h)x\(padding.w)) does not fit input \(inputs[0])")
         }
+        guard kn_pool2d_geometry(&d) == 0 || endPadding != nil else {
+            throw ShapeRuleError("window \(kernel.h)x\(kernel.w) (padding \(padding.h)x\(padding.w)) does not fit input \(inputs[0])")
+        }
+        resize(&d)
         return [inputs[0][0], inputs[0][1], Int(d.oh), Int(d.ow)]
     }
 
