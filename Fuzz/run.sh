@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz one of Kiln's loaders with libFuzzer (address sanitizer on, the C code included).
 #   Fuzz/run.sh TARGET SECONDS [extra libFuzzer flags]
-# TARGET: pickle pth safetensors npy npz tfjs image (or "all", SECONDS each).
+# TARGET: pickle pth safetensors npy npz tfjs image onnx (or "all", SECONDS each).
 # The corpus grows in .build-fuzz/corpus/TARGET, starting from seeds written by Kiln's own
 # writers; Fuzz/regressions/TARGET holds the committed inputs of crashes found (replayed first).
 # A crash, timeout or out-of-memory leaves its input in .build-fuzz/artifacts/ and exits non-zero.
@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 [ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
-targets="pickle pth safetensors npy npz tfjs image"
+targets="pickle pth safetensors npy npz tfjs image onnx"
 target=${1:?usage: Fuzz/run.sh TARGET SECONDS}; seconds=${2:?usage: Fuzz/run.sh TARGET SECONDS}; shift 2
 if [ "$target" = all ]; then
     for t in $targets; do "$0" "$t" "$seconds" "$@"; done

@@ -39,7 +39,8 @@ struct Dump: ParsableCommand {
                 case .inference: try Compiler.inference(layers, input: input, fuse: !unfused)
                 case .train: try Compiler.training(layers, input: input, .init(optimizer: optimizer, fuse: !unfused))
                 case .frozen:
-                    try Compiler.training(layers, input: input, .init(optimizer: optimizer, trainOnly: try options.classifierPrefixes(), fuse: !unfused))
+                    try Compiler.training(
+                        layers, input: input, .init(optimizer: optimizer, trainOnly: try options.classifierPrefixes(), fuse: !unfused))
                 }
             let plan = Plan(graph)
             try PlanVerifier.verify(plan)

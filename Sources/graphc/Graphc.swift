@@ -26,7 +26,10 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Input side in pixels (default: the model's, 224, or the .onnx file's declared input).")
     var inputSize: Int?
 
-    @Option(help: "With an .onnx file: the classifier node --classes resizes and frozen training trains (default: the last Gemm, MatMul or 1×1 Conv).")
+    @Option(
+        help:
+            "With an .onnx file: the classifier node --classes resizes and frozen training trains (default: the last Gemm, MatMul or 1×1 Conv)."
+    )
     var classifier: String?
 
     var isONNX: Bool { model.lowercased().hasSuffix(".onnx") }

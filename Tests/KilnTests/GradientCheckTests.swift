@@ -58,6 +58,52 @@ struct GradientCheckTests {
         Case(name: "dropout", input: [2, 24]) { g, x in try Dropout(0.3).build(x, in: g) },
         Case(name: "softmax", input: [2, 6]) { g, x in try Softmax().build(x, in: g) },
         Case(name: "log-softmax", input: [2, 6]) { g, x in try LogSoftmax().build(x, in: g) },
+        // The composite tier's generic primitives (ONNX import).
+        Case(name: "sigmoid", input: [2, 3, 2, 2]) { g, x in try g.apply(UnaryOp(.sigmoid), [x]) },
+        Case(name: "tanh", input: [2, 6]) { g, x in try g.apply(UnaryOp(.tanh), [x]) },
+        Case(name: "silu", input: [2, 6]) { g, x in try g.apply(UnaryOp(.silu), [x]) },
+        Case(name: "hardswish", input: [2, 3, 2, 2], low: -4, high: 4) { g, x in try g.apply(UnaryOp(.hardSwish), [x]) },
+        Case(name: "hardsigmoid", input: [2, 6], low: -4, high: 4) { g, x in
+            try g.apply(UnaryOp(.hardSigmoid(alpha: 0.2, beta: 0.5)), [x])
+        },
+        Case(name: "leaky relu", input: [2, 6]) { g, x in try g.apply(UnaryOp(.leakyReLU(alpha: 0.1)), [x]) },
+        Case(name: "elu", input: [2, 6]) { g, x in try g.apply(UnaryOp(.elu(alpha: 1.2)), [x]) },
+        Case(name: "selu", input: [2, 6]) { g, x in try g.apply(UnaryOp(.selu(alpha: 1.67, gamma: 1.05)), [x]) },
+        Case(name: "softplus", input: [2, 6]) { g, x in try g.apply(UnaryOp(.softplus), [x]) },
+        Case(name: "softsign", input: [2, 6]) { g, x in try g.apply(UnaryOp(.softsign), [x]) },
+        Case(name: "clip", input: [2, 6]) { g, x in try g.apply(UnaryOp(.clip(min: -0.5, max: 0.5)), [x]) },
+        Case(name: "abs, neg, exp", input: [2, 6]) { g, x in
+            try g.apply(UnaryOp(.exp), [try g.apply(UnaryOp(.neg), [try g.apply(UnaryOp(.abs), [x])])])
+        },
+        Case(name: "log, sqrt, reciprocal, pow", input: [2, 6], low: 0.5, high: 2) { g, x in
+            let a = try g.apply(UnaryOp(.log), [try g.apply(UnaryOp(.sqrt), [x])])
+            return try g.apply(
+                UnaryOp(.pow(1.5)), [try g.apply(UnaryOp(.reciprocal), [try g.apply(UnaryOp(.affine(scale: 1, shift: 2)), [a])])])
+        },
+        Case(name: "broadcast add, sub, mul", input: [2, 3, 2, 2]) { g, x in
+            let b = try g.parameter("b", shape: [3, 1, 1], initializer: .uniformFanIn(fanIn: 1))
+            let c = try g.parameter("c", shape: [2], initializer: .uniformFanIn(fanIn: 1))
+            let sum = try g.apply(BinaryOp(.add), [x, b])
+            return try g.apply(BinaryOp(.mul), [try g.apply(BinaryOp(.sub), [c, sum]), b])
+        },
+        Case(name: "broadcast div", input: [2, 3, 4]) { g, x in
+            let b = try g.parameter("b", shape: [1, 3, 1], initializer: .constant(1.5))
+            return try g.apply(
+                BinaryOp(.div), [x, try g.apply(BinaryOp(.div), [b, try g.apply(UnaryOp(.affine(scale: 0.2, shift: 1)), [x])])])
+        },
+        Case(name: "reduce mean and sum", input: [2, 3, 4, 2]) { g, x in
+            let mean = try g.apply(ReduceOp(axes: [2, 3], keepDims: false, mean: true), [x])
+            return try g.apply(BinaryOp(.mul), [mean, try g.apply(ReduceOp(axes: [1], keepDims: true, mean: false), [mean])])
+        },
+        Case(name: "transpose", input: [2, 3, 4, 2]) { g, x in try g.apply(TransposeOp([0, 2, 3, 1]), [x]) },
+        Case(name: "slice, negative step", input: [2, 4, 5]) { g, x in
+            let a = try g.apply(SliceOp(start: [0, 1, 4], step: [1, 2, -2], size: [2, 2, 3]), [x])
+            return try g.apply(BinaryOp(.mul), [a, a])
+        },
+        Case(name: "concat with fan-out", input: [2, 3, 2]) { g, x in
+            try g.apply(ConcatOp(axis: 1), [x, try g.apply(UnaryOp(.sigmoid), [x]), x])
+        },
+        Case(name: "expand", input: [2, 1, 3]) { g, x in try g.apply(BroadcastToOp([2, 4, 3]), [x]) },
     ]
 
     /// x → op → (flatten) → frozen probe → cross-entropy, differentiated; parameters from seed 5

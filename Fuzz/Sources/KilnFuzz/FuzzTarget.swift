@@ -4,7 +4,7 @@ import KilnData
 
 /// One loader under fuzzing. File-based loaders get the input written to a scratch file first.
 enum FuzzTarget: String, CaseIterable {
-    case pickle, pth, safetensors, npy, npz, tfjs, image
+    case pickle, pth, safetensors, npy, npz, tfjs, image, onnx
 
     static let selected: FuzzTarget = {
         guard let name = ProcessInfo.processInfo.environment["KILN_FUZZ_TARGET"], let target = FuzzTarget(rawValue: name) else {
@@ -41,6 +41,11 @@ enum FuzzTarget: String, CaseIterable {
             _ = Self.file("weights.bin", data[split...].dropFirst())
             _ = try TFJS.read(Self.file("model.json", data[..<split]))
         case .image: _ = try ImageDecoder.decode(data, file: "fuzz-image")
+        case .onnx:
+            // Import and trace: parsing, constant folding and every op's shape rule.
+            let model = try ONNXModel(contentsOf: Self.file("model.onnx", data))
+            let dims = model.declaredInputShape.enumerated().map { k, d in k == 0 ? 1 : min(d ?? 8, 64) }
+            _ = try Graph.trace(model, input: Shape(dims))
         }
     }
 }

@@ -73,6 +73,11 @@ enum Seeds {
         let shard = (0..<14).flatMap { withUnsafeBytes(of: Float($0)) { Array($0) } }
         try seed(.tfjs, "model.json", Data(manifest.utf8) + Data([0]) + Data(shard))
 
+        // ONNX: the importer's test model (Tests/Fixtures/generate_onnx.py).
+        let tinynet = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Tests/Fixtures/onnx/tinynet.onnx")
+        try seed(.onnx, "tinynet.onnx", Data(contentsOf: tinynet))
+
         // Images: 8×8 RGB as JPEG, PNG, TIFF.
         let pixels = (0..<(8 * 8 * 3)).map { UInt8(truncatingIfNeeded: $0 * 37) }
         for format in [ImageDecoder.Format.jpeg, .png, .tiff] {

@@ -45,7 +45,9 @@ public struct SliceOp: Primitive {
     public var attributes: String { "start=\(start) step=\(step) size=\(size)" }
     public func outputShape(for inputs: [Shape]) throws -> Shape {
         let x = inputs[0]
-        guard start.count == x.rank, step.count == x.rank, size.count == x.rank else { throw ShapeRuleError("slice of rank \(start.count) for \(x)") }
+        guard start.count == x.rank, step.count == x.rank, size.count == x.rank else {
+            throw ShapeRuleError("slice of rank \(start.count) for \(x)")
+        }
         for k in 0..<x.rank where size[k] > 0 {
             let last = start[k] + (size[k] - 1) * step[k]
             guard step[k] != 0, (0..<x[k]).contains(start[k]), (0..<x[k]).contains(last) else {

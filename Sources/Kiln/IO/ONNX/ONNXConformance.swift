@@ -34,7 +34,9 @@ public enum ONNXConformance {
                 let set = url.deletingLastPathComponent().appendingPathComponent("test_data_set_0")
                 let files = (try? fm.contentsOfDirectory(atPath: set.path)) ?? []
                 let pick = { (prefix: String) in
-                    files.filter { $0.hasPrefix(prefix) && $0.hasSuffix(".pb") }.sorted { index($0) < index($1) }.map { set.appendingPathComponent($0) }
+                    files.filter { $0.hasPrefix(prefix) && $0.hasSuffix(".pb") }.sorted { index($0) < index($1) }.map {
+                        set.appendingPathComponent($0)
+                    }
                 }
                 let dir = url.deletingLastPathComponent()
                 let relative = dir.path.replacingOccurrences(of: root.path + "/", with: "")
@@ -59,7 +61,8 @@ public enum ONNXConformance {
         do { proto = try Onnx_TensorProto(serializedBytes: data) } catch {
             throw ONNXError(file: url.path, detail: "not a serialized TensorProto (\(error))")
         }
-        let c = try ONNXTensorDecoder(file: url.path, folder: nil).decode(proto, what: proto.name.isEmpty ? url.lastPathComponent : proto.name)
+        let c = try ONNXTensorDecoder(file: url.path, folder: nil).decode(
+            proto, what: proto.name.isEmpty ? url.lastPathComponent : proto.name)
         return c.tensor()
     }
 
@@ -95,7 +98,9 @@ public enum ONNXConformance {
                 worst = max(worst, error / max(abs(e), 1e-6))
                 if !(error <= atol + rtol * abs(e)) { violations += 1 }
             }
-            return violations == 0 ? .passed(maxError: worst) : .failed("\(violations) of \(expected.count) values outside tolerance (worst relative error \(worst))")
+            return violations == 0
+                ? .passed(maxError: worst)
+                : .failed("\(violations) of \(expected.count) values outside tolerance (worst relative error \(worst))")
         } catch let error as ONNXError {
             return .unsupported(op: error.op.map { String($0.split(separator: ",")[0]) } ?? "(model)", detail: error.detail)
         } catch {

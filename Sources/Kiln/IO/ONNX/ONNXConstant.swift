@@ -67,7 +67,8 @@ struct ONNXTensorDecoder {
         let count = try sizes.elementCount(dims, "tensor '\(what)'")
         let type = t.dataType
         guard let width = Self.byteWidth[type] else {
-            throw ONNXError(file: file, detail: "tensor '\(what)' has data type \(type) (\(Self.typeName(type))), which Kiln does not import")
+            throw ONNXError(
+                file: file, detail: "tensor '\(what)' has data type \(type) (\(Self.typeName(type))), which Kiln does not import")
         }
         let bytes = try sizes.product(count, width, "tensor '\(what)'")
         try sizes.withinLimit(bytes, "tensor '\(what)'")
@@ -140,7 +141,8 @@ struct ONNXTensorDecoder {
         let offset = Int(entries["offset"] ?? "0") ?? -1
         let length = entries["length"].map { Int($0) ?? -1 } ?? bytes
         guard offset >= 0, length == bytes else {
-            throw ONNXError(file: file, detail: "tensor '\(what)': external data offset \(offset) / length \(length) invalid (\(bytes) bytes needed)")
+            throw ONNXError(
+                file: file, detail: "tensor '\(what)': external data offset \(offset) / length \(length) invalid (\(bytes) bytes needed)")
         }
         guard let handle = try? FileHandle(forReadingFrom: url) else {
             throw ONNXError(file: file, detail: "tensor '\(what)': cannot open external data file \(url.path)")
@@ -156,7 +158,9 @@ struct ONNXTensorDecoder {
 
     static let byteWidth: [Int32: Int] = [1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8]
     static func typeName(_ type: Int32) -> String {
-        [1: "float", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "string", 9: "bool",
-            10: "float16", 11: "double", 12: "uint32", 13: "uint64", 14: "complex64", 15: "complex128", 16: "bfloat16"][type] ?? "unknown"
+        [
+            1: "float", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "string", 9: "bool",
+            10: "float16", 11: "double", 12: "uint32", 13: "uint64", 14: "complex64", 15: "complex128", 16: "bfloat16",
+        ][type] ?? "unknown"
     }
 }

@@ -101,7 +101,8 @@ extension ONNXImporter {
         case "Add", "Sub", "Mul", "Div", "Equal", "Max", "Min":
             return try elementwise(x, inputs[1])
         case "Neg":
-            return x.isFloat ? ONNXConstant(shape: x.shape, floats: x.floats.map { -$0 }) : ONNXConstant(shape: x.shape, ints: x.ints.map { 0 &- $0 })
+            return x.isFloat
+                ? ONNXConstant(shape: x.shape, floats: x.floats.map { -$0 }) : ONNXConstant(shape: x.shape, ints: x.ints.map { 0 &- $0 })
         case "Range":
             let (start, limit, delta) = (inputs[0].floats[0], inputs[1].floats[0], inputs[2].floats[0])
             guard delta != 0 else { throw fail("Range with delta 0") }
@@ -161,7 +162,8 @@ extension ONNXImporter {
                 default: return p == q ? 1 : 0
                 }
             }
-            return op == "Equal" ? ONNXConstant(shape: out.dims, ints: values.map { Int64($0) }) : ONNXConstant(shape: out.dims, floats: values)
+            return op == "Equal"
+                ? ONNXConstant(shape: out.dims, ints: values.map { Int64($0) }) : ONNXConstant(shape: out.dims, floats: values)
         }
         let (u, v) = (a.ints, b.ints)
         let values = try (0..<out.count).map { i -> Int64 in

@@ -28,7 +28,9 @@ public struct ONNXModel: PretrainedLayer, @unchecked Sendable {
     public init(contentsOf url: URL, classes: Int? = nil, classifier: String? = nil) throws {
         let file = url.path
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw ONNXError(file: file, detail: "cannot read the file (\(error.localizedDescription))") }
+        do { data = try Data(contentsOf: url) } catch {
+            throw ONNXError(file: file, detail: "cannot read the file (\(error.localizedDescription))")
+        }
         try HostileSizes(file: file) { ONNXError(file: file, detail: $0) }.withinLimit(data.count, "the model")
         let model: Onnx_ModelProto
         do {
@@ -69,7 +71,9 @@ public struct ONNXModel: PretrainedLayer, @unchecked Sendable {
         let nodes = model.graph.node
         let heads = nodes.indices.filter { i in
             let node = nodes[i]
-            guard ["Gemm", "MatMul", "Conv"].contains(node.opType), node.input.count >= 2, let w = initializers[node.input[1]] else { return false }
+            guard ["Gemm", "MatMul", "Conv"].contains(node.opType), node.input.count >= 2, let w = initializers[node.input[1]] else {
+                return false
+            }
             return node.opType != "Conv" || w.shape.count == 4 && w.shape[2] == 1 && w.shape[3] == 1
         }
         if let classifier {
@@ -77,7 +81,8 @@ public struct ONNXModel: PretrainedLayer, @unchecked Sendable {
                 throw ONNXError(file: file, detail: "no node named '\(classifier)' (--classifier); candidates: \(heads.map { names[$0] })")
             }
             guard heads.contains(i) else {
-                throw ONNXError(file: file, node: classifier, op: nodes[i].opType, detail: "is not a Gemm, MatMul or 1×1 Conv with constant weights")
+                throw ONNXError(
+                    file: file, node: classifier, op: nodes[i].opType, detail: "is not a Gemm, MatMul or 1×1 Conv with constant weights")
             }
             self.classifier = classifier
         } else {
@@ -119,7 +124,9 @@ public struct ONNXModel: PretrainedLayer, @unchecked Sendable {
     /// The model's weights for `graph`; a resized classifier (and anything else the file lacks)
     /// starts from its initialiser.
     public func pretrainedParameters(for graph: Graph, seed: UInt64) throws -> ParameterStore {
-        guard let input = graph.inputs.first(where: { $0.dtype == .float32 }) else { throw GraphError.invalid("the graph has no float input") }
+        guard let input = graph.inputs.first(where: { $0.dtype == .float32 }) else {
+            throw GraphError.invalid("the graph has no float input")
+        }
         let tensors = try parameterTensors(input: input.shape)
         let store = ParameterStore(graph: graph, seed: seed)
         for value in graph.stateValues {

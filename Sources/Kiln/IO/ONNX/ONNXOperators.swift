@@ -122,9 +122,11 @@ extension ONNXImporter {
                 let old = try requireConstant(1, "the classifier's weight")
                 w = try newState(
                     node.input[1], shape: [classes, old.shape[1], 1, 1], initializer: .uniformFanIn(fanIn: old.shape[1]))
-                bias = try newState(has(2) ? node.input[2] : "\(nodeName).bias", shape: [classes], initializer: .uniformFanIn(fanIn: old.shape[1]))
+                bias = try newState(
+                    has(2) ? node.input[2] : "\(nodeName).bias", shape: [classes], initializer: .uniformFanIn(fanIn: old.shape[1]))
             } else if let c = try constant(1), c.shape.count == 3 {
-                w = try materialize(node.input[1], c.reshaped([c.shape[0], c.shape[1], 1, c.shape[2]]), buffer: !learnable.contains(node.input[1]))
+                w = try materialize(
+                    node.input[1], c.reshaped([c.shape[0], c.shape[1], 1, c.shape[2]]), buffer: !learnable.contains(node.input[1]))
                 bias = has(2) ? try value(2) : nil
             } else {
                 w = try value(1)
@@ -187,7 +189,8 @@ extension ONNXImporter {
         var slope = try value(1)
         // A per-channel slope [C] (older exporters) applies along dimension 1.
         if let c = try constant(1), c.shape.count == 1, xs.rank >= 3, c.count == xs[1], c.count > 1 {
-            slope = try materialize(node.input[1], c.reshaped([c.count] + [Int](repeating: 1, count: xs.rank - 2)), buffer: !learnable.contains(node.input[1]))
+            slope = try materialize(
+                node.input[1], c.reshaped([c.count] + [Int](repeating: 1, count: xs.rank - 2)), buffer: !learnable.contains(node.input[1]))
         }
         let positive = try emit(ReLUOp(), [x], "positive")
         let negative = try emit(BinaryOp(.sub), [x, positive], "negative")
@@ -225,7 +228,8 @@ extension ONNXImporter {
         var total = try value(0)
         for i in 1..<node.input.count {
             let next = try value(i)
-            total = try emit(shapeOf(total) == shapeOf(next) ? AddOp() : BinaryOp(.add), [total, next], i == node.input.count - 1 ? nil : "add\(i)")
+            total = try emit(
+                shapeOf(total) == shapeOf(next) ? AddOp() : BinaryOp(.add), [total, next], i == node.input.count - 1 ? nil : "add\(i)")
         }
         output(0, total)
     }
@@ -285,7 +289,9 @@ extension ONNXImporter {
         var weight = w
         if transposed {
             let values = w.floats
-            weight = ONNXConstant(shape: [outFeatures, inFeatures], floats: (0..<w.count).map { i in values[(i % inFeatures) * outFeatures + i / inFeatures] })
+            weight = ONNXConstant(
+                shape: [outFeatures, inFeatures], floats: (0..<w.count).map { i in values[(i % inFeatures) * outFeatures + i / inFeatures] }
+            )
         }
         if scale != 1 { weight = ONNXConstant(shape: weight.shape, floats: weight.floats.map { $0 * scale }) }
         let isInitializer = learnable.contains(name)
@@ -295,7 +301,10 @@ extension ONNXImporter {
                 throw fail("the bias '\(node.input[b])' must be a constant of \(outFeatures) values")
             }
             let values = c.count == 1 ? [Float](repeating: c.floats[0], count: outFeatures) : c.floats
-            inputs.append(try materialize(node.input[b], ONNXConstant(shape: [outFeatures], floats: values.map { $0 * beta }), buffer: !learnable.contains(node.input[b])))
+            inputs.append(
+                try materialize(
+                    node.input[b], ONNXConstant(shape: [outFeatures], floats: values.map { $0 * beta }),
+                    buffer: !learnable.contains(node.input[b])))
         }
         return try emit(LinearOp(), inputs)
     }
@@ -304,7 +313,10 @@ extension ONNXImporter {
         if int("transA", 0) != 0 { throw fail("transA=1 is not supported") }
         let x = try value(0)
         guard shapeOf(x).rank == 2 else { throw fail("input of shape \(shapeOf(x)); Gemm takes a matrix") }
-        output(0, try linear(x, weightInput: 1, transposed: int("transB", 0) == 0, scale: float("alpha", 1), biasInput: 2, beta: float("beta", 1)))
+        output(
+            0,
+            try linear(x, weightInput: 1, transposed: int("transB", 0) == 0, scale: float("alpha", 1), biasInput: 2, beta: float("beta", 1))
+        )
     }
 
     private func matmul() throws {
@@ -503,12 +515,14 @@ extension ONNXImporter {
             : Padding(top: pads[r - 2], left: pads[r - 1], bottom: pads[2 * r - 2], right: pads[2 * r - 1])
         guard r <= 4 else { throw fail("padding of a rank-\(r) tensor") }
         // A constant c pads as c + zero-pad(x − c).
-        output(0, try as2D { x in
-            guard fill != 0 else { return try emit(ZeroPad2DOp(padding), [x]) }
-            let shifted = try emit(UnaryOp(.affine(scale: 1, shift: -fill)), [x], "shift")
-            let padded = try emit(ZeroPad2DOp(padding), [shifted], "pad")
-            return try emit(UnaryOp(.affine(scale: 1, shift: fill)), [padded], "unshift")
-        })
+        output(
+            0,
+            try as2D { x in
+                guard fill != 0 else { return try emit(ZeroPad2DOp(padding), [x]) }
+                let shifted = try emit(UnaryOp(.affine(scale: 1, shift: -fill)), [x], "shift")
+                let padded = try emit(ZeroPad2DOp(padding), [shifted], "pad")
+                return try emit(UnaryOp(.affine(scale: 1, shift: fill)), [padded], "unshift")
+            })
     }
 
     private func reduce(mean: Bool) throws {
