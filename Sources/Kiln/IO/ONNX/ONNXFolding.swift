@@ -48,7 +48,7 @@ extension ONNXImporter {
 
     /// The folded value of an op on constants, or nil for ops that are not folded.
     private func foldConstant(_ inputs: [ONNXConstant]) throws -> ONNXConstant? {
-        let x = inputs[0]
+        guard let x = inputs.first else { return nil }
         switch node.opType {
         case "Identity": return x
         case "Cast": return x.cast(toFloat: [1, 10, 11, 16].contains(int("to", 1)))
@@ -69,7 +69,9 @@ extension ONNXImporter {
             let a = try axis(int("axis", 1), rank: x.shape.count + 1)
             let outer = x.shape[..<a].reduce(1, *)
             return x.reshaped([outer, x.count / max(outer, 1)])
-        case "Gather": return try gather(x, inputs[1])
+        case "Gather":
+            guard inputs.count == 2 else { return nil }
+            return try gather(x, inputs[1])
         case "Transpose":
             let rank = x.shape.count, perm = ints("perm") ?? Array((0..<rank).reversed())
             guard perm.sorted() == Array(0..<rank), x.count <= LoadLimits.maxBytes / 4 else { return nil }
@@ -99,18 +101,21 @@ extension ONNXImporter {
             let (start, step, size) = try sliceGeometry(Shape(x.shape))
             return x.picking((0..<size[0]).map { start[0] + $0 * step[0] }, shape: size)
         case "Add", "Sub", "Mul", "Div", "Equal", "Max", "Min":
+            guard inputs.count == 2 else { return nil }
             return try elementwise(x, inputs[1])
         case "Neg":
             return x.isFloat
                 ? ONNXConstant(shape: x.shape, floats: x.floats.map { -$0 }) : ONNXConstant(shape: x.shape, ints: x.ints.map { 0 &- $0 })
         case "Range":
+            guard inputs.count == 3, inputs.allSatisfy({ $0.count == 1 }) else { return nil }
             let (start, limit, delta) = (inputs[0].floats[0], inputs[1].floats[0], inputs[2].floats[0])
-            guard delta != 0 else { throw fail("Range with delta 0") }
-            let count = max(Int(((limit - start) / delta).rounded(.up)), 0)
-            guard count <= 1 << 24 else { throw fail("Range of \(count) elements") }
+            let steps = ((limit - start) / delta).rounded(.up)
+            guard delta != 0, steps.isFinite, steps <= Float(1 << 24) else { throw fail("Range(\(start), \(limit), \(delta))") }
+            let count = max(Int(steps), 0)
             let values = (0..<count).map { start + Float($0) * delta }
             return x.isFloat ? ONNXConstant(shape: [count], floats: values) : ONNXConstant(shape: [count], ints: values.map { Int64($0) })
         case "Where":
+            guard inputs.count == 3 else { return nil }
             let (c, a, b) = (inputs[0].ints, inputs[1], inputs[2])
             guard a.count == c.count, b.count == c.count else { return nil }
             return a.isFloat
@@ -137,7 +142,7 @@ extension ONNXImporter {
 
     private func elementwise(_ a: ONNXConstant, _ b: ONNXConstant) throws -> ONNXConstant? {
         let out = try broadcastShape(Shape(a.shape), Shape(b.shape))
-        guard out.count <= 1 << 24 else { return nil }
+        guard (try? checkedCount(out.dims)).map({ $0 <= 1 << 24 }) == true else { return nil }
         let (sa, sb) = (broadcastStrides(Shape(a.shape), to: out), broadcastStrides(Shape(b.shape), to: out))
         func index(_ i: Int, _ strides: [Int64]) -> Int {
             var rest = i, result = 0

@@ -52,6 +52,8 @@ final class ONNXImporter {
                 throw error
             } catch let error as GraphError {
                 throw fail("\(error)")
+            } catch let error as ShapeRuleError {
+                throw fail(error.detail)
             }
         }
         switch env[model.outputName] {
@@ -134,13 +136,21 @@ final class ONNXImporter {
     func emit(_ op: any Primitive, _ inputs: [Graph.ValueID], _ suffix: String? = nil) throws -> Graph.ValueID {
         emitted += 1
         let name = suffix.map { "\(nodeName).\($0)" } ?? (emitted == 1 ? nodeName : "\(nodeName).\(emitted)")
-        return try g.apply(op, inputs, named: name)
+        let id = try g.apply(op, inputs, named: name)
+        let bytes = try checkedCount(shapeOf(id).dims).multipliedReportingOverflow(by: 4)
+        guard !bytes.overflow, bytes.partialValue <= LoadLimits.maxBytes else { throw fail("output shape \(shapeOf(id)) is too large") }
+        return id
     }
 
     func output(_ k: Int = 0, _ id: Graph.ValueID) { if k < node.output.count { env[node.output[k]] = .value(id) } }
     func output(_ k: Int = 0, _ c: ONNXConstant) { if k < node.output.count { env[node.output[k]] = .constant(c) } }
 
     func shapeOf(_ id: Graph.ValueID) -> Shape { g.graph[id].shape }
+
+    /// The element count of `dims`, refusing negative sizes and overflow (shapes come from the file).
+    func checkedCount(_ dims: [Int]) throws -> Int {
+        try HostileSizes(file: model.file) { [self] in fail($0) }.elementCount(dims, "shape")
+    }
 
     /// Normalises a possibly negative axis for a tensor of `rank`.
     func axis(_ a: Int, rank: Int) throws -> Int {

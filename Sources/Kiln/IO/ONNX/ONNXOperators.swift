@@ -4,7 +4,16 @@ import Foundation
 // computes from shapes is folded at import time (ONNXFolding.swift).
 
 extension ONNXImporter {
+    /// Inputs each op needs (optional ones beyond are checked where they are read).
+    private static let arity: [String: Int] = [
+        "Conv": 2, "BatchNormalization": 5, "Gemm": 2, "MatMul": 2, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Max": 2, "Min": 2,
+        "Equal": 2, "Gather": 2, "Where": 3, "Range": 3, "Expand": 2, "PRelu": 2, "Constant": 0,
+    ]
+
     func convert() throws {
+        var needed = Self.arity[node.opType] ?? 0
+        if node.opType == "Reshape", model.opset >= 5 { needed = 2 }
+        for i in 0..<needed where !has(i) { throw fail("input \(i) is missing") }
         if try fold() { return }
         switch node.opType {
         case "Conv": try conv()
@@ -135,6 +144,7 @@ extension ONNXImporter {
             let ws = shapeOf(w)
             guard ws.rank == 4 else { throw fail("weight of shape \(ws) for a 2-D convolution") }
             let stride = widened(ints("strides"), rank: rank, fill: 1) ?? [1, 1]
+            guard stride.count == 2, stride.allSatisfy({ $0 >= 1 }) else { throw fail("strides \(stride) for a 2-D convolution") }
             let pads = try spatialPadding(
                 input: [xs[2], xs[3]], kernel: [ws[2], ws[3]], stride: stride.count == 2 ? stride : [1, 1], rank: rank)
             let op = Conv2DOp(stride: (stride[0], stride[1]), padding: pads, groups: groups)
@@ -244,6 +254,9 @@ extension ONNXImporter {
             throw fail("kernel_shape \(ints("kernel_shape") ?? []) is not a 2-D window")
         }
         let stride = widened(ints("strides"), rank: rank, fill: 1) ?? [1, 1]
+        guard stride.count == 2, stride.allSatisfy({ $0 >= 1 }), kernel.allSatisfy({ $0 >= 1 }) else {
+            throw fail("strides \(stride) / kernel \(kernel) for a 2-D window")
+        }
         let average = node.opType == "AveragePool"
         let includePad = int("count_include_pad", 0) == 1
         let y = try as2D { x in
@@ -353,12 +366,13 @@ extension ONNXImporter {
 
     func resolveReshape(_ spec: [Int], from s: Shape, allowZero: Bool) throws -> [Int] {
         var dims = spec.enumerated().map { k, d in d == 0 && !allowZero && k < s.rank ? s[k] : d }
-        let known = dims.filter { $0 != -1 }.reduce(1, *)
+        guard dims.filter({ $0 == -1 }).count <= 1, dims.allSatisfy({ $0 >= -1 }) else { throw fail("cannot reshape \(s) to \(spec)") }
+        let known = try checkedCount(dims.filter { $0 != -1 })
         if let k = dims.firstIndex(of: -1) {
             guard known > 0, s.count % known == 0 else { throw fail("cannot reshape \(s) to \(spec)") }
             dims[k] = s.count / known
         }
-        guard dims.allSatisfy({ $0 >= 0 }), dims.reduce(1, *) == s.count else { throw fail("cannot reshape \(s) to \(spec)") }
+        guard dims.allSatisfy({ $0 >= 0 }), try checkedCount(dims) == s.count else { throw fail("cannot reshape \(s) to \(spec)") }
         return dims
     }
 
@@ -372,6 +386,7 @@ extension ONNXImporter {
         guard let axes else { throw fail("Unsqueeze without axes") }
         let rank = s.rank + axes.count
         let inserted = try Set(axes.map { try axis($0, rank: rank) })
+        guard inserted.count == axes.count else { throw fail("repeated axes \(axes)") }
         var rest = s.dims.makeIterator()
         return (0..<rank).map { inserted.contains($0) ? 1 : rest.next()! }
     }
@@ -428,7 +443,11 @@ extension ONNXImporter {
             if has(4) { steps = (try requireConstant(4, "steps")).intValues }
         }
         var start = [Int](repeating: 0, count: s.rank), step = [Int](repeating: 1, count: s.rank), size = s.dims
-        for (k, a) in (axes ?? Array(0..<starts.count)).enumerated() {
+        let sliced = axes ?? Array(0..<starts.count)
+        guard starts.count == sliced.count, ends.count == sliced.count, steps == nil || steps!.count == sliced.count else {
+            throw fail("starts \(starts), ends \(ends), axes \(sliced) and steps \(steps ?? []) differ in length")
+        }
+        for (k, a) in sliced.enumerated() {
             let d = try axis(a, rank: s.rank), n = s[d], st = steps?[k] ?? 1
             guard st != 0, k < ends.count else { throw fail("slice step 0 or missing end") }
             var b = starts[k] < 0 ? starts[k] + n : starts[k], e = ends[k] < 0 ? ends[k] + n : ends[k]
