@@ -8,7 +8,7 @@ struct Graphc: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "graphc",
         abstract: "Kiln's graph compiler: inspect and run zoo models.",
-        subcommands: [Summary.self, Dump.self, Run.self, Grad.self, Conformance.self]
+        subcommands: [Summary.self, Dump.self, Run.self, Grad.self, Export.self, Conformance.self]
     )
 }
 
