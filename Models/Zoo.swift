@@ -1,3 +1,4 @@
+import Foundation
 import Kiln
 
 /// The model registry: names as the CLIs accept them.
@@ -35,7 +36,21 @@ public enum Zoo {
 
     public static var names: [String] { entries.map(\.name) }
 
+    /// Whether `name` is an ONNX file rather than a zoo name.
+    public static func isONNX(_ name: String) -> Bool { name.lowercased().hasSuffix(".onnx") }
+
     public static func entry(_ name: String) throws -> Entry {
+        if isONNX(name) {
+            // The file's own architecture; its classifier's module (parameter prefix) is the head.
+            let model = try ONNXModel(contentsOf: URL(fileURLWithPath: name))
+            let declared = model.declaredInputShape
+            return Entry(
+                name: name, summary: "ONNX model \(name)",
+                defaultInputSize: declared.count == 4 ? declared[3] ?? 224 : 224, classifier: model.classifierModule ?? ""
+            ) { classes, _, _ in
+                (try? ONNXModel(contentsOf: URL(fileURLWithPath: name), classes: classes)) ?? model
+            }
+        }
         guard let entry = entries.first(where: { $0.name == name }) else { throw ZooError.unknownModel(name, known: names) }
         return entry
     }
@@ -45,6 +60,7 @@ public enum Zoo {
     public static func model(_ name: String, classes: Int, width: Double? = nil, batchNormMomentum: Float? = nil) throws -> any Layer {
         guard classes >= 1 else { throw ZooError.invalidArgument("classes must be ≥ 1, got \(classes)") }
         if let width, !(width > 0) { throw ZooError.invalidArgument("width must be > 0, got \(width)") }
+        if isONNX(name) { return try ONNXModel(contentsOf: URL(fileURLWithPath: name), classes: classes) }
         return try entry(name).make(classes, width, batchNormMomentum)
     }
 }

@@ -94,7 +94,13 @@ public final class Trainer {
         let model = try Zoo.model(config.model, classes: classes.count, width: config.width, batchNormMomentum: 0.1)
         let shape: Shape = [config.batchSize, 3, config.inputSize, config.inputSize]
         let forward = try Graph.trace(model, input: shape)
-        let store = ParameterStore(graph: forward, seed: config.seed)
+        // An ONNX model brings its own weights (its classifier resized to the dataset's classes).
+        let store =
+            if config.weights == nil, config.strategy != .scratch, let pretrained = model as? ONNXModel {
+                try pretrained.pretrainedParameters(for: forward, seed: config.seed)
+            } else {
+                ParameterStore(graph: forward, seed: config.seed)
+            }
         if let weights = config.weights, config.strategy != .scratch {
             let report: LoadReport
             do {

@@ -11,7 +11,8 @@ struct Train: ParsableCommand {
 
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var training: TrainingOptions
-    @Option(help: "Model: \(Zoo.names.joined(separator: ", ")).") var model = "basic-cnn"
+    @Option(help: "Model: \(Zoo.names.joined(separator: ", ")), or an .onnx file (its weights are the pretrained ones).")
+    var model = "basic-cnn"
     @Option(help: "Width multiplier (e.g. 0.35 for MobileNetV2-0.35).") var width: Double?
     @Option(help: "scratch, finetune or frozen.") var strategy: Strategy = .scratch
     @Option(
@@ -30,7 +31,9 @@ struct Train: ParsableCommand {
         guard ["sgd", "adam", "adamw"].contains(optimizer) else { throw ValidationError("unknown optimizer '\(optimizer)'") }
         guard ["constant", "step", "cosine"].contains(schedule) else { throw ValidationError("unknown schedule '\(schedule)'") }
         guard fraction > 0 && fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1]") }
-        if strategy != .scratch && weights == nil { throw ValidationError("--strategy \(strategy.rawValue) needs --weights") }
+        if strategy != .scratch && weights == nil && !Zoo.isONNX(model) {
+            throw ValidationError("--strategy \(strategy.rawValue) needs --weights")
+        }
         if weights == "imagenet" && model != "resnet18" {
             throw ValidationError("--weights imagenet downloads torchvision's ResNet-18; for \(model), pass a weights file")
         }
@@ -44,6 +47,7 @@ struct Train: ParsableCommand {
             var config = RunConfig(model: model, width: width, strategy: strategy)
             (config.epochs, config.batchSize, config.learningRate, config.optimizer) = (training.epochs, training.batch, lr, optimizer)
             (config.schedule, config.fraction, config.seed, config.inputSize) = (schedule, fraction, dataOptions.seed, data.inputSize)
+            if Zoo.isONNX(model), weights == nil { config.pretraining = URL(fileURLWithPath: model).lastPathComponent }
             if let weights {
                 let file = weights == "imagenet" ? try Study.fetchImageNetResNet18(progress: progress) : weights
                 (config.weights, config.pretraining) = (file, URL(fileURLWithPath: file).lastPathComponent)
@@ -250,6 +254,40 @@ struct Sweep: ParsableCommand {
             _ = try Study(data: data, directory: directory, options: options, progress: progress)
                 .sweep(model: model, width: width, strategy: strategy, learningRates: parse(lrs), fractions: parse(fractions))
             progress.line("report: \(out)/sweep.md")
+        }
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Write a trained run as an ONNX model (opset 17, BN folded, class names in its metadata) for ONNX Runtime and other runtimes.")
+
+    @Option(name: .customLong("run"), help: "A run folder written by `landuse train`.") var runFolder: String
+    @Option(help: "Where to write the model (.onnx).") var output: String
+    @Flag(help: "Keep BatchNormalization nodes (default: folded into the convolution before them).") var keepBatchnorm = false
+
+    func run() throws {
+        try reporting {
+            let directory = URL(fileURLWithPath: runFolder)
+            let config = try RunConfig.read(runFolder: directory)
+            let checkpoint = directory.appendingPathComponent("checkpoint.safetensors")
+            let (tensors, metadata) = try Safetensors.read(checkpoint)
+            guard let classes = metadata["classes"]?.split(separator: ",").map(String.init) else {
+                throw DatasetError("\(checkpoint.path): no class names in the checkpoint metadata")
+            }
+            let model = try Zoo.model(config.model, classes: classes.count, width: config.width)
+            let graph = try Compiler.inference(model, input: [1, 3, config.inputSize, config.inputSize], fuse: false)
+            let store = ParameterStore()
+            try store.load(tensors, for: graph, file: checkpoint.path)
+            let normalization = config.model == "mobilenet-v2" ? "scaled to [-1, 1]" : "ImageNet mean/std normalised"
+            let info = [
+                "classes": classes.joined(separator: ","), "kiln.model": config.model, "kiln.run": directory.lastPathComponent,
+                "input": "RGB [N, 3, \(config.inputSize), \(config.inputSize)], \(normalization)",
+            ]
+            try ONNXExport.write(
+                graph, parameters: store, to: URL(fileURLWithPath: output), options: .init(keepBatchNorm: keepBatchnorm, metadata: info))
+            print("wrote \(output) (\(classes.count) classes, input \(config.inputSize)²)")
         }
     }
 }

@@ -11,7 +11,7 @@ struct Landuse: ParsableCommand {
         commandName: "landuse",
         abstract: "Land-use classification study: train, evaluate, predict, compare strategies, sweep hyper-parameters.",
         discussion: "Without --data, the embedded synthetic land-use set is used (and reports say so).",
-        subcommands: [Train.self, Evaluate.self, Predict.self, Explain.self, Compare.self, Sweep.self],
+        subcommands: [Train.self, Evaluate.self, Predict.self, Explain.self, Compare.self, Sweep.self, Export.self],
         defaultSubcommand: Compare.self
     )
 }

@@ -73,7 +73,8 @@ struct ONNXExportTests {
         for (name, width, side) in Self.zoo {
             let (x, logits, url) = try exported(name, width: width, side: side, keepBatchNorm: false)
             let folder = url.deletingLastPathComponent()
-            let xin = folder.appendingPathComponent("\(url.lastPathComponent).x.npy"), yout = folder.appendingPathComponent("\(url.lastPathComponent).y.npy")
+            let xin = folder.appendingPathComponent("\(url.lastPathComponent).x.npy"),
+                yout = folder.appendingPathComponent("\(url.lastPathComponent).y.npy")
             defer { for f in [url, xin, yout] { try? FileManager.default.removeItem(at: f) } }
             try NPY.write(x, to: xin)
             let p = Process()

@@ -57,6 +57,36 @@ struct LanduseCLITests {
         ])
         #expect(status3 == 0 && output3.contains("forest") && output3.contains("%"), "\(output3)")
     }
+
+    /// An ONNX model (Tests/Fixtures/onnx/tinynet.onnx) trains with a frozen backbone and a new
+    /// head for the data's classes, and the run exports back to ONNX with its class names.
+    @Test func onnxModelTrainsFrozenAndExports() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-cli-onnx-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: root) }
+        for (label, name) in ["forest", "river", "beach"].enumerated() {
+            let dir = root.appendingPathComponent("data/\(name)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            for i in 0..<8 {
+                try ImageDecoder.write(
+                    SyntheticLandUse.render(label: [7, 16, 2][label], index: i, size: 20, seed: 1),
+                    to: dir.appendingPathComponent("\(i).png"), format: .png)
+            }
+        }
+        let model = Self.packageRoot.appendingPathComponent("Tests/Fixtures/onnx/tinynet.onnx").path
+        let run = root.appendingPathComponent("run").path
+        let (status, output) = try self.run([
+            "train", "--data", root.appendingPathComponent("data").path, "--input-size", "16", "--epochs", "2", "--batch", "4",
+            "--model", model, "--strategy", "frozen", "--out", run,
+        ])
+        #expect(status == 0, "\(output)")
+        #expect(FileManager.default.fileExists(atPath: run + "/checkpoint.safetensors"))
+        let exported = root.appendingPathComponent("m.onnx").path
+        let (exportStatus, exportOutput) = try self.run(["export", "--run", run, "--output", exported])
+        #expect(exportStatus == 0, "\(exportOutput)")
+        #expect(exportOutput.contains("3 classes"))
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: exported))
+        #expect(String(decoding: bytes, as: UTF8.self).contains("beach,forest,river"))
+    }
 }
 
 /// The folder of the package's built tools: the one holding this test binary

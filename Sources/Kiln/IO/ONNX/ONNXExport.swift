@@ -216,7 +216,8 @@ struct ONNXGraphWriter {
                     ]))
         case let op as BatchNormOp:
             let inputs = try (0..<5).map { try x($0) }
-            nodes.append(node("BatchNormalization", inputs, out, name: n.name, [float("epsilon", op.eps), float("momentum", 1 - op.momentum)]))
+            nodes.append(
+                node("BatchNormalization", inputs, out, name: n.name, [float("epsilon", op.eps), float("momentum", 1 - op.momentum)]))
         case is ReLUOp: nodes.append(node("Relu", [try x(0)], out, name: n.name))
         case is ReLU6Op:
             nodes.append(node("Clip", [try x(0), try scalar("kiln.zero", 0), try scalar("kiln.six", 6)], out, name: n.name))
@@ -267,7 +268,8 @@ struct ONNXGraphWriter {
             nodes.append(node("Slice", inputs, out, name: n.name))
         case let op as ReduceOp:
             if op.mean {
-                nodes.append(node("ReduceMean", [try x(0)], out, name: n.name, [ints("axes", op.axes), int("keepdims", op.keepDims ? 1 : 0)]))
+                nodes.append(
+                    node("ReduceMean", [try x(0)], out, name: n.name, [ints("axes", op.axes), int("keepdims", op.keepDims ? 1 : 0)]))
             } else {
                 let axes = constant("\(n.name).axes", ints: op.axes.map(Int64.init))
                 nodes.append(node("ReduceSum", [try x(0), axes], out, name: n.name, [int("keepdims", op.keepDims ? 1 : 0)]))
@@ -291,7 +293,9 @@ struct ONNXGraphWriter {
             return t.scalars
         }
         let w = try tensor(conv.inputs[1]), wName = graph[conv.inputs[1]].name
-        let (gamma, beta, mean, variance) = (try tensor(bn.inputs[1]), try tensor(bn.inputs[2]), try tensor(bn.inputs[3]), try tensor(bn.inputs[4]))
+        let (gamma, beta, mean, variance) = (
+            try tensor(bn.inputs[1]), try tensor(bn.inputs[2]), try tensor(bn.inputs[3]), try tensor(bn.inputs[4])
+        )
         let outputs = graph[conv.inputs[1]].shape[0], per = w.count / max(outputs, 1)
         let bias = conv.inputs.count > 2 ? try tensor(conv.inputs[2]) : [Float](repeating: 0, count: outputs)
         var folded = w, shift = [Float](repeating: 0, count: outputs)

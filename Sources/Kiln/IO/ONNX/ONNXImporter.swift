@@ -36,7 +36,10 @@ final class ONNXImporter {
         let shape = g.graph[x].shape
         let declared = model.declaredInputShape
         guard declared.count == shape.rank,
-            zip(declared, shape.dims).enumerated().allSatisfy({ k, pair in k == 0 || pair.0 == nil || pair.0 == pair.1 })
+            zip(declared, shape.dims).enumerated().allSatisfy({ k, pair in
+                // Batch and (for images) the spatial sides may differ: shapes are re-derived from the input.
+                k == 0 || (shape.rank == 4 && k >= 2) || pair.0 == nil || pair.0 == pair.1
+            })
         else {
             throw ONNXError(
                 file: model.file,
@@ -106,16 +109,21 @@ final class ONNXImporter {
     }
 
     /// Input i as a graph value: a constant becomes a parameter (an initializer) or a buffer.
-    func value(_ i: Int, buffer: Bool = false) throws -> Graph.ValueID {
+    func value(_ i: Int, buffer: Bool = false, initializer: Initializer? = nil) throws -> Graph.ValueID {
         switch try entry(i) {
         case let .value(id): return id
-        case let .constant(c): return try materialize(node.input[i], c, buffer: buffer || !learnable.contains(node.input[i]))
+        case let .constant(c):
+            return try materialize(node.input[i], c, buffer: buffer || !learnable.contains(node.input[i]), initializer: initializer)
         }
     }
 
-    func materialize(_ name: String, _ c: ONNXConstant, buffer: Bool) throws -> Graph.ValueID {
+    /// A constant as a parameter or buffer holding its values. `initializer` (what training from
+    /// scratch starts from) defaults to PyTorch's fan-in uniform for weights, zeros for vectors.
+    func materialize(_ name: String, _ c: ONNXConstant, buffer: Bool, initializer: Initializer? = nil) throws -> Graph.ValueID {
         if let id = materialized[name] { return id }
-        let id = try g.parameter(name, shape: Shape(c.shape), initializer: .zeros, buffer: buffer)
+        let fanIn = c.shape.dropFirst().reduce(1, *)
+        let start = initializer ?? (c.shape.count >= 2 ? .uniformFanIn(fanIn: fanIn) : .zeros)
+        let id = try g.parameter(name, shape: Shape(c.shape), initializer: start, buffer: buffer)
         tensors[g.graph[id].name] = c.tensor()
         materialized[name] = id
         return id

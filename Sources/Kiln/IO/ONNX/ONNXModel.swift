@@ -24,6 +24,13 @@ public struct ONNXModel: PretrainedLayer, @unchecked Sendable {
     public let classifierParameters: [String]
     public let classes: Int?
 
+    /// The classifier's module: its weight's name without `.weight` (`classifier.1`), the prefix
+    /// frozen training trains; nil when the weight is not named that way.
+    public var classifierModule: String? {
+        guard let weight = classifierParameters.first, weight.hasSuffix(".weight") else { return classifierParameters.first }
+        return String(weight.dropLast(".weight".count))
+    }
+
     /// Reads and checks an .onnx file (a protobuf ModelProto; external data beside it).
     public init(contentsOf url: URL, classes: Int? = nil, classifier: String? = nil) throws {
         let file = url.path
@@ -89,7 +96,11 @@ public struct ONNXModel: PretrainedLayer, @unchecked Sendable {
             self.classifier = heads.last.map { names[$0] }
         }
         if let head = self.classifier, let i = names.firstIndex(of: head) {
-            classifierParameters = nodes[i].input.dropFirst().filter { initializers[$0] != nil }
+            let weight = nodes[i].input[1]
+            let module = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : head
+            // A head without a bias gets one named `<module>.bias` when it is resized.
+            let bias = nodes[i].input.count > 2 && !nodes[i].input[2].isEmpty ? nodes[i].input[2] : "\(module).bias"
+            classifierParameters = [weight] + (initializers[bias] != nil || classes != nil ? [bias] : [])
         } else {
             classifierParameters = []
         }

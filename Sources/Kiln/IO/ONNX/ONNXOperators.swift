@@ -161,7 +161,7 @@ extension ONNXImporter {
         let scaleName = node.input[1]
         let prefix = scaleName.hasSuffix(".weight") ? String(scaleName.dropLast(".weight".count)) : nodeName
         let inputs = [
-            try value(1), try value(2), try value(3, buffer: true), try value(4, buffer: true),
+            try value(1, initializer: .ones), try value(2), try value(3, buffer: true), try value(4, buffer: true, initializer: .ones),
             try newState("\(prefix).num_batches_tracked", shape: [], initializer: .zeros, buffer: true, dtype: .int64),
         ]
         let op = BatchNormOp(eps: float("epsilon", 1e-5), momentum: 1 - float("momentum", 0.9))
@@ -295,7 +295,7 @@ extension ONNXImporter {
         var inputs = [x]
         if nodeName == model.classifier, let classes = model.classes {
             inputs.append(try newState(name, shape: [classes, inFeatures], initializer: .uniformFanIn(fanIn: inFeatures)))
-            let biasName = biasInput.flatMap { has($0) ? node.input[$0] : nil } ?? "\(nodeName).bias"
+            let biasName = model.classifierParameters.last!
             inputs.append(try newState(biasName, shape: [classes], initializer: .uniformFanIn(fanIn: inFeatures)))
             return try emit(LinearOp(), inputs)
         }
