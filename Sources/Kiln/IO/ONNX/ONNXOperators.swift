@@ -120,7 +120,10 @@ extension ONNXImporter {
 
     private func conv() throws {
         let rank = try shape(0).rank
-        if let d = ints("dilations"), d.contains(where: { $0 != 1 }) { throw fail("dilations \(d) are not supported") }
+        let dilations = widened(ints("dilations"), rank: rank, fill: 1) ?? [1, 1]
+        guard dilations.count == 2, dilations.allSatisfy({ $0 >= 1 }) else {
+            throw fail("dilations \(ints("dilations") ?? []) for a 2-D convolution")
+        }
         let groups = int("group", 1)
         let head = nodeName == model.classifier && model.classes != nil
         let y = try as2D { x in
@@ -141,6 +144,7 @@ extension ONNXImporter {
                 w = try value(1)
                 bias = has(2) ? try value(2) : nil
             }
+            if dilations != [1, 1] { w = try dilate(w, dilations) }
             let ws = shapeOf(w)
             guard ws.rank == 4 else { throw fail("weight of shape \(ws) for a 2-D convolution") }
             let stride = widened(ints("strides"), rank: rank, fill: 1) ?? [1, 1]
@@ -151,6 +155,17 @@ extension ONNXImporter {
             return try emit(op, [x, w] + (bias.map { [$0] } ?? []))
         }
         output(0, y)
+    }
+
+    /// A dilated kernel as a dense one with zeros between the taps: the weight placed by the
+    /// gradient of a strided slice, so the holes stay zero in training and the parameter keeps
+    /// its ONNX shape.
+    private func dilate(_ w: Graph.ValueID, _ d: [Int]) throws -> Graph.ValueID {
+        let s = shapeOf(w)
+        guard s.rank == 4 else { throw fail("weight of shape \(s) for a 2-D convolution") }
+        let taps = SliceOp(start: [0, 0, 0, 0], step: [1, 1, d[0], d[1]], size: s.dims)
+        let dense: Shape = [s[0], s[1], (s[2] - 1) * d[0] + 1, (s[3] - 1) * d[1] + 1]
+        return try emit(SliceBackwardOp(slice: taps, inputShape: dense), [w], "dilated_weight")
     }
 
     private func batchNorm() throws {
@@ -196,11 +211,13 @@ extension ONNXImporter {
     /// relu(x) + slope · (x − relu(x)).
     private func prelu() throws {
         let x = try value(0), xs = shapeOf(x)
-        var slope = try value(1)
+        var slope: Graph.ValueID
         // A per-channel slope [C] (older exporters) applies along dimension 1.
         if let c = try constant(1), c.shape.count == 1, xs.rank >= 3, c.count == xs[1], c.count > 1 {
             slope = try materialize(
                 node.input[1], c.reshaped([c.count] + [Int](repeating: 1, count: xs.rank - 2)), buffer: !learnable.contains(node.input[1]))
+        } else {
+            slope = try value(1)
         }
         let positive = try emit(ReLUOp(), [x], "positive")
         let negative = try emit(BinaryOp(.sub), [x, positive], "negative")
@@ -522,8 +539,12 @@ extension ONNXImporter {
         let pads = model.opset < 11 ? (ints("pads") ?? []) : (try requireConstant(1, "pads")).intValues
         let fill = model.opset < 11 ? float("value", 0) : (has(2) ? (try requireConstant(2, "constant_value")).floats.first ?? 0 : 0)
         if model.opset >= 18, has(3) { throw fail("pads restricted to axes are not supported") }
-        guard mode == "constant" else { throw fail("\(mode) padding is not supported (constant padding only)") }
         guard pads.count == 2 * s.rank, pads.allSatisfy({ $0 >= 0 }) else { throw fail("pads \(pads) for shape \(s)") }
+        if mode == "reflect" || mode == "edge" {
+            output(0, try borderPad(x, pads: pads, reflect: mode == "reflect"))
+            return
+        }
+        guard mode == "constant" else { throw fail("\(mode) padding is not supported") }
         let r = s.rank
         guard r >= 3, (0..<(r - 2)).allSatisfy({ pads[$0] == 0 && pads[r + $0] == 0 }) else {
             throw fail("padding of dimensions other than the last two (pads \(pads))")
@@ -542,6 +563,33 @@ extension ONNXImporter {
                 let padded = try emit(ZeroPad2DOp(padding), [shifted], "pad")
                 return try emit(UnaryOp(.affine(scale: 1, shift: fill)), [padded], "unshift")
             })
+    }
+
+    /// Reflect or edge padding composed from slices: along each padded axis, the mirrored (or
+    /// repeated edge) slices are concatenated around the tensor; gradients follow from the
+    /// primitives'.
+    private func borderPad(_ input: Graph.ValueID, pads: [Int], reflect: Bool) throws -> Graph.ValueID {
+        var x = input
+        let rank = shapeOf(x).rank
+        for axis in 0..<rank where pads[axis] > 0 || pads[rank + axis] > 0 {
+            let s = shapeOf(x), n = s[axis], (before, after) = (pads[axis], pads[rank + axis])
+            guard reflect ? max(before, after) < n : n >= 1 else { throw fail("\(before)+\(after) reflect padding of a dimension of \(n)") }
+            func part(_ start: Int, _ step: Int, _ size: Int, _ tag: String) throws -> Graph.ValueID {
+                var starts = [Int](repeating: 0, count: rank), steps = [Int](repeating: 1, count: rank), sizes = s.dims
+                (starts[axis], steps[axis], sizes[axis]) = (start, step, reflect ? size : 1)
+                let slice = try emit(SliceOp(start: starts, step: steps, size: sizes), [x], "\(tag)\(axis)")
+                guard !reflect, size > 1 else { return slice }
+                var spread = s.dims
+                spread[axis] = size
+                return try emit(BroadcastToOp(Shape(spread)), [slice], "\(tag)\(axis).repeat")
+            }
+            var pieces: [Graph.ValueID] = []
+            if before > 0 { pieces.append(try part(reflect ? before : 0, -1, before, "before")) }
+            pieces.append(x)
+            if after > 0 { pieces.append(try part(reflect ? n - 2 : n - 1, -1, after, "after")) }
+            x = try emit(ConcatOp(axis: axis), pieces, "axis\(axis)")
+        }
+        return x
     }
 
     private func reduce(mean: Bool) throws {
