@@ -64,6 +64,31 @@ struct ONNXImportTests {
         #expect(step.parameters["se.fc1.weight"]!.scalars == before.scalars)
     }
 
+    /// The stem's Conv+ReLU (BN folded by the exporter) fuses into one step, and the fused
+    /// training graph's gradients match the unfused graph's.
+    @Test func fusedConvActivationTrainsLikeTheUnfusedGraph() throws {
+        let model = try ONNXModel(contentsOf: Self.model)
+        let x = try input()
+        let fused = try Compiler.gradients(model, input: x.shape)
+        #expect(fused.nodes.contains { $0.op is FusedConvActivationOp })
+        let unfused = try Compiler.gradients(model, input: x.shape, fuse: false)
+        let labels = Tensor(shape: [2], int64s: [3, 5])
+        var results: [[String: [Float]]] = []
+        for graph in [fused, unfused] {
+            let store = try model.pretrainedParameters(for: graph, seed: 0)
+            let keep = Set(graph.gradients.values.map { graph[$0].name })
+            let executor = try Executor(graph: graph, parameters: store, mode: .training, keep: keep)
+            try executor.run(["input": x, "labels": labels])
+            results.append(try graph.gradients.mapValues { try executor.tensor(named: graph[$0].name).scalars })
+        }
+        #expect(results[0].keys.sorted() == results[1].keys.sorted())
+        for (name, a) in results[0] {
+            let b = results[1][name]!
+            let scale = max(b.map(abs).max()!, 1e-6)
+            #expect(zip(a, b).map { abs($0 - $1) }.max()! / scale < 1e-4, "\(name)")
+        }
+    }
+
     // MARK: malformed files
 
     func importError(_ bytes: [UInt8]) -> ONNXError? {

@@ -1,15 +1,17 @@
 /// The fusion pass: Conv → BatchNorm [→ Add] [→ ReLU | ReLU6] chains become one `FusedConvBNOp`
-/// step, when every intermediate has exactly one reader and is not a graph output. The fused node
+/// step, and Conv [→ Add] → ReLU | ReLU6 chains without a BatchNorm (BN folded by an exporter) one
+/// `FusedConvActivationOp` step, when every intermediate has exactly one reader and is not a
+/// graph output. The fused node
 /// takes the conv's name, its result the name of the chain's last node, and `fused` lists the
 /// members. It sits where the chain's last node was, so the residual is ready when it runs.
 enum FusionPass {
     struct Chain {
         var conv: Graph.Node
-        var bn: Graph.Node
+        var bn: Graph.Node?
         var add: Graph.Node?
         var residual: Graph.ValueID?
         var activation: Graph.Node?
-        var members: [Graph.Node] { [conv, bn] + [add, activation].compactMap { $0 } }
+        var members: [Graph.Node] { [conv] + [bn, add, activation].compactMap { $0 } }
         var last: Graph.Node { members.last! }
     }
 
@@ -28,10 +30,20 @@ enum FusionPass {
                 try rewrite.copy(node)
                 continue
             }
-            let op = fusedOp(chain, graph)
-            var inputs = chain.conv.inputs + chain.bn.inputs.dropFirst()
+            let op: any Primitive
+            var inputs = chain.conv.inputs
+            var names = [chain.last.name]
+            if let bn = chain.bn {
+                let fused = fusedOp(chain, graph, bn: bn)
+                inputs += bn.inputs.dropFirst()
+                if !fused.bn.usesRunningStatistics { names.append(chain.conv.name) }
+                op = fused
+            } else {
+                op = FusedConvActivationOp(
+                    conv: chain.conv.op as! Conv2DOp, hasBias: chain.conv.inputs.count == 3, hasResidual: chain.add != nil,
+                    activation: activation(chain))
+            }
             if let residual = chain.residual { inputs.append(residual) }
-            let names = [chain.last.name] + (op.bn.usesRunningStatistics ? [] : [chain.conv.name])
             let out = try rewrite.result.addNode(
                 name: chain.conv.name, op: op, inputs: inputs.map(rewrite.mapped), phase: node.phase,
                 fused: chain.members.flatMap(\.fused), outputNames: names)
@@ -52,9 +64,12 @@ enum FusionPass {
         var chains: [Chain] = []
         var claimed = Set<Int>()  // an Add joins the first chain that reaches it (the residual's chain ends before it)
         for conv in graph.nodes where conv.op is Conv2DOp && conv.phase == .forward {
-            guard let bn = soleReader(conv.output), bn.op is BatchNormOp, bn.inputs[0] == conv.output else { continue }
-            var chain = Chain(conv: conv, bn: bn)
-            var tail = bn.output
+            var chain = Chain(conv: conv)
+            var tail = conv.output
+            if let bn = soleReader(conv.output), bn.op is BatchNormOp, bn.inputs[0] == conv.output {
+                chain.bn = bn
+                tail = bn.output
+            }
             if let add = soleReader(tail), add.op is AddOp, add.inputs[0] != add.inputs[1], !claimed.contains(add.index) {
                 chain.add = add
                 chain.residual = add.inputs[0] == tail ? add.inputs[1] : add.inputs[0]
@@ -63,21 +78,25 @@ enum FusionPass {
             if let act = soleReader(tail), act.op is ReLUOp || act.op is ReLU6Op {
                 chain.activation = act
             }
+            // Without a BatchNorm, only an epilogue (residual or activation) makes fusing worth it.
+            guard chain.bn != nil || chain.activation != nil else { continue }
             claimed.formUnion(chain.members.map(\.index))
             chains.append(chain)
         }
         return chains
     }
 
-    static func fusedOp(_ chain: Chain, _ graph: Graph) -> FusedConvBNOp {
-        let activation: FusedConvBNOp.Activation =
-            switch chain.activation?.op {
-            case is ReLUOp: .relu
-            case is ReLU6Op: .relu6
-            default: .none
-            }
-        return FusedConvBNOp(
-            conv: chain.conv.op as! Conv2DOp, bn: chain.bn.op as! BatchNormOp,
-            hasConvBias: chain.conv.inputs.count == 3, hasResidual: chain.add != nil, activation: activation)
+    static func activation(_ chain: Chain) -> FusedConvBNOp.Activation {
+        switch chain.activation?.op {
+        case is ReLUOp: .relu
+        case is ReLU6Op: .relu6
+        default: .none
+        }
+    }
+
+    static func fusedOp(_ chain: Chain, _ graph: Graph, bn: Graph.Node) -> FusedConvBNOp {
+        FusedConvBNOp(
+            conv: chain.conv.op as! Conv2DOp, bn: bn.op as! BatchNormOp,
+            hasConvBias: chain.conv.inputs.count == 3, hasResidual: chain.add != nil, activation: activation(chain))
     }
 }
