@@ -20,7 +20,15 @@ struct Export: ParsableCommand {
         try fail {
             let layers = try model.layers()
             let graph = try Compiler.inference(layers, input: try model.inputShape(batch: 1), fuse: false)
-            let store = try weights.parameters(for: graph, model: model)
+            // Without --weights a zoo model is exported with its initial weights (the architecture,
+            // e.g. to fine-tune elsewhere); an .onnx model keeps its own.
+            let store: ParameterStore
+            if weights.weights == nil && !model.isONNX {
+                FileHandle.standardError.write(Data("no --weights: exporting \(model.model) with freshly initialised weights\n".utf8))
+                store = ParameterStore(graph: graph)
+            } else {
+                store = try weights.parameters(for: graph, model: model)
+            }
             let options = ONNXExport.Options(keepBatchNorm: keepBatchnorm, metadata: ["kiln.model": model.model])
             try ONNXExport.write(graph, parameters: store, to: URL(fileURLWithPath: output), options: options)
         }
