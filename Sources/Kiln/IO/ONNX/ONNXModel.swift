@@ -19,6 +19,8 @@ public struct ONNXModel: PretrainedLayer, @unchecked Sendable {
     /// Its declared shape (nil for a symbolic dimension such as the batch).
     public let declaredInputShape: [Int?]
     public let outputName: String
+    /// The input's ONNX element type (1 float, 11 double, …): Kiln computes in float32 whatever it is.
+    public let declaredInputType: Int
     /// The head `classes` replaces, and its parameter names (what `--strategy frozen` trains).
     public let classifier: String?
     public let classifierParameters: [String]
@@ -73,6 +75,7 @@ public struct ONNXModel: PretrainedLayer, @unchecked Sendable {
         declaredInputShape = input.type.tensorType.shape.dim.map { $0.dimValue > 0 ? Int(clamping: $0.dimValue) : nil }
         guard let output = graph.output.first else { throw ONNXError(file: file, detail: "the graph declares no output") }
         outputName = output.name
+        declaredInputType = Int(input.type.tensorType.elemType)
         self.classes = classes
         let names = ONNXModel.nodeNames(graph)
         let nodes = model.graph.node
