@@ -128,17 +128,10 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let directory = URL(fileURLWithPath: runFolder)
-            let config = try RunConfig.read(runFolder: directory)
-            let checkpoint = directory.appendingPathComponent("checkpoint.safetensors")
-            let (tensors, metadata) = try Safetensors.read(checkpoint)
-            guard let classes = metadata["classes"]?.split(separator: ",").map(String.init) else {
-                throw DatasetError("\(checkpoint.path): no class names in the checkpoint metadata")
-            }
-            let model = try Zoo.model(config.model, classes: classes.count, width: config.width)
-            let graph = try Compiler.inference(model, input: [1, 3, config.inputSize, config.inputSize])
-            let store = ParameterStore()
-            try store.load(tensors, for: graph, file: checkpoint.path)
+            let trained = try TrainedRun(folder: runFolder)
+            let (config, classes) = (trained.config, trained.classes)
+            let graph = try Compiler.inference(trained.model, input: [1, 3, config.inputSize, config.inputSize])
+            let store = try trained.parameters(for: graph)
             let executor = try Executor(graph: graph, parameters: store)
             for path in images {
                 var rng = SplitMix(seed: 0)
@@ -269,25 +262,49 @@ struct Export: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let directory = URL(fileURLWithPath: runFolder)
-            let config = try RunConfig.read(runFolder: directory)
-            let checkpoint = directory.appendingPathComponent("checkpoint.safetensors")
-            let (tensors, metadata) = try Safetensors.read(checkpoint)
-            guard let classes = metadata["classes"]?.split(separator: ",").map(String.init) else {
-                throw DatasetError("\(checkpoint.path): no class names in the checkpoint metadata")
-            }
-            let model = try Zoo.model(config.model, classes: classes.count, width: config.width)
-            let graph = try Compiler.inference(model, input: [1, 3, config.inputSize, config.inputSize], fuse: false)
-            let store = ParameterStore()
-            try store.load(tensors, for: graph, file: checkpoint.path)
+            let trained = try TrainedRun(folder: runFolder)
+            let (config, classes) = (trained.config, trained.classes)
+            let graph = try Compiler.inference(trained.model, input: [1, 3, config.inputSize, config.inputSize], fuse: false)
+            let store = try trained.parameters(for: graph)
             let normalization = config.model == "mobilenet-v2" ? "scaled to [-1, 1]" : "ImageNet mean/std normalised"
             let info = [
-                "classes": classes.joined(separator: ","), "kiln.model": config.model, "kiln.run": directory.lastPathComponent,
+                "classes": classes.joined(separator: ","), "kiln.model": config.model,
+                "kiln.run": URL(fileURLWithPath: runFolder).lastPathComponent,
                 "input": "RGB [N, 3, \(config.inputSize), \(config.inputSize)], \(normalization)",
             ]
             try ONNXExport.write(
                 graph, parameters: store, to: URL(fileURLWithPath: output), options: .init(keepBatchNorm: keepBatchnorm, metadata: info))
             print("wrote \(output) (\(classes.count) classes, input \(config.inputSize)²)")
         }
+    }
+}
+
+/// A run folder written by `landuse train`: its configuration, class names (from the checkpoint's
+/// metadata), model and trained weights.
+struct TrainedRun {
+    let config: RunConfig
+    let classes: [String]
+    let model: any Layer
+    let checkpoint: URL
+    let tensors: [(String, Tensor)]
+
+    init(folder: String) throws {
+        let directory = URL(fileURLWithPath: folder)
+        config = try RunConfig.read(runFolder: directory)
+        checkpoint = directory.appendingPathComponent("checkpoint.safetensors")
+        let metadata: [String: String]
+        (tensors, metadata) = try Safetensors.read(checkpoint)
+        guard let classes = metadata["classes"]?.split(separator: ",").map(String.init) else {
+            throw DatasetError("\(checkpoint.path): no class names in the checkpoint metadata")
+        }
+        self.classes = classes
+        model = try Zoo.model(config.model, classes: classes.count, width: config.width)
+    }
+
+    /// The trained weights for `graph` (strict: every key present with its shape).
+    func parameters(for graph: Graph) throws -> ParameterStore {
+        let store = ParameterStore()
+        try store.load(tensors, for: graph, file: checkpoint.path)
+        return store
     }
 }
