@@ -19,10 +19,15 @@ case " $targets " in *" $target "*) ;; *) echo "unknown target '$target' (one of
 
 build="$root/.build-fuzz"
 # -sanitize=fuzzer alone instruments only the C code; Swift needs its coverage spelled out.
+# A failed build must not fall back on an earlier binary.
+buildlog=$(mktemp)
+built=0
 swift build --package-path "$here" --scratch-path "$build" --sanitize fuzzer --sanitize address \
-    -Xswiftc -sanitize-coverage=edge,trace-cmp,pc-table,inline-8bit-counters -q 2>&1 | grep -v 'ld.gold: warning' || true
+    -Xswiftc -sanitize-coverage=edge,trace-cmp,pc-table,inline-8bit-counters -q >"$buildlog" 2>&1 && built=1
+grep -v 'ld.gold: warning' "$buildlog" || true
+rm -f "$buildlog"
 binary="$build/debug/kiln-fuzz"
-[ -x "$binary" ] || { echo "fuzz build failed" >&2; exit 1; }
+[ "$built" = 1 ] && [ -x "$binary" ] || { echo "fuzz build failed" >&2; exit 1; }
 
 export ASAN_OPTIONS="allocator_may_return_null=1:detect_leaks=0:${ASAN_OPTIONS:-}"
 # Loads are capped lower than the 2 GiB default so that every input runs in milliseconds; the
