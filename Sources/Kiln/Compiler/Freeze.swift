@@ -30,14 +30,21 @@ public enum FrozenBatchNorm: String, Sendable, CaseIterable {
     case batchStatistics
 }
 
-enum FreezePass {
-    /// Marks BN nodes whose affine parameters are both frozen to use their running statistics.
-    static func apply(_ graph: inout Graph, frozenBatchNorm: FrozenBatchNorm) {
-        guard frozenBatchNorm == .runningStatistics else { return }
+/// The one place that decides which BatchNorm nodes normalise with their running statistics:
+/// all of them in inference; in training, those whose affine parameters are both frozen when
+/// frozen BN runs on running statistics (the default). A BN built on running statistics stays so.
+enum BatchNormStatisticsPass {
+    static func apply(_ graph: inout Graph, _ target: Compiler.Target) {
         for node in graph.nodes {
             guard var bn = node.op as? BatchNormOp else { continue }
-            let affine = [graph[node.inputs[1]], graph[node.inputs[2]]]
-            if affine.allSatisfy({ !graph.isTrainable($0) }) {
+            let running: Bool
+            switch target {
+            case .inference: running = true
+            case .training(.batchStatistics, _): running = false
+            case .training(.runningStatistics, _):
+                running = [graph[node.inputs[1]], graph[node.inputs[2]]].allSatisfy { !graph.isTrainable($0) }
+            }
+            if running && !bn.usesRunningStatistics {
                 bn.usesRunningStatistics = true
                 graph.replaceOp(ofNode: node.index, with: bn)
             }
