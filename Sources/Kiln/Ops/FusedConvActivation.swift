@@ -43,7 +43,7 @@ public struct FusedConvActivationOp: Primitive {
         grads[0] = try g.gradient(0) { try g.emit("grad_input", Conv2DBackwardDataOp(forward: conv, inputShape: g.shape(x)), [dz, w]) }
         grads[1] = try g.gradient(1) { try g.emit("grad_weight", Conv2DBackwardFilterOp(forward: conv, weightShape: g.shape(w)), [x, dz]) }
         if hasBias { grads[2] = try g.gradient(2) { try g.emit("grad_bias", ChannelSumOp(), [dz]) } }
-        if hasResidual { grads[residualIndex] = try g.gradient(residualIndex) { dz } }
+        if hasResidual { grads[residualIndex] = g.gradient(residualIndex) { dz } }
         return grads
     }
 }
