@@ -47,8 +47,8 @@ public enum Zoo {
             return Entry(
                 name: name, summary: "ONNX model \(name)",
                 defaultInputSize: declared.count == 4 ? declared[3] ?? 224 : 224, classifier: model.classifierModule ?? ""
-            ) { classes, _, _ in
-                (try? ONNXModel(contentsOf: URL(fileURLWithPath: name), classes: classes)) ?? model
+            ) { _, _, _ in
+                model  // `Zoo.model` resizes an ONNX model's head itself (it can throw); this entry describes the file
             }
         }
         guard let entry = entries.first(where: { $0.name == name }) else { throw ZooError.unknownModel(name, known: names) }
