@@ -128,6 +128,36 @@ struct InstructionSetKernelTests {
         }
     }
 
+    /// Forward convolutions sum every output over its inputs in one fixed order, wherever the output
+    /// channel falls in the GEMM's tile grid, so equal filters give bit-equal channels (ONNX's
+    /// SqueezeNet test softmaxes 1000 such channels at 9.5e9; OpenBLAS rounds them apart).
+    @Test func equalFiltersGiveBitEqualChannelsOnEveryPath() throws {
+        let shapes = [
+            conv(512, 37, 13, kernel: 1, stride: 1, pad: 0, n: 1), conv(64, 37, 9, kernel: 3, stride: 1, pad: 1),
+            conv(32, 37, 11, kernel: 3, stride: 2, pad: 1), conv(3, 37, 29, kernel: 7, stride: 2, pad: 3, n: 1),
+        ]
+        for var d in shapes {
+            let perFilter = Int(d.c * d.kh * d.kw), plane = Int(d.oh * d.ow)
+            let x = values(Int(d.n * d.c * d.h * d.w), seed: 20, low: -1e7, high: 1e7)
+            let w = Array([[Float]](repeating: values(perFilter, seed: 21), count: Int(d.o)).joined())
+            for isa in InstructionSet.supported {
+                let y = try #require(
+                    InstructionSet.onThisThread(isa) { () -> [Float] in
+                        var y = [Float](repeating: 0, count: Int(d.n * d.o) * plane)
+                        kn_conv2d_forward(&d, x, w, nil, &y)
+                        return y
+                    })
+                for image in 0..<Int(d.n) {
+                    let first = image * Int(d.o) * plane
+                    let unequal = (1..<Int(d.o)).filter { k in
+                        y[(first + k * plane)..<(first + (k + 1) * plane)] != y[first..<(first + plane)]
+                    }
+                    #expect(unequal.isEmpty, "\(isa), \(d.kh)×\(d.kw) conv of \(d.c) channels: channels \(unequal) differ from channel 0")
+                }
+            }
+        }
+    }
+
     @Test func aThreadsPathDoesNotLeakToOtherThreads() throws {
         let process = InstructionSet.active
         _ = InstructionSet.onThisThread(.portable) { #expect(InstructionSet.active == .portable) }

@@ -40,7 +40,7 @@ const char *kn_isa_request_problem(void);
 // ---- scratch ---------------------------------------------------------------------------
 /// Slots of per-thread scratch memory kernels reuse across calls (contents undefined on entry).
 enum { KN_SCRATCH_COLUMNS = 0, KN_SCRATCH_GATHER = 1, KN_SCRATCH_WEIGHTS = 2, KN_SCRATCH_ROTATED = 3, KN_SCRATCH_ACCUMULATOR = 4,
-       KN_SCRATCH_TILES = 5, KN_SCRATCH_SLOTS = 6 };
+       KN_SCRATCH_TILES = 5, KN_SCRATCH_PACK_A = 6, KN_SCRATCH_PACK_B = 7, KN_SCRATCH_SLOTS = 8 };
 /// The calling thread's buffer for `slot`, holding at least `floats` floats (64-byte aligned);
 /// valid until the same thread asks for the same slot again. Never free it. NULL when the memory
 /// cannot be had: the kernel then skips its work and the executor reports the failure.

@@ -9,6 +9,7 @@
 #include "depthwise.c"
 #include "elementwise.c"
 #include "fused.c"
+#include "gemm_ordered.c"
 #include "gemm.c"
 #include "optim.c"
 #include "pooling.c"

@@ -1,5 +1,6 @@
-// Row-major SGEMM that parallelises over blocks of C, each block a single-threaded
-// OpenBLAS call. OpenBLAS itself always runs with one thread: Kiln never changes its thread count
+// Row-major SGEMM that parallelises over blocks of C, each block a single-threaded call: of
+// Kiln's order-fixed kernel (gemm_ordered.c) for A·B and A·B + C, of OpenBLAS for the transposed
+// products (the backward passes). OpenBLAS itself always runs with one thread: Kiln never changes its thread count
 // at run time (that is not safe while another thread is inside a BLAS call), and every element
 // of C is computed by exactly one thread over the full K, so results do not depend on how many
 // threads ran.
@@ -15,6 +16,16 @@ typedef struct {
     float *c;
 } gemm_blocks;
 
+// One block of C; a refused packing buffer leaves it unwritten (the executor reports the failure).
+static void gemm_single(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
+                        const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    if (ta == CblasNoTrans && tb == CblasNoTrans && alpha == 1.0f) {
+        (void)gemm_ordered(m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 static void gemm_block(void *context, int t, int workers) {
     (void)workers;
     const gemm_blocks *g = context;
@@ -23,10 +34,10 @@ static void gemm_block(void *context, int t, int workers) {
     const int len = start + g->chunk > g->extent ? g->extent - start : g->chunk;
     if (g->split_n) {
         const float *bb = g->trans_b ? g->b + (int64_t)start * g->ldb : g->b + start;
-        cblas_sgemm(CblasRowMajor, g->ta, g->tb, g->m, len, g->k, g->alpha, g->a, g->lda, bb, g->ldb, g->beta, g->c + start, g->ldc);
+        gemm_single(g->ta, g->tb, g->m, len, g->k, g->alpha, g->a, g->lda, bb, g->ldb, g->beta, g->c + start, g->ldc);
     } else {
         const float *aa = g->trans_a ? g->a + start : g->a + (int64_t)start * g->lda;
-        cblas_sgemm(CblasRowMajor, g->ta, g->tb, len, g->n, g->k, g->alpha, aa, g->lda, g->b, g->ldb, g->beta,
+        gemm_single(g->ta, g->tb, len, g->n, g->k, g->alpha, aa, g->lda, g->b, g->ldb, g->beta,
                     g->c + (int64_t)start * g->ldc, g->ldc);
     }
 }
@@ -37,7 +48,7 @@ void kn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
     const int threads = kn_in_parallel() ? 1 : kn_threads();
     const double work = (double)m * n * k;
     if (threads == 1 || work < 2.0e6) {
-        cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        gemm_single(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     // Split the wider of the two output dimensions into one block per thread (multiples of 16).
