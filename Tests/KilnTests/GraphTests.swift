@@ -36,6 +36,28 @@ struct GraphTests {
         #expect(graph.buffers.count == 3)
     }
 
+    @Test func useListsNameEveryReaderOnce() throws {
+        var graph = Graph()
+        let x = try graph.addValue(name: "x", shape: [2, 3], dtype: .float32, role: .input)
+        let doubled = try graph.addNode(name: "double", op: AddOp(), inputs: [x, x])
+        let y = try graph.addNode(name: "relu", op: ReLUOp(), inputs: [doubled])
+        let z = try graph.addNode(name: "sum", op: AddOp(), inputs: [x, y])
+        #expect(graph.readers(of: x).map(\.name) == ["double", "sum"])
+        #expect(graph.readers(of: z).isEmpty)
+        // "double" reads x twice: one reader, and "relu" is the sole reader of its result.
+        #expect(graph.readers(of: doubled).map(\.name) == ["relu"])
+        #expect(graph.soleReader(of: doubled)?.name == "relu")
+        #expect(graph.soleReader(of: x) == nil)
+        graph.outputs["features"] = doubled
+        #expect(graph.soleReader(of: doubled) == nil, "a graph output is read by the caller too")
+        // Passes rebuild graphs node by node: the copy's use-lists match.
+        let fused = try Compiler.inference(tinyModel(), input: [2, 3, 8, 8])
+        for value in fused.values {
+            let scanned = fused.nodes.filter { $0.inputs.contains(value.id) }.map(\.index)
+            #expect(fused.readers(of: value.id).map(\.index) == scanned, "\(value.name)")
+        }
+    }
+
     @Test func shapeMistakeNamesTheNode() {
         do {
             _ = try Graph.trace(tinyModel(fcIn: 16), input: [2, 3, 8, 8])

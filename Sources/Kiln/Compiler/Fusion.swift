@@ -53,14 +53,7 @@ enum FusionPass {
     }
 
     static func findChains(_ graph: Graph) -> [Chain] {
-        var readers: [Int: [Graph.Node]] = [:]
-        for node in graph.nodes { for input in Set(node.inputs) { readers[input.index, default: []].append(node) } }
-        let outputs = Set(graph.outputs.values)
-        /// The only reader of `value`, if it has exactly one and is not a graph output.
-        func soleReader(_ value: Graph.ValueID) -> Graph.Node? {
-            guard !outputs.contains(value), let r = readers[value.index], r.count == 1 else { return nil }
-            return r[0]
-        }
+        let soleReader = graph.soleReader(of:)
         var chains: [Chain] = []
         var claimed = Set<Int>()  // an Add joins the first chain that reaches it (the residual's chain ends before it)
         for conv in graph.nodes where conv.op is Conv2DOp && conv.phase == .forward {

@@ -51,12 +51,8 @@ public struct Plan: Sendable {
         var end = [Int](repeating: -1, count: graph.values.count)
         for v in graph.values where inArena(v) {
             start[v.id.index] = v.producer.map { position[$0] } ?? -1
-            end[v.id.index] = kept.contains(v.id) ? last : start[v.id.index]
-        }
-        for node in graph.nodes {
-            for input in node.inputs where inArena(graph[input]) && !kept.contains(input) {
-                end[input.index] = max(end[input.index], position[node.index])
-            }
+            end[v.id.index] =
+                kept.contains(v.id) ? last : graph.readers(of: v.id).map { position[$0.index] }.max() ?? start[v.id.index]
         }
 
         // Regions: in-place outputs join their input's region.

@@ -4,13 +4,9 @@
 /// lists the pad among the nodes it computes (`fused`).
 enum PadFoldingPass {
     static func apply(_ graph: Graph) throws -> Graph {
-        var readers: [Graph.ValueID: [Graph.Node]] = [:]
-        for node in graph.nodes { for input in Set(node.inputs) { readers[input, default: []].append(node) } }
-        let outputs = Set(graph.outputs.values)
         var padOfConv: [Int: Graph.Node] = [:]
-        for pad in graph.nodes where pad.op is ZeroPad2DOp && pad.phase == .forward && !outputs.contains(pad.output) {
-            guard let only = readers[pad.output], only.count == 1, let conv = only.first,
-                conv.op is Conv2DOp, conv.inputs[0] == pad.output, !conv.inputs.dropFirst().contains(pad.output)
+        for pad in graph.nodes where pad.op is ZeroPad2DOp && pad.phase == .forward {
+            guard let conv = graph.soleReader(of: pad.output), conv.op is Conv2DOp, conv.inputs[0] == pad.output, !conv.inputs.dropFirst().contains(pad.output)
             else { continue }
             padOfConv[conv.index] = pad
         }

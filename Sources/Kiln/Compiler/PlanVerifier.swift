@@ -30,7 +30,7 @@ public enum PlanVerifier {
                 else {
                     throw Violation(detail: "'\(graph[next].name)' reuses the buffer of '\(graph[previous].name)' without an in-place op")
                 }
-                let readers = graph.nodes.filter { $0.inputs.contains(previous) }.map { position[$0.index]! }
+                let readers = graph.readers(of: previous).map { position[$0.index]! }
                 guard readers.allSatisfy({ $0 <= position[producer]! }) else {
                     throw Violation(detail: "'\(graph[next].name)' overwrites '\(graph[previous].name)' while it is still to be read")
                 }

@@ -5,9 +5,8 @@
 /// buffer is free as early as possible.
 enum Schedule {
     static func order(_ graph: Graph) -> [Int] {
-        var lastReader = [Int](repeating: -1, count: graph.values.count)
-        for node in graph.nodes where node.phase != .update {
-            for input in node.inputs { lastReader[input.index] = node.index }
+        func lastReader(_ value: Graph.ValueID) -> Int {
+            graph.readers(of: value).last { $0.phase != .update }?.index ?? -1
         }
         var updatesAfter: [Int: [Int]] = [:]
         var regular: [Int] = []
@@ -15,7 +14,7 @@ enum Schedule {
             guard node.phase == .update else { regular.append(node.index); continue }
             let after =
                 node.inputs.map { input -> Int in
-                    max(lastReader[input.index], graph[input].producer ?? -1)
+                    max(lastReader(input), graph[input].producer ?? -1)
                 }.max() ?? -1
             updatesAfter[after, default: []].append(node.index)
         }

@@ -66,6 +66,9 @@ public struct Graph: Sendable {
 
     private var valueByName: [String: ValueID] = [:]
     private var nodeNames: Set<String> = []
+    /// The use-lists: for each value, the indices of the nodes that read it, in graph order, each
+    /// reader once (kept as nodes are added, so passes never rebuild "who reads this").
+    private var readerIndices: [[Int]] = []
 
     public init() {}
 
@@ -89,6 +92,17 @@ public struct Graph: Sendable {
 
     public func isTrainable(_ value: Value) -> Bool { value.role == .parameter && !frozen.contains(value.name) }
 
+    /// The nodes that read `id`, in graph order, each once however many of its inputs `id` is.
+    public func readers(of id: ValueID) -> [Node] { readerIndices[id.index].map { nodes[$0] } }
+
+    /// The only node reading `id`, when there is exactly one and `id` is no graph output: the
+    /// condition for folding or fusing the producer into that reader.
+    public func soleReader(of id: ValueID) -> Node? {
+        let readers = readerIndices[id.index]
+        guard readers.count == 1, !outputs.values.contains(id) else { return nil }
+        return nodes[readers[0]]
+    }
+
     // MARK: construction (used by GraphBuilder and compiler passes)
 
     /// Swaps a node's op for one with the same inputs and output shape (used by the freezing pass).
@@ -110,6 +124,7 @@ public struct Graph: Sendable {
                 id: id, name: name, shape: shape, dtype: dtype, role: role,
                 initializer: initializer, producer: producer))
         valueByName[name] = id
+        readerIndices.append([])
         return id
     }
 
@@ -144,6 +159,7 @@ public struct Graph: Sendable {
         }
         nodes.append(Node(index: index, name: name, op: op, inputs: inputs, outputs: outs, phase: phase, fused: fused ?? [name]))
         nodeNames.insert(name)
+        for input in Set(inputs) { readerIndices[input.index].append(index) }
         return outs[0]
     }
 }

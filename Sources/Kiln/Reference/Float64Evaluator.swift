@@ -62,8 +62,6 @@ public struct Float64Evaluator {
             values[value.id.index] = tensor
         }
         let wanted = Set(graph.outputs.values).union(try keep.map { try graph.value(named: $0).id })
-        var lastUse: [Graph.ValueID: Int] = [:]
-        for node in graph.nodes { for input in node.inputs { lastUse[input] = node.index } }
 
         let runSeed = Executor.runSeed(seed, run: 1)
         for node in graph.nodes {
@@ -71,7 +69,7 @@ public struct Float64Evaluator {
             let inputs = node.inputs.map { values[$0.index]! }
             values[node.output.index] = try (node.op as! Float64Definition).evaluate(inputs, call)
             for input in node.inputs
-            where lastUse[input] == node.index && !wanted.contains(input)
+            where graph.readers(of: input).last?.index == node.index && !wanted.contains(input)
                 && graph[input].role == .activation
             {
                 values[input.index] = nil

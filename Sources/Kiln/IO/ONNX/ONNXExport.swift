@@ -101,11 +101,9 @@ struct ONNXGraphWriter {
     /// Conv → BN pairs where the conv's output feeds only the BN (and is no graph output).
     private mutating func planBatchNormFolding() {
         guard !options.keepBatchNorm else { return }
-        var readers: [Graph.ValueID: [Int]] = [:]
-        for node in graph.nodes { for input in node.inputs { readers[input, default: []].append(node.index) } }
         for node in graph.nodes where node.op is BatchNormOp {
             guard let producer = graph[node.inputs[0]].producer, graph.nodes[producer].op is Conv2DOp,
-                readers[node.inputs[0]] == [node.index], !graph.outputs.values.contains(node.inputs[0])
+                graph.soleReader(of: node.inputs[0])?.index == node.index
             else { continue }
             foldedInto[producer] = node
             skipped.insert(node.index)
