@@ -6,7 +6,8 @@ enum PadFoldingPass {
     static func apply(_ graph: Graph) throws -> Graph {
         var padOfConv: [Int: Graph.Node] = [:]
         for pad in graph.nodes where pad.op is ZeroPad2DOp && pad.phase == .forward {
-            guard let conv = graph.soleReader(of: pad.output), conv.op is Conv2DOp, conv.inputs[0] == pad.output, !conv.inputs.dropFirst().contains(pad.output)
+            guard let conv = graph.soleReader(of: pad.output), conv.op is Conv2DOp, conv.inputs[0] == pad.output,
+                !conv.inputs.dropFirst().contains(pad.output)
             else { continue }
             padOfConv[conv.index] = pad
         }
