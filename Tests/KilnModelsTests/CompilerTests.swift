@@ -13,11 +13,49 @@ struct CompilerTests {
         var description: String { name }
     }
 
-    static let cases: [Case] = [
-        Case(name: "resnet18", model: { ResNet18(classes: 7, width: 8) }, input: [4, 3, 48, 48]),
-        Case(name: "mobilenet-v2", model: { MobileNetV2(classes: 7, width: 0.35) }, input: [4, 3, 64, 64]),
-        Case(name: "basic-cnn", model: { BasicCNN(classes: 7, channels: [8, 16, 16, 32]) }, input: [4, 3, 32, 32]),
-    ]
+    static let cases: [Case] =
+        [
+            Case(name: "resnet18", model: { ResNet18(classes: 7, width: 8) }, input: [4, 3, 48, 48]),
+            Case(name: "mobilenet-v2", model: { MobileNetV2(classes: 7, width: 0.35) }, input: [4, 3, 64, 64]),
+            Case(name: "basic-cnn", model: { BasicCNN(classes: 7, channels: [8, 16, 16, 32]) }, input: [4, 3, 32, 32]),
+        ]
+        + EpilogueActivation.allCases.compactMap { activation in
+            activation.standaloneOp.map { op in
+                Case(name: "epilogue-\(activation)", model: { epilogueModel(op) }, input: [4, 3, 16, 16])
+            }
+        }
+
+    /// Each fused form with `op` as its activation: conv+BN+act, conv+BN+add+act, conv+bias+act.
+    static func epilogueModel(_ op: any Primitive) -> Sequential {
+        Sequential {
+            Conv2d(3, 8, kernel: 3, padding: 1, bias: false)
+            BatchNorm2d(8)
+            OpLayer(op)
+            Residual {
+                Conv2d(8, 8, kernel: 3, padding: 1, bias: false)
+                BatchNorm2d(8)
+            } output: {
+                OpLayer(op)
+            }
+            Conv2d(8, 8, kernel: 1)
+            OpLayer(op)
+            AdaptiveAvgPool2d(1)
+            Flatten()
+            Linear(8, 7).named("fc")
+        }
+    }
+
+    /// Every activation of the epilogue table fuses in each form, named by its kind suffix.
+    @Test(arguments: EpilogueActivation.allCases.filter { $0 != .none })
+    func everyEpilogueActivationFuses(_ activation: EpilogueActivation) throws {
+        let graph = try Compiler.inference(Self.epilogueModel(activation.standaloneOp!), input: [2, 3, 16, 16])
+        let suffix = activation.kindSuffix
+        #expect(
+            graph.nodes.map(\.op.kind).filter { $0.hasPrefix("Fused") } == [
+                "FusedConvBN" + suffix, "FusedConvBNAdd" + suffix, "FusedConv" + suffix,
+            ])
+        #expect(!graph.nodes.contains { EpilogueActivation(fusing: $0.op) != nil }, "a standalone \(suffix) is left")
+    }
 
     func feeds(_ shape: Shape) -> [String: Tensor] {
         let x = Tensor(zeros: shape)

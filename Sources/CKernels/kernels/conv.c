@@ -6,6 +6,7 @@
 #include <string.h>
 #include "conv_common.h"
 #include "../parallel.h"
+#include "activation.h"
 
 int kn_conv2d_geometry(kn_conv2d_desc *d) {
     if (d->groups < 1 || d->c % d->groups || d->o % d->groups) return -1;
@@ -65,6 +66,10 @@ static void winograd_epilogue(const kn_conv2d_desc *d, const void *ep, int image
     epilogue_image(d, (const kn_conv_epilogue *)ep, image, y);
 }
 
+static inline __attribute__((always_inline)) void activate_span(float *y, int64_t count, const int activation) {
+    for (int64_t i = 0; i < count; i++) y[i] = kn_activate(y[i], activation);
+}
+
 static void epilogue_image(const kn_conv2d_desc *d, const kn_conv_epilogue *ep, int image, float *y) {
     const int ohw = d->oh * d->ow;
     if (ep->stats) {
@@ -77,11 +82,7 @@ static void epilogue_image(const kn_conv2d_desc *d, const kn_conv_epilogue *ep, 
         const float *r = ep->residual + (int64_t)image * count;
         for (int64_t i = 0; i < count; i++) y[i] += r[i];
     }
-    if (ep->activation == KN_ACT_RELU) {
-        for (int64_t i = 0; i < count; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
-    } else if (ep->activation == KN_ACT_RELU6) {
-        for (int64_t i = 0; i < count; i++) y[i] = y[i] > 0.0f ? (y[i] < 6.0f ? y[i] : 6.0f) : 0.0f;
-    }
+    if (ep->activation != KN_ACT_NONE) { KN_WITH_ACTIVATION(ep->activation, act, activate_span(y, count, act)) }
 }
 
 // One forward convolution's buffers, for the parallel loops over images and chunks of images.

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stddef.h>
 #include "../parallel.h"
+#include "activation.h"
 
 // What the per-channel loops below need; each kernel fills the fields it uses.
 typedef struct {
@@ -33,21 +34,8 @@ void kn_fold_batchnorm(const float *w, const float *bias, const float *gamma, co
     kn_parallel_for(o, KN_GRAIN_ROWS, fold_channels, &r);
 }
 
-static inline float activate(float v, int activation) {
-    if (activation == KN_ACT_RELU) return v > 0.0f ? v : 0.0f;
-    if (activation == KN_ACT_RELU6) return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
-    return v;
-}
-
-static inline float mask(const float *y, int64_t i, int activation) {
-    if (activation == KN_ACT_RELU) return y[i] > 0.0f ? 1.0f : 0.0f;
-    if (activation == KN_ACT_RELU6) return (y[i] > 0.0f && y[i] < 6.0f) ? 1.0f : 0.0f;
-    return 1.0f;
-}
-
-// The plane loops below are instantiated per activation (and residual or mask presence) with
-// the choice a constant inside, so each vectorises without testing it per element: -O2, the
-// release default, does not unswitch loops the way -O3 does.
+// The plane loops below are instantiated per activation (KN_WITH_ACTIVATION) and residual
+// presence, with the choice a constant inside, so each vectorises without testing it per element.
 #define INLINE static inline __attribute__((always_inline))
 
 INLINE void apply_plane_as(const float *restrict z, const float *restrict residual, float *restrict y, float scale, float shift,
@@ -55,20 +43,16 @@ INLINE void apply_plane_as(const float *restrict z, const float *restrict residu
     for (int p = 0; p < hw; p++) {
         float v = z[p] * scale + shift;
         if (has_residual) v += residual[p];
-        y[p] = activate(v, activation);
+        y[p] = kn_activate(v, activation);
     }
 }
 
 // y = act(z·scale + shift [+ residual]) over one plane.
 static void apply_plane(const float *z, const float *residual, float *y, float scale, float shift, int activation, int hw) {
     if (residual) {
-        if (activation == KN_ACT_RELU) apply_plane_as(z, residual, y, scale, shift, KN_ACT_RELU, 1, hw);
-        else if (activation == KN_ACT_RELU6) apply_plane_as(z, residual, y, scale, shift, KN_ACT_RELU6, 1, hw);
-        else apply_plane_as(z, residual, y, scale, shift, KN_ACT_NONE, 1, hw);
+        KN_WITH_ACTIVATION(activation, act, apply_plane_as(z, residual, y, scale, shift, act, 1, hw))
     } else {
-        if (activation == KN_ACT_RELU) apply_plane_as(z, NULL, y, scale, shift, KN_ACT_RELU, 0, hw);
-        else if (activation == KN_ACT_RELU6) apply_plane_as(z, NULL, y, scale, shift, KN_ACT_RELU6, 0, hw);
-        else apply_plane_as(z, NULL, y, scale, shift, KN_ACT_NONE, 0, hw);
+        KN_WITH_ACTIVATION(activation, act, apply_plane_as(z, NULL, y, scale, shift, act, 0, hw))
     }
 }
 
@@ -133,21 +117,19 @@ INLINE void plane_sums_as(const float *restrict z, const float *restrict y, cons
     for (; p + MOMENT_LANES <= hw; p += MOMENT_LANES)
         for (int l = 0; l < MOMENT_LANES; l++) {
             const double zv = z[p + l];
-            const double g = y ? dy[p + l] * mask(y, p + l, activation) : dy[p + l];
+            const double g = activation == KN_ACT_NONE ? dy[p + l] : dy[p + l] * kn_activation_mask(y[p + l], activation);
             lz[l] += zv; lzz[l] += zv * zv; lg[l] += g; lgz[l] += g * zv;
         }
     for (; p < hw; p++) {
         const double zv = z[p];
-        const double g = y ? dy[p] * mask(y, p, activation) : dy[p];
+        const double g = activation == KN_ACT_NONE ? dy[p] : dy[p] * kn_activation_mask(y[p], activation);
         lz[0] += zv; lzz[0] += zv * zv; lg[0] += g; lgz[0] += g * zv;
     }
     for (int l = 0; l < MOMENT_LANES; l++) { totals[0] += lz[l]; totals[1] += lzz[l]; totals[2] += lg[l]; totals[3] += lgz[l]; }
 }
 
 static void plane_sums(const float *z, const float *y, const float *dy, int activation, int64_t hw, double totals[4]) {
-    if (y && activation == KN_ACT_RELU) plane_sums_as(z, y, dy, KN_ACT_RELU, hw, totals);
-    else if (y && activation == KN_ACT_RELU6) plane_sums_as(z, y, dy, KN_ACT_RELU6, hw, totals);
-    else plane_sums_as(z, NULL, dy, KN_ACT_NONE, hw, totals);
+    KN_WITH_ACTIVATION(y ? activation : KN_ACT_NONE, act, plane_sums_as(z, y, dy, act, hw, totals))
 }
 
 static void backward_reduce_channels(void *context, int64_t begin, int64_t end) {
@@ -183,7 +165,7 @@ void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *dy
 INLINE void input_plane_as(const float *restrict z, const float *restrict y, const float *restrict dy, const int activation,
                            float scale, double count, float sum_g, float sum_gx, float mean, float invstd, int hw, float *restrict dz) {
     for (int p = 0; p < hw; p++) {
-        const float g = y ? dy[p] * mask(y, p, activation) : dy[p];
+        const float g = activation == KN_ACT_NONE ? dy[p] : dy[p] * kn_activation_mask(y[p], activation);
         const float xhat = (z[p] - mean) * invstd;
         dz[p] = scale * ((float)count * g - sum_g - xhat * sum_gx);
     }
@@ -202,9 +184,8 @@ static void backward_input_planes(void *context, int64_t begin, int64_t end) {
         const float scale = (float)(gamma[ch] * invstd / count);
         const int64_t base = ((int64_t)i * c + ch) * hw;
         const float *yp = y ? y + base : NULL;
-        if (yp && activation == KN_ACT_RELU) input_plane_as(z + base, yp, dy + base, KN_ACT_RELU, scale, count, sum_g, sum_gx, mean, invstd, hw, dz + base);
-        else if (yp && activation == KN_ACT_RELU6) input_plane_as(z + base, yp, dy + base, KN_ACT_RELU6, scale, count, sum_g, sum_gx, mean, invstd, hw, dz + base);
-        else input_plane_as(z + base, NULL, dy + base, KN_ACT_NONE, scale, count, sum_g, sum_gx, mean, invstd, hw, dz + base);
+        KN_WITH_ACTIVATION(yp ? activation : KN_ACT_NONE, act,
+                           input_plane_as(z + base, yp, dy + base, act, scale, count, sum_g, sum_gx, mean, invstd, hw, dz + base))
     }
 }
 

@@ -68,7 +68,7 @@ enum FusionPass {
                 chain.residual = add.inputs[0] == tail ? add.inputs[1] : add.inputs[0]
                 tail = add.output
             }
-            if let act = soleReader(tail), act.op is ReLUOp || act.op is ReLU6Op {
+            if let act = soleReader(tail), EpilogueActivation(fusing: act.op) != nil {
                 chain.activation = act
             }
             // Without a BatchNorm, only an epilogue (residual or activation) makes fusing worth it.
@@ -79,12 +79,8 @@ enum FusionPass {
         return chains
     }
 
-    static func activation(_ chain: Chain) -> FusedConvBNOp.Activation {
-        switch chain.activation?.op {
-        case is ReLUOp: .relu
-        case is ReLU6Op: .relu6
-        default: .none
-        }
+    static func activation(_ chain: Chain) -> EpilogueActivation {
+        chain.activation.flatMap { EpilogueActivation(fusing: $0.op) } ?? .none
     }
 
     static func fusedOp(_ chain: Chain, _ graph: Graph, bn: Graph.Node) -> FusedConvBNOp {

@@ -11,7 +11,7 @@ public struct ReLUOp: Primitive {
     }
     /// The mask comes from the output (y > 0), as PyTorch's threshold_backward.
     public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
-        [try g.gradient(0) { try g.emit("grad_input", MaskedGradientOp(upper: .infinity), [g.output, g.gradOutput]) }]
+        [try g.gradient(0) { try EpilogueActivation.relu.gradient(g, output: g.output, gradOutput: g.gradOutput, name: "grad_input") }]
     }
 }
 
@@ -25,7 +25,7 @@ public struct ReLU6Op: Primitive {
         kn_relu6(call.inputs[0].floats, call.output.floats, Int64(call.output.count))
     }
     public func vjp(_ g: GradientBuilder) throws -> [Graph.ValueID?] {
-        [try g.gradient(0) { try g.emit("grad_input", MaskedGradientOp(upper: 6), [g.output, g.gradOutput]) }]
+        [try g.gradient(0) { try EpilogueActivation.relu6.gradient(g, output: g.output, gradOutput: g.gradOutput, name: "grad_input") }]
     }
 }
 

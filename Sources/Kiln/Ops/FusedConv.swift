@@ -10,7 +10,7 @@ import CKernels
 ///   epilogue (cache-hot), then one pass normalises, adds the residual and activates. Outputs: y and
 ///   the saved z (what BN backward needs; y gives the activation mask and is the next layer's input).
 public struct FusedConvBNOp: Primitive {
-    public enum Activation: Int32, Sendable { case none = 0, relu = 1, relu6 = 2 }
+    public typealias Activation = EpilogueActivation
 
     public let conv: Conv2DOp
     public let bn: BatchNormOp
@@ -18,7 +18,7 @@ public struct FusedConvBNOp: Primitive {
     public let hasResidual: Bool
     public let activation: Activation
 
-    public var kind: String { "FusedConvBN" + (hasResidual ? "Add" : "") + ["", "ReLU", "ReLU6"][Int(activation.rawValue)] }
+    public var kind: String { "FusedConvBN" + (hasResidual ? "Add" : "") + activation.kindSuffix }
     public var attributes: String { conv.attributes + (bn.usesRunningStatistics ? " bn=folded" : " bn=batch-stats") }
 
     var bnOffset: Int { hasConvBias ? 3 : 2 }
@@ -51,7 +51,7 @@ public struct FusedConvBNOp: Primitive {
             kn_fold_batchnorm(
                 w.floats, bias, gamma.floats, beta.floats, mean.floats, variance.floats, bn.eps,
                 Int32(w.shape[0]), Int64(w.shape.count / w.shape[0]), folded, foldedBias)
-            var epilogue = kn_conv_epilogue(stats: nil, residual: residual, activation: activation.rawValue)
+            var epilogue = kn_conv_epilogue(stats: nil, residual: residual, activation: activation.kernelCode)
             kn_conv2d_forward_fused(&d, x.floats, folded, foldedBias, y.floats, &epilogue)
             return
         }
@@ -63,7 +63,7 @@ public struct FusedConvBNOp: Primitive {
         kn_conv2d_forward_fused(&d, x.floats, w.floats, bias, z.floats, &epilogue)
         kn_batchnorm_apply_training(
             z.floats, y.floats, stats, gamma.floats, beta.floats, mean.floats, variance.floats,
-            bn.momentum, bn.eps, residual, activation.rawValue, Int32(n), Int32(c), Int32(hw))
+            bn.momentum, bn.eps, residual, activation.kernelCode, Int32(n), Int32(c), Int32(hw))
         call.inputs[bnOffset + 4].int64s.pointee += 1
     }
 
@@ -75,10 +75,7 @@ public struct FusedConvBNOp: Primitive {
         var masked: Graph.ValueID? = nil
         func maskedGradient() throws -> Graph.ValueID {
             if let masked { return masked }
-            let m =
-                activation == .none
-                ? dy
-                : try g.emit("grad_act", MaskedGradientOp(upper: activation == .relu ? .infinity : 6), [y, dy])
+            let m = try activation.gradient(g, output: y, gradOutput: dy)
             masked = m
             return m
         }
@@ -105,7 +102,7 @@ public struct FusedConvBNOp: Primitive {
 
 /// (Σg, Σg·ẑ, μ, 1/σ) in one pass; inputs z, [y], dy (g = dy masked by the activation of y).
 public struct FusedBNBackwardReduceOp: Primitive {
-    public let activation: FusedConvBNOp.Activation
+    public let activation: EpilogueActivation
     public let eps: Float
     public var kind: String { "FusedBNBackwardReduce" }
     public func outputShape(for inputs: [Shape]) throws -> Shape { [4, inputs[0][1]] }
@@ -113,14 +110,14 @@ public struct FusedBNBackwardReduceOp: Primitive {
         let s = call.inputs[0].shape
         let y = activation == .none ? nil : call.inputs[1].floats
         kn_fused_bn_backward_reduce(
-            call.inputs[0].floats, y, call.inputs.last!.floats, activation.rawValue, eps,
+            call.inputs[0].floats, y, call.inputs.last!.floats, activation.kernelCode, eps,
             Int32(s[0]), Int32(s[1]), Int32(s[2] * s[3]), call.output.floats)
     }
 }
 
 /// dz of the fused step; inputs z, [y], dy, gamma, reduced.
 public struct FusedBNBackwardInputOp: Primitive {
-    public let activation: FusedConvBNOp.Activation
+    public let activation: EpilogueActivation
     public var kind: String { "FusedBNBackwardInput" }
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     /// dz may overwrite dy.
@@ -130,7 +127,7 @@ public struct FusedBNBackwardInputOp: Primitive {
         let k = activation == .none ? 1 : 2
         let y = activation == .none ? nil : call.inputs[1].floats
         kn_fused_bn_backward_input(
-            call.inputs[0].floats, y, call.inputs[k].floats, activation.rawValue,
+            call.inputs[0].floats, y, call.inputs[k].floats, activation.kernelCode,
             call.inputs[k + 1].floats, call.inputs[k + 2].floats,
             Int32(s[0]), Int32(s[1]), Int32(s[2] * s[3]), call.output.floats)
     }

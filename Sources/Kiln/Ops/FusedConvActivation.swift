@@ -8,9 +8,9 @@ public struct FusedConvActivationOp: Primitive {
     public let conv: Conv2DOp
     public let hasBias: Bool
     public let hasResidual: Bool
-    public let activation: FusedConvBNOp.Activation
+    public let activation: EpilogueActivation
 
-    public var kind: String { "FusedConv" + (hasResidual ? "Add" : "") + ["", "ReLU", "ReLU6"][Int(activation.rawValue)] }
+    public var kind: String { "FusedConv" + (hasResidual ? "Add" : "") + activation.kindSuffix }
     public var attributes: String { conv.attributes }
 
     var residualIndex: Int { hasBias ? 3 : 2 }
@@ -27,7 +27,7 @@ public struct FusedConvActivationOp: Primitive {
         let x = call.inputs[0], w = call.inputs[1]
         var d = conv.geometry(x.shape, w.shape)
         var epilogue = kn_conv_epilogue(
-            stats: nil, residual: hasResidual ? call.inputs[residualIndex].floats : nil, activation: activation.rawValue)
+            stats: nil, residual: hasResidual ? call.inputs[residualIndex].floats : nil, activation: activation.kernelCode)
         kn_conv2d_forward_fused(&d, x.floats, w.floats, hasBias ? call.inputs[2].floats : nil, call.output.floats, &epilogue)
     }
 
@@ -35,10 +35,7 @@ public struct FusedConvActivationOp: Primitive {
         let x = g.input(0), w = g.input(1)
         let needed = g.needs.contains(true)
         guard needed else { return [Graph.ValueID?](repeating: nil, count: g.node.inputs.count) }
-        let dz =
-            activation == .none
-            ? g.gradOutput
-            : try g.emit("grad_act", MaskedGradientOp(upper: activation == .relu ? .infinity : 6), [g.output, g.gradOutput])
+        let dz = try activation.gradient(g, output: g.output, gradOutput: g.gradOutput)
         var grads = [Graph.ValueID?](repeating: nil, count: g.node.inputs.count)
         grads[0] = try g.gradient(0) { try g.emit("grad_input", Conv2DBackwardDataOp(forward: conv, inputShape: g.shape(x)), [dz, w]) }
         grads[1] = try g.gradient(1) { try g.emit("grad_weight", Conv2DBackwardFilterOp(forward: conv, weightShape: g.shape(w)), [x, dz]) }
