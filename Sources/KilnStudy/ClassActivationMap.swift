@@ -56,7 +56,10 @@ public final class ClassActivationMap {
     /// The value the classifier's pooled input comes from: walking back from the classifier
     /// through flatten, reshape and global pooling to the feature map they reduce.
     static func lastFeatureMap(_ graph: Graph, classifier: String) throws -> String {
-        guard var node = graph.node(named: classifier) else { throw GraphError.unknownName(classifier) }
+        // The classifier is the node reading its weight (an imported graph names nodes otherwise).
+        guard let weight = try? graph.value(named: "\(classifier).weight"), var node = graph.readers(of: weight.id).first else {
+            throw GraphError.unknownName("\(classifier).weight")
+        }
         while true {
             let value = graph[node.inputs[0]]
             guard let producer = value.producer, ["Flatten", "Reshape", "AdaptiveAvgPool2d"].contains(graph.nodes[producer].op.kind) else {

@@ -189,7 +189,7 @@ public struct Report {
                 continue
             }
             let cheaper = z.secondsPerEpoch < f.secondsPerEpoch ? "the frozen backbone" : "fine-tuning all layers"
-            out += "- **\(f.config.model): fine-tune all vs. frozen feature extractor** (\(f.config.pretraining)) — "
+            out += "- **\(f.config.label.prefix { $0 != " " }): fine-tune all vs. frozen feature extractor** (\(f.config.pretraining)) — "
             out +=
                 "\(Self.pct(f.test.accuracy)) vs. \(Self.pct(z.test.accuracy)) test accuracy (\(Self.points(f.test.accuracy, z.test.accuracy)) for fine-tuning), "
             out += String(

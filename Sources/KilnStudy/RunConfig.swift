@@ -39,6 +39,8 @@ public struct RunConfig: Codable, Sendable {
 
     /// The label a report uses, e.g. "resnet18 · frozen".
     public var label: String {
+        // An imported model is named by its file (a path's slashes would nest run folders).
+        if Zoo.isONNX(model) { return "\(URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent) · \(strategy.rawValue)" }
         let name = width.map { model == "mobilenet-v2" ? "mobilenet-v2-\($0)" : "\(model)×\($0)" } ?? model
         return "\(name) · \(strategy.rawValue)"
     }

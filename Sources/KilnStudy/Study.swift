@@ -64,6 +64,10 @@ public final class Study {
         public var pretrainEpochs = 8
         public var pretrainPerClass = 60
         public var only: [String]? = nil
+        /// ONNX models (files) compared beside the zoo, each with `onnxStrategies`; their own
+        /// weights are the pretrained ones and their head is replaced for the dataset's classes.
+        public var onnxModels: [String] = []
+        public var onnxStrategies: [Strategy] = [.finetune, .frozen]
         public init() {}
     }
 
@@ -120,8 +124,14 @@ public final class Study {
         for (model, width) in [("resnet18", nil), ("mobilenet-v2", 0.35)] as [(String, Double?)] {
             for strategy in [Strategy.finetune, .frozen] { rows.append(RunConfig(model: model, width: width, strategy: strategy)) }
         }
+        for file in options.onnxModels {
+            for strategy in options.onnxStrategies { rows.append(RunConfig(model: file, strategy: strategy)) }
+        }
         if let only = options.only {
-            rows = rows.filter { only.contains($0.label) || only.contains($0.model) || only.contains($0.strategy.rawValue) }
+            rows = rows.filter {
+                only.contains($0.label) || only.contains($0.model) || only.contains($0.strategy.rawValue)
+                    || only.contains(String($0.label.prefix { $0 != " " }))
+            }
         }
         for i in rows.indices {
             rows[i].epochs = options.epochs
@@ -129,7 +139,9 @@ public final class Study {
             rows[i].seed = options.seed
             rows[i].inputSize = data.inputSize
             rows[i].learningRate = options.learningRates[rows[i].strategy]!
-            if rows[i].strategy != .scratch {
+            if Zoo.isONNX(rows[i].model) {
+                rows[i].pretraining = "the weights in \(URL(fileURLWithPath: rows[i].model).lastPathComponent)"
+            } else if rows[i].strategy != .scratch {
                 let (file, label) = try pretrained(rows[i].model, width: rows[i].width)
                 rows[i].weights = file
                 rows[i].pretraining = label

@@ -198,7 +198,23 @@ struct Compare: ParsableCommand {
     @Option(help: "Learning rate for frozen-backbone rows.") var lrFrozen = 0.05
     @Option(help: "Epochs of synthetic pretraining (when no weights are given).") var pretrainEpochs = 8
     @Option(help: "Only these rows (comma-separated labels, models or strategies).") var only: String?
+    @Option(
+        name: .customLong("model"),
+        help: "An ONNX model (.onnx; repeatable) to compare beside the zoo: its weights are the pretrained ones, its head is replaced."
+    ) var onnxModels: [String] = []
+    @Option(
+        name: .customLong("strategy"), parsing: .upToNextOption,
+        help: "Strategies of the ONNX models' rows: finetune and/or frozen.") var onnxStrategies: [Strategy] = [.finetune, .frozen]
     @Option(help: "Output folder.") var out = "runs/compare"
+
+    func validate() throws {
+        for file in onnxModels where !Zoo.isONNX(file) {
+            throw ValidationError("--model \(file): compare adds ONNX files (.onnx); the zoo's models are rows already")
+        }
+        guard !onnxStrategies.contains(.scratch) else {
+            throw ValidationError("--strategy scratch: an ONNX model's rows start from its weights (finetune or frozen)")
+        }
+    }
 
     func run() throws {
         try reporting {
@@ -209,6 +225,7 @@ struct Compare: ParsableCommand {
             (options.mobilenetWeights, options.resnetWeights, options.pretrainEpochs) = (mobilenetWeights, resnet, pretrainEpochs)
             options.learningRates = [.scratch: lrScratch, .finetune: lrFinetune, .frozen: lrFrozen]
             options.only = only?.split(separator: ",").map(String.init)
+            (options.onnxModels, options.onnxStrategies) = (onnxModels, onnxStrategies)
             let results = try Study(data: data, directory: directory, options: options, progress: progress).compare()
             progress.line("\nreport: \(out)/report.md")
             for r in results { progress.line(String(format: "  %-32@ test accuracy %.1f%%", r.config.label, 100 * r.test.accuracy)) }

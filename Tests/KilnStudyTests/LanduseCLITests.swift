@@ -86,6 +86,20 @@ struct LanduseCLITests {
         #expect(exportOutput.contains("3 classes"))
         let bytes = try Data(contentsOf: URL(fileURLWithPath: exported))
         #expect(String(decoding: bytes, as: UTF8.self).contains("beach,forest,river"))
+
+        // The same file as rows of the study, beside (here: instead of, --only) the zoo's.
+        let study = root.appendingPathComponent("compare").path
+        let (compareStatus, compareOutput) = try self.run([
+            "compare", "--data", root.appendingPathComponent("data").path, "--input-size", "16", "--epochs", "1", "--batch", "4",
+            "--model", model, "--strategy", "frozen", "finetune", "--only", "tinynet", "--out", study,
+        ])
+        #expect(compareStatus == 0, "\(compareOutput)")
+        let report = try String(contentsOfFile: study + "/report.md", encoding: .utf8)
+        for row in ["tinynet · frozen", "tinynet · finetune"] { #expect(report.contains(row), "\(row) missing from the report") }
+        #expect(report.contains("the weights in tinynet.onnx"))
+        #expect(report.contains("](cam/"), "no class-activation gallery for the imported model")
+        let (refused, refusal) = try self.run(["compare", "--model", "resnet18", "--out", study])
+        #expect(refused != 0 && refusal.contains("ONNX files"), "\(refusal)")
     }
 }
 
