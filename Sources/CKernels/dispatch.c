@@ -72,14 +72,14 @@ static _Thread_local int thread_isa = -1;
 static pthread_once_t chosen = PTHREAD_ONCE_INIT;
 static char request_problem[160];
 
-// The widest path, except that AMD's AVX-512 (Zen 4) runs 512-bit operations as two 256-bit
-// halves: there the AVX-512 kernels measured slower than the AVX2 ones on ResNet-18 (inference
-// −3.5%, training −2.7%, MobileNetV2 training +2.7%; six interleaved rounds, Docs/Benchmarks.md),
-// so AVX2 is the default and AVX-512 is opt-in.
+// The widest path the CPU runs. (AMD's was once excluded: with OpenBLAS's Haswell kernels doing
+// the GEMMs, Zen 4's AVX-512 measured 3% slower than AVX2. Kiln's own forward GEMM made the
+// AVX-512 path the faster one: on Zen 5, ResNet-18 inference +38%, training +44%, two
+// interleaved rounds, Docs/Benchmarks.md.)
 int kn_isa_default(void) {
 #if KN_HAS_X86_PATHS
     __builtin_cpu_init();
-    if (kn_isa_supported(KN_ISA_AVX512) && !__builtin_cpu_is("amd")) return KN_ISA_AVX512;
+    if (kn_isa_supported(KN_ISA_AVX512)) return KN_ISA_AVX512;
     if (kn_isa_supported(KN_ISA_AVX2)) return KN_ISA_AVX2;
 #endif
     return KN_ISA_PORTABLE;

@@ -64,7 +64,7 @@ struct PoolingTests {
         return (os, out)
     }
 
-    @Test(arguments: [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0)])
+    @Test(arguments: [(2, 2, 0), (3, 2, 1), (3, 2, 0), (3, 1, 1), (2, 1, 0)])
     func maxAndAveragePoolMatchNaive(_ config: (Int, Int, Int)) throws {
         let (k, s, p) = config
         let x = randomTensor([2, 3, 7, 8], seed: 5)
@@ -76,6 +76,19 @@ struct PoolingTests {
             let avgY = try apply(Pool2DOp(.average(countIncludePad: include), kernel: (k, k), stride: (s, s), padding: (p, p)), [x])
             #expect(relativeError(avgY.scalars, naivePool(x, k: k, s: s, p: p, max: false, includePad: include).1) < 1e-6)
         }
+    }
+
+    /// NaN wins a max-pool window (PyTorch's rule), in the inner windows' 3×3 stride-2 path too.
+    @Test func maxPoolPropagatesNaN() throws {
+        let x = randomTensor([1, 1, 9, 9], seed: 7)
+        x.floats[4 * 9 + 4] = .nan  // in the window of output (2, 2) only
+        let y = try apply(Pool2DOp(.max, kernel: (3, 3), stride: (2, 2), padding: (1, 1)), [x])
+        let nan = (0..<y.count).filter { y.floats[$0].isNaN }
+        #expect(nan == [2 * 5 + 2], "NaN outputs at \(nan)")
+        x.floats[4 * 9 + 4] = 0
+        x.floats[3 * 9 + 3] = .nan  // in the windows of outputs (1…2, 1…2)
+        let z = try apply(Pool2DOp(.max, kernel: (3, 3), stride: (2, 2), padding: (1, 1)), [x])
+        #expect((0..<z.count).filter { z.floats[$0].isNaN } == [6, 7, 11, 12])
     }
 
     @Test func globalAveragePoolIsThePlaneMean() throws {

@@ -21,7 +21,7 @@ enum {
     GEMM_VL = KN_VECTOR_BYTES / 4,
     GEMM_MR = 6,
     GEMM_NR = 2 * GEMM_VL,
-    GEMM_KC = 128,
+    GEMM_KC = KN_VECTOR_BYTES == 64 ? 256 : 128,
     GEMM_MC = 96,
     GEMM_NC = 2048,
 };

@@ -42,14 +42,42 @@ typedef struct {
     pool_inner_windows inner;  // max pool
 } pool_planes;
 
+static inline float max_or_nan(float best, float v) { return (v > best || v != v) ? v : best; }
+
+// 3×3 stride-2 windows (ResNet's stem pool) of one plane's inner rows: the rows' column maxima
+// first, a contiguous pass that vectorises, then the max of three neighbouring columns. The same
+// first-maximum/NaN rule as the generic scan; order within a window does not change a maximum.
+static void maxpool_plane_3x3s2(const kn_pool2d_desc *d, const pool_inner_windows *in, const float *xp, float *yp,
+                                float *columns) {
+    for (int oy = in->oy0; oy < in->oy1; oy++) {
+        const float *r0 = xp + (oy * 2 - d->ph) * d->w, *r1 = r0 + d->w, *r2 = r1 + d->w;
+        for (int x = 0; x < d->w; x++) columns[x] = max_or_nan(max_or_nan(r0[x], r1[x]), r2[x]);
+        for (int ox = in->ox0; ox < in->ox1; ox++) {
+            const float *c = columns + ox * 2 - d->pw;
+            yp[oy * d->ow + ox] = max_or_nan(max_or_nan(c[0], c[1]), c[2]);
+        }
+    }
+}
+
 static void maxpool_planes(void *context, int64_t begin, int64_t end) {
     const pool_planes *r = context;
     const kn_pool2d_desc *d = r->d;
+    const int fast = d->kh == 3 && d->kw == 3 && d->sh == 2 && d->sw == 2 && d->w <= 4096;
+    float columns[fast ? d->w : 1];
     for (int64_t p = begin; p < end; p++) {
         const float *xp = r->x + p * d->h * d->w;
         float *yp = r->y + p * d->oh * d->ow;
+        if (fast) maxpool_plane_3x3s2(d, &r->inner, xp, yp, columns);
         for (int oy = 0; oy < d->oh; oy++) {
             const int inside_row = oy >= r->inner.oy0 && oy < r->inner.oy1;
+            if (fast && inside_row) {  // done above but for the edge columns
+                for (int ox = 0; ox < d->ow; ox++) {
+                    if (ox >= r->inner.ox0 && ox < r->inner.ox1) continue;
+                    int32_t where;
+                    yp[oy * d->ow + ox] = kn_window_max(d, xp, oy, ox, &where);
+                }
+                continue;
+            }
             for (int ox = 0; ox < d->ow; ox++) {
                 int32_t where;
                 float best;

@@ -15,8 +15,7 @@ public enum InstructionSet: Int32, CaseIterable, Sendable, CustomStringConvertib
     /// The paths this build can run on this CPU, portable first.
     public static var supported: [InstructionSet] { allCases.filter { kn_isa_supported($0.rawValue) != 0 } }
 
-    /// The path chosen when `KILN_ISA` does not say: the widest the CPU supports, except AVX2 on
-    /// AMD CPUs, whose AVX-512 runs 512-bit operations in two halves and measured slower.
+    /// The path chosen when `KILN_ISA` does not say: the widest the CPU supports.
     public static var preferred: InstructionSet { InstructionSet(rawValue: kn_isa_default()) ?? .portable }
 
     /// The process's path (not to be changed while kernels run on other threads).
