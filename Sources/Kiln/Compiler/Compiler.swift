@@ -16,8 +16,9 @@ public enum Compiler {
         case training(frozenBatchNorm: FrozenBatchNorm, optimizer: Optimizer?)
     }
 
-    /// The pipeline: BN statistics → [pad folding → fusion] → [autodiff → optimizer updates].
-    static func passes(_ target: Target, fuse: Bool) -> [Pass] {
+    /// The pipeline: BN statistics → [cut at `startAt`] → [pad folding → fusion] → [autodiff →
+    /// optimizer updates].
+    static func passes(_ target: Target, fuse: Bool, startAt: [String]? = nil) -> [Pass] {
         var list = [
             Pass(name: "batch-norm statistics") { graph in
                 var graph = graph
@@ -25,6 +26,12 @@ public enum Compiler {
                 return graph
             }
         ]
+        if let startAt {
+            list.append(
+                Pass(name: "cut at \(startAt.joined(separator: ", "))") { graph in
+                    try graph.extracting(outputs: graph.outputs.mapValues { graph[$0].name }, leaves: startAt)
+                })
+        }
         if fuse {
             list.append(Pass(name: "pad folding", run: PadFoldingPass.apply))
             list.append(Pass(name: "fusion", run: FusionPass.apply))
@@ -50,8 +57,30 @@ public enum Compiler {
     /// Eval-mode forward: every BN on running statistics; with `fuse`, zero padding folds into
     /// the conv that reads it and conv+BN(+add)(+ReLU) chains become single steps with BN folded
     /// into the conv.
-    public static func inference(_ model: any Layer, input: Shape, fuse: Bool = true) throws -> Graph {
-        try run(passes(.inference, fuse: fuse), on: Graph.trace(model, input: input))
+    /// `startAt` names values (a `FrozenBoundary`'s) that become the graph's inputs: the head.
+    public static func inference(_ model: any Layer, input: Shape, fuse: Bool = true, startAt: [String]? = nil) throws -> Graph {
+        try run(passes(.inference, fuse: fuse, startAt: startAt), on: Graph.trace(model, input: input))
+    }
+
+    /// The eval-mode graph computing only the named values (a `FrozenBoundary`'s), each an
+    /// output under its own name: the feature extractor of a cached frozen prefix.
+    public static func features(_ model: any Layer, input: Shape, values: [String], fuse: Bool = true) throws -> Graph {
+        var graph = try Graph.trace(model, input: input)
+        BatchNormStatisticsPass.apply(&graph, .inference)
+        graph = try graph.extracting(outputs: Dictionary(uniqueKeysWithValues: values.map { ($0, $0) }), leaves: [])
+        return try run(Array(passes(.inference, fuse: fuse).dropFirst()), on: graph)
+    }
+
+    /// The frozen prefix and boundary of the training step `configuration` describes (its
+    /// freezing and frozen-BN policy applied; before fusion, so the names are the model's).
+    public static func frozenBoundary(_ model: any Layer, input: Shape, _ configuration: TrainStep.Configuration) throws
+        -> FrozenBoundary
+    {
+        var graph = try Graph.trace(model, input: input, withLoss: true)
+        graph.freeze(configuration.freeze)
+        if let keep = configuration.trainOnly { graph.freeze(allExcept: keep) }
+        BatchNormStatisticsPass.apply(&graph, .training(frozenBatchNorm: configuration.frozenBatchNorm, optimizer: nil))
+        return graph.frozenBoundary()
     }
 
     /// A training step: trace with the loss → freeze → frozen BN on running statistics → fold
@@ -61,7 +90,7 @@ public enum Compiler {
         graph.freeze(configuration.freeze)
         if let keep = configuration.trainOnly { graph.freeze(allExcept: keep) }
         let target = Target.training(frozenBatchNorm: configuration.frozenBatchNorm, optimizer: configuration.optimizer)
-        return try run(passes(target, fuse: configuration.fuse), on: graph)
+        return try run(passes(target, fuse: configuration.fuse, startAt: configuration.startAt), on: graph)
     }
 
     /// Forward + backward without an optimizer (gradients kept, for `graphc grad` and tests).

@@ -19,6 +19,9 @@ public final class TrainStep {
         public var seed: UInt64 = 0
         /// Run the fusion pass (off: the unfused graph, for tests and debugging).
         public var fuse = true
+        /// Values (a `FrozenBoundary`'s) the step starts from instead of the images: it trains the
+        /// head on features computed elsewhere (`run(features:labels:)`, `evaluate(features:)`).
+        public var startAt: [String]? = nil
 
         public init(
             optimizer: Optimizer, schedule: LRSchedule = .constant, freeze: [String] = [],
@@ -88,11 +91,16 @@ public final class TrainStep {
 
     /// One optimizer step on a batch: forward (BN batch statistics), backward, update.
     @discardableResult
-    public func run(images: Tensor, labels: Tensor) throws -> Result {
-        let executor = try trainExecutor(batch: images.shape[0])
+    public func run(images: Tensor, labels: Tensor) throws -> Result { try run(features: ["input": images], labels: labels) }
+
+    /// One optimizer step from the values the step starts at (`Configuration.startAt`; `input`
+    /// for a whole-model step), by name.
+    @discardableResult
+    public func run(features: [String: Tensor], labels: Tensor) throws -> Result {
+        let executor = try trainExecutor(batch: labels.shape[0])
         stepCount += 1
         let outputs = try executor.run(
-            ["input": images, "labels": labels],
+            features.merging(["labels": labels]) { a, _ in a },
             hyper: StepHyperparameters(learningRate: learningRate, step: stepCount))
         return Result(loss: outputs["loss"]!.scalars[0], logits: outputs["logits"]!)
     }
@@ -102,12 +110,18 @@ public final class TrainStep {
     /// batch is run again with every output checked. The re-run updates the parameters again:
     /// call it only to report the failure, never to continue training.
     public func diagnoseNonFinite(images: Tensor, labels: Tensor) -> ExecutionError? {
+        diagnoseNonFinite(features: ["input": images], labels: labels)
+    }
+
+    /// `diagnoseNonFinite(images:labels:)` for a step that starts at features.
+    public func diagnoseNonFinite(features: [String: Tensor], labels: Tensor) -> ExecutionError? {
         if let bad = parameters.firstNonFinite(in: graph) { return bad }
-        guard let executor = try? trainExecutor(batch: images.shape[0]) else { return nil }
+        guard let executor = try? trainExecutor(batch: labels.shape[0]) else { return nil }
         executor.checksFiniteness = true
         defer { executor.checksFiniteness = false }
         do {
-            try executor.run(["input": images, "labels": labels], hyper: StepHyperparameters(learningRate: learningRate, step: stepCount))
+            try executor.run(
+                features.merging(["labels": labels]) { a, _ in a }, hyper: StepHyperparameters(learningRate: learningRate, step: stepCount))
         } catch let error as ExecutionError {
             return error
         } catch {
@@ -117,13 +131,17 @@ public final class TrainStep {
     }
 
     /// Eval-mode logits (BN on running statistics, dropout off); parameters are not touched.
-    public func evaluate(images: Tensor) throws -> Tensor {
-        let batch = images.shape[0]
+    public func evaluate(images: Tensor) throws -> Tensor { try evaluate(features: ["input": images]) }
+
+    /// Eval-mode logits from the values the step starts at, by name.
+    public func evaluate(features: [String: Tensor]) throws -> Tensor {
+        guard let batch = features.values.first?.shape[0] else { throw GraphError.invalid("evaluate: no inputs given") }
         if evalExecutors[batch] == nil {
-            let forward = try Compiler.inference(model, input: Shape([batch] + sampleShape.dims), fuse: configuration.fuse)
+            let forward = try Compiler.inference(
+                model, input: Shape([batch] + sampleShape.dims), fuse: configuration.fuse, startAt: configuration.startAt)
             evalExecutors[batch] = try Executor(graph: forward, parameters: parameters, mode: .inference)
         }
-        return try evalExecutors[batch]!.run(["input": images])["logits"]!
+        return try evalExecutors[batch]!.run(features)["logits"]!
     }
 
     private func trainExecutor(batch: Int) throws -> Executor {
