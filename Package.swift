@@ -52,7 +52,7 @@ let package = Package(
         // Images, datasets, transforms, data loading, the synthetic land-use set.
         .target(name: "KilnData", dependencies: ["Kiln", "CImageCodecs"]),
         // The land-use study: training loop, metrics, experiments, report (Markdown + SVG).
-        .target(name: "KilnStudy", dependencies: ["Kiln", "KilnModels", "KilnData"]),
+        .target(name: "KilnStudy", dependencies: ["Kiln", "KilnModels", "KilnData", "COpenBLAS"]),
         .executableTarget(
             name: "landuse",
             dependencies: [

@@ -131,10 +131,10 @@ public final class DataLoader: @unchecked Sendable {
 }
 
 /// A value behind a lock, for results gathered by concurrent workers.
-final class Locked<Value>: @unchecked Sendable {
+public final class Locked<Value>: @unchecked Sendable {
     private var stored: Value
     private let lock = NSLock()
-    init(_ value: Value) { stored = value }
-    var value: Value { lock.withLock { stored } }
-    func mutate(_ body: (inout Value) -> Void) { lock.withLock { body(&stored) } }
+    public init(_ value: Value) { stored = value }
+    public var value: Value { lock.withLock { stored } }
+    public func mutate(_ body: (inout Value) -> Void) { lock.withLock { body(&stored) } }
 }

@@ -38,6 +38,9 @@ public enum Transform: Sendable {
     case randomVerticalFlip
     /// 0, 90, 180 or 270 degrees, uniformly.
     case randomRotation90
+    /// One of the 8 symmetries of the square, fixed: bit 0 flips horizontally, bit 1 vertically,
+    /// bit 2 transposes (the finite augmentation set a frozen-feature cache draws from).
+    case dihedral(Int)
     /// (x − mean) / std per channel, x in [0, 1].
     case normalize(mean: [Float], std: [Float])
     /// x·2 − 1: [0, 1] → [−1, 1] (the TF.js MobileNetV2's input range).
@@ -72,6 +75,15 @@ public enum Transform: Sendable {
             case 2: return remapped(image, width: image.width, height: image.height) { x, y in (image.width - 1 - x, image.height - 1 - y) }
             case 3: return remapped(image, width: image.height, height: image.width) { x, y in (image.width - 1 - y, x) }
             default: return image
+            }
+        case let .dihedral(k):
+            let (w, h) = (image.width, image.height)
+            let (outW, outH) = k & 4 != 0 ? (h, w) : (w, h)
+            return remapped(image, width: outW, height: outH) { x, y in
+                var (sx, sy) = k & 4 != 0 ? (y, x) : (x, y)
+                if k & 1 != 0 { sx = w - 1 - sx }
+                if k & 2 != 0 { sy = h - 1 - sy }
+                return (sx, sy)
             }
         case let .normalize(mean, std):
             var out = image

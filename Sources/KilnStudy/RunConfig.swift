@@ -30,6 +30,18 @@ public struct RunConfig: Codable, Sendable {
     public var seed: UInt64 = 0
     public var inputSize: Int = 224
     public var augment = true
+    /// Frozen strategy: memoise the frozen backbone's outputs per (image, variant) and train the
+    /// head on them (`FeatureCache`); nil means on. Training then augments with `cacheVariants`
+    /// dihedral variants of the centre crop instead of random crops.
+    public var featureCache: Bool?
+    /// How many of the 8 dihedral variants a cached run draws from (nil: 2, the crop and its mirror).
+    public var cacheVariants: Int?
+    /// The classifier's fit: "sgd" (nil) or "ridge", closed-form on the cached features.
+    public var head: String?
+
+    /// Whether a frozen run caches its backbone's features.
+    public var usesFeatureCache: Bool { strategy == .frozen && (featureCache ?? true) || head == "ridge" }
+    public var variantCount: Int { augment ? min(max(cacheVariants ?? 2, 1), 8) : 1 }
 
     public init(model: String, width: Double? = nil, strategy: Strategy) {
         self.model = model
@@ -40,9 +52,11 @@ public struct RunConfig: Codable, Sendable {
     /// The label a report uses, e.g. "resnet18 · frozen".
     public var label: String {
         // An imported model is named by its file (a path's slashes would nest run folders).
-        if Zoo.isONNX(model) { return "\(URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent) · \(strategy.rawValue)" }
-        let name = width.map { model == "mobilenet-v2" ? "mobilenet-v2-\($0)" : "\(model)×\($0)" } ?? model
-        return "\(name) · \(strategy.rawValue)"
+        let name =
+            Zoo.isONNX(model)
+            ? URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
+            : width.map { model == "mobilenet-v2" ? "mobilenet-v2-\($0)" : "\(model)×\($0)" } ?? model
+        return "\(name) · \(strategy.rawValue)" + (head == "ridge" ? " · ridge" : "")
     }
 
     /// Input scaling of the model's pretraining: [-1, 1] for the Keras/TF.js MobileNetV2, ImageNet mean/std otherwise.

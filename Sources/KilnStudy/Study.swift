@@ -68,6 +68,12 @@ public final class Study {
         /// weights are the pretrained ones and their head is replaced for the dataset's classes.
         public var onnxModels: [String] = []
         public var onnxStrategies: [Strategy] = [.finetune, .frozen]
+        /// Frozen rows train their head on cached backbone features (`FeatureCache`), drawing
+        /// from `cacheVariants` dihedral variants of the centre crop.
+        public var featureCache = true
+        public var cacheVariants = 2
+        /// Beside each frozen row, one whose classifier is fitted in closed form (`--head ridge`).
+        public var ridgeRows = true
         public init() {}
     }
 
@@ -75,6 +81,16 @@ public final class Study {
     public let directory: URL
     public let progress: ProgressReporter
     public let options: Options
+    /// One feature cache per backbone, shared by the runs of a comparison or a sweep.
+    private var featureCaches: [String: FeatureCache] = [:]
+
+    func featureCache(for config: RunConfig) -> FeatureCache {
+        let key = "\(config.model)|\(config.width.map { "\($0)" } ?? "")"
+        if let cache = featureCaches[key] { return cache }
+        let cache = FeatureCache()
+        featureCaches[key] = cache
+        return cache
+    }
 
     public init(data: StudyData, directory: URL, options: Options, progress: ProgressReporter) {
         (self.data, self.directory, self.options, self.progress) = (data, directory, options, progress)
@@ -127,6 +143,13 @@ public final class Study {
         for file in options.onnxModels {
             for strategy in options.onnxStrategies { rows.append(RunConfig(model: file, strategy: strategy)) }
         }
+        if options.ridgeRows {
+            rows += rows.filter { $0.strategy == .frozen }.map { row in
+                var ridge = row
+                ridge.head = "ridge"
+                return ridge
+            }
+        }
         if let only = options.only {
             rows = rows.filter {
                 only.contains($0.label) || only.contains($0.model) || only.contains($0.strategy.rawValue)
@@ -139,6 +162,7 @@ public final class Study {
             rows[i].seed = options.seed
             rows[i].inputSize = data.inputSize
             rows[i].learningRate = options.learningRates[rows[i].strategy]!
+            (rows[i].featureCache, rows[i].cacheVariants) = (options.featureCache, options.cacheVariants)
             if Zoo.isONNX(rows[i].model) {
                 rows[i].pretraining = "the weights in \(URL(fileURLWithPath: rows[i].model).lastPathComponent)"
             } else if rows[i].strategy != .scratch {
@@ -168,7 +192,7 @@ public final class Study {
             }
             let result = try Trainer(
                 config: config, cache: data.cache, split: data.split, directory: runDir, progress: progress,
-                splitFile: data.splitURL
+                splitFile: data.splitURL, featureCache: featureCache(for: config)
             ).run(force: true)
             progress.line(String(format: "   test accuracy %.1f%%", 100 * result.test.accuracy))
             results.append(result)
@@ -222,6 +246,7 @@ public final class Study {
         var results: [RunResult] = []
         var base = RunConfig(model: model, width: width, strategy: strategy)
         (base.epochs, base.batchSize, base.seed, base.inputSize) = (options.epochs, options.batchSize, options.seed, data.inputSize)
+        (base.featureCache, base.cacheVariants) = (options.featureCache, options.cacheVariants)
         if strategy != .scratch { (base.weights, base.pretraining) = try pretrained(model, width: width) }
         for fraction in fractions {
             for lr in learningRates {
@@ -233,7 +258,7 @@ public final class Study {
                 results.append(
                     try Trainer(
                         config: config, cache: data.cache, split: data.split, directory: dir, progress: progress,
-                        splitFile: data.splitURL
+                        splitFile: data.splitURL, featureCache: featureCache(for: config)
                     ).run(force: true))
             }
         }

@@ -23,6 +23,8 @@ public struct RunResult: Codable, Sendable {
     public var history: [EpochRecord]
     public var test: Evaluation
     public var trainImages: Int
+    /// Set when the run trained its head on cached backbone features.
+    public var featureCache: FeatureCacheReport?
 
     public var secondsPerEpoch: Double { history.isEmpty ? 0 : history.map(\.seconds).reduce(0, +) / Double(history.count) }
     public var bestValidationAccuracy: Double? { history.compactMap(\.validationAccuracy).max() }
@@ -43,10 +45,15 @@ public final class Trainer {
 
     /// Where the split is saved once the run has started (its first checkpoint), if not already there.
     public let splitFile: URL?
+    /// Backbone features shared with other runs (a sweep's); a run makes its own when nil.
+    public let featureCache: FeatureCache?
 
-    public init(config: RunConfig, cache: ImageCache, split: DataSplit, directory: URL, progress: ProgressReporter, splitFile: URL? = nil) {
+    public init(
+        config: RunConfig, cache: ImageCache, split: DataSplit, directory: URL, progress: ProgressReporter, splitFile: URL? = nil,
+        featureCache: FeatureCache? = nil
+    ) {
         (self.config, self.cache, self.split, self.directory, self.progress) = (config, cache, split, directory, progress)
-        self.splitFile = splitFile
+        (self.splitFile, self.featureCache) = (splitFile, featureCache)
     }
 
     var classes: [String] { cache.dataset.classes }
@@ -112,13 +119,21 @@ public final class Trainer {
             }
             progress.line("  \(config.label): loaded \(report.loaded.count) pretrained tensors (\(config.pretraining)); new classifier")
         }
-        let step = try TrainStep(model: model, inputShape: shape, parameters: store, configuration: config.trainStepConfiguration)
+        let labels = Dictionary(uniqueKeysWithValues: cache.dataset.samples.map { ($0.id, $0.label) })
+        let trainIDs = split.trainingSubset(config.fraction, labels: labels)
+        var stepConfiguration = config.trainStepConfiguration
+        let feeder = try featureFeeder(model, shape: shape, store: store, configuration: stepConfiguration, trainIDs: trainIDs)
+        stepConfiguration.startAt = feeder?.boundary.values
+        let step = try TrainStep(model: model, inputShape: shape, parameters: store, configuration: stepConfiguration)
 
         var history: [EpochRecord] = []
         var firstEpoch = 0
         if resuming {
             let (tensors, metadata) = try Safetensors.read(checkpointURL)
-            try store.load(tensors, for: step.graph, file: checkpointURL.path, optimizerState: true)
+            // The whole model's state, then the optimizer's (a head-only step holds just the head's).
+            try store.load(tensors, for: forward, file: checkpointURL.path)
+            let stepState = Set(step.graph.persistentValues.map(\.name))
+            try store.load(tensors.filter { stepState.contains($0.0) }, for: step.graph, file: checkpointURL.path, optimizerState: true)
             firstEpoch = Int(metadata["epoch"] ?? "0") ?? 0
             guard firstEpoch < config.epochs else {
                 throw TrainingError(
@@ -133,8 +148,6 @@ public final class Trainer {
             progress.line("  \(config.label): resuming after epoch \(firstEpoch)")
         }
 
-        let labels = Dictionary(uniqueKeysWithValues: cache.dataset.samples.map { ($0.id, $0.label) })
-        let trainIDs = split.trainingSubset(config.fraction, labels: labels)
         let train = DataLoader(
             cache: cache, ids: trainIDs, batchSize: config.batchSize, transforms: config.trainTransforms,
             shuffle: true, seed: config.seed)
@@ -147,14 +160,24 @@ public final class Trainer {
             cache: cache, ids: split.validation, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
         let test = DataLoader(cache: cache, ids: split.test, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
 
-        for epoch in firstEpoch..<config.epochs {
+        if config.head == "ridge" {
+            guard let feeder else {
+                throw TrainingError(
+                    "\(config.label): --head ridge fits the classifier on cached frozen features, and this run has none (see above)")
+            }
+            history = [try fitRidge(step, feeder: feeder, store: store, train: train.ids, validation: validation.ids)]
+            try recordStart()
+            try writeCheckpoint(store, forward: forward, step: step, epoch: config.epochs, history: history)
+        }
+        for epoch in firstEpoch..<config.epochs where config.head != "ridge" {
             step.epoch = epoch
             let start = DispatchTime.now().uptimeNanoseconds
             var seen = 0, lossSum = 0.0, correct = 0, batchIndex = 0
-            for batch in train.batches(epoch: epoch) {
-                let result = try step.run(images: batch.images, labels: batch.labels)
+            let nextBatch = batchSource(train, feeder: feeder, epoch: epoch)
+            while let batch = try nextBatch() {
+                let result = try step.run(features: batch.feeds, labels: batch.labels)
                 guard result.loss.isFinite else {
-                    let cause = step.diagnoseNonFinite(images: batch.images, labels: batch.labels)
+                    let cause = step.diagnoseNonFinite(features: batch.feeds, labels: batch.labels)
                     throw nonFinite("the loss became \(result.loss) at epoch \(epoch + 1), batch \(batchIndex + 1)", cause, lastGood: epoch)
                 }
                 let n = batch.labels.count
@@ -175,7 +198,7 @@ public final class Trainer {
             let trainSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             // Nothing non-finite is written: the weights and the validation metrics are checked first.
             if let bad = store.firstNonFinite(in: step.graph) { throw nonFinite("after epoch \(epoch + 1)", bad, lastGood: epoch) }
-            let val = try evaluate(step, validation)
+            let val = try evaluate(step, validation, feeder: feeder)
             guard val.loss.isFinite else {
                 throw nonFinite("the validation loss became \(val.loss) after epoch \(epoch + 1)", nil, lastGood: epoch)
             }
@@ -194,19 +217,98 @@ public final class Trainer {
                     config.label, epoch + 1, config.epochs, record.trainLoss, 100 * record.trainAccuracy,
                     validationText, record.seconds, record.imagesPerSecond))
             if epoch == firstEpoch { try recordStart() }
-            try Safetensors.write(
-                store.stateTensors(for: step.graph, includeOptimizer: true),
-                metadata: [
-                    "epoch": String(epoch + 1), "step": String(step.stepCount), "model": config.model,
-                    "classes": classes.joined(separator: ","), "strategy": config.strategy.rawValue,
-                ],
-                to: checkpointURL)
-            try JSONEncoder.pretty.encode(history).writeAtomically(to: directory.appendingPathComponent("history.json"))
+            try writeCheckpoint(store, forward: forward, step: step, epoch: epoch + 1, history: history)
         }
-        let result = RunResult(config: config, classes: classes, history: history, test: try evaluate(step, test), trainImages: train.count)
+        var result = RunResult(
+            config: config, classes: classes, history: history, test: try evaluate(step, test, feeder: feeder), trainImages: train.count)
+        if let feeder {
+            let perEntry = feeder.computed > 0 ? feeder.computeSeconds / Double(feeder.computed) : 0
+            result.featureCache = FeatureCacheReport(
+                boundary: feeder.boundary.values, variants: feeder.variants, computed: feeder.computed, reused: feeder.reused,
+                megabytes: Double(feeder.cache.bytes) / 1_048_576, computeSeconds: feeder.computeSeconds,
+                secondsSaved: perEntry * Double(feeder.reused))
+            progress.line(
+                String(
+                    format: "  %@: feature cache — %d entries computed (%.1f s), %d reused (≈ %.1f s saved), %.1f MiB",
+                    config.label, feeder.computed, feeder.computeSeconds, feeder.reused, perEntry * Double(feeder.reused),
+                    result.featureCache!.megabytes))
+        }
         guard result.test.loss.isFinite else { throw nonFinite("the test loss became \(result.test.loss)", nil, lastGood: config.epochs) }
         try JSONEncoder.pretty.encode(result).writeAtomically(to: resultURL)
         return result
+    }
+
+    /// The whole model's state (a head-only step's graph lacks the backbone), then the
+    /// optimizer's; atomic, with the history beside it.
+    func writeCheckpoint(_ store: ParameterStore, forward: Graph, step: TrainStep, epoch: Int, history: [EpochRecord]) throws {
+        let modelState = store.stateTensors(for: forward)
+        let written = Set(modelState.map(\.0))
+        try Safetensors.write(
+            modelState + store.stateTensors(for: step.graph, includeOptimizer: true).filter { !written.contains($0.0) },
+            metadata: [
+                "epoch": String(epoch), "step": String(step.stepCount), "model": config.model,
+                "classes": classes.joined(separator: ","), "strategy": config.strategy.rawValue,
+            ],
+            to: checkpointURL)
+        try JSONEncoder.pretty.encode(history).writeAtomically(to: directory.appendingPathComponent("history.json"))
+    }
+
+    /// The classifier in closed form (`RidgeHead`) on the cached features of every training image
+    /// in every variant, λ chosen by validation accuracy; one history record.
+    func fitRidge(_ step: TrainStep, feeder: FeatureFeeder, store: ParameterStore, train: [String], validation: [String]) throws
+        -> EpochRecord
+    {
+        let start = DispatchTime.now().uptimeNanoseconds
+        guard feeder.boundary.values.count == 1, let weight = store["\(config.classifier).weight"], weight.shape.rank == 2,
+            weight.shape[1] == feeder.boundary.floatsPerSample, store["\(config.classifier).bias"] != nil
+        else {
+            throw TrainingError(
+                "\(config.label): --head ridge needs the classifier '\(config.classifier)' to be one Linear layer reading the frozen features \(feeder.boundary.values)"
+            )
+        }
+        var features: [Float] = [], labels: [Int] = []
+        for variant in 0..<feeder.variants {
+            for begin in stride(from: 0, to: train.count, by: config.batchSize) {
+                let ids = Array(train[begin..<min(train.count, begin + config.batchSize)])
+                let batch = try feeder.batch(ids, variants: [Int](repeating: variant, count: ids.count))
+                let x = batch.feeds[feeder.boundary.values[0]]!
+                features += UnsafeBufferPointer(start: x.floats, count: x.count)
+                labels += batch.labels.int64Scalars.map(Int.init)
+            }
+        }
+        let normal = try RidgeHead.Normal(features, labels: labels, classes: classes.count)
+        var best: (head: RidgeHead, accuracy: Double)?
+        for relative in RidgeHead.relativeLambdas {
+            let head = try normal.solve(relative: relative)
+            weight.floats.update(from: head.weight, count: head.weight.count)
+            store["\(config.classifier).bias"]!.floats.update(from: head.bias, count: head.bias.count)
+            let accuracy = validation.isEmpty ? 0 : try evaluateCached(step, feeder, validation).accuracy
+            if best == nil || accuracy > best!.accuracy { best = (head, accuracy) }
+        }
+        let chosen = best!.head
+        weight.floats.update(from: chosen.weight, count: chosen.weight.count)
+        store["\(config.classifier).bias"]!.floats.update(from: chosen.bias, count: chosen.bias.count)
+        let fitted = try evaluateCached(step, feeder, train)
+        let val = validation.isEmpty ? nil : try evaluateCached(step, feeder, validation)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        progress.line(
+            String(
+                format: "  %@: ridge head on %d feature rows, λ = %g × mean eigenvalue: train acc %.1f%% | val acc %@ | %.1f s",
+                config.label, labels.count, chosen.relativeLambda, 100 * fitted.accuracy,
+                val.map { String(format: "%.1f%%", 100 * $0.accuracy) } ?? "—", seconds))
+        return EpochRecord(
+            epoch: 1, learningRate: chosen.relativeLambda, trainLoss: fitted.loss, trainAccuracy: fitted.accuracy,
+            validationLoss: val?.loss, validationAccuracy: val?.accuracy, seconds: seconds,
+            imagesPerSecond: Double(labels.count) / seconds)
+    }
+
+    func evaluateCached(_ step: TrainStep, _ feeder: FeatureFeeder, _ ids: [String]) throws -> Evaluation {
+        var evaluation = Evaluation(classes: classes)
+        for begin in stride(from: 0, to: ids.count, by: config.batchSize) {
+            let batch = try feeder.evaluationBatch(Array(ids[begin..<min(ids.count, begin + config.batchSize)]))
+            evaluation.add(logits: try step.evaluate(features: batch.feeds), labels: batch.labels)
+        }
+        return evaluation
     }
 
     /// config.json (and the split, when the caller keeps one) are written once the first epoch
@@ -223,12 +325,58 @@ public final class Trainer {
         )
     }
 
-    func evaluate(_ step: TrainStep, _ loader: DataLoader) throws -> Evaluation {
+    func evaluate(_ step: TrainStep, _ loader: DataLoader, feeder: FeatureFeeder?) throws -> Evaluation {
         var evaluation = Evaluation(classes: classes)
+        if let feeder { return try evaluateCached(step, feeder, loader.ids) }
         for batch in loader.batches(epoch: 0) {
             evaluation.add(logits: try step.evaluate(images: batch.images), labels: batch.labels)
         }
         return evaluation
+    }
+
+    /// The epoch's training batches: images from the loader, or cached features of the images
+    /// in the loader's order.
+    func batchSource(_ loader: DataLoader, feeder: FeatureFeeder?, epoch: Int) -> () throws -> (feeds: [String: Tensor], labels: Tensor)? {
+        guard let feeder else {
+            let batches = loader.batches(epoch: epoch)
+            return { batches.next().map { (["input": $0.images], $0.labels) } }
+        }
+        let order = loader.order(epoch: epoch)
+        var start = 0
+        return {
+            guard start < order.count else { return nil }
+            defer { start += self.config.batchSize }
+            return try feeder.trainingBatch(Array(order[start..<min(order.count, start + self.config.batchSize)]), epoch: epoch)
+        }
+    }
+
+    /// The feeder of a frozen run whose backbone is a per-sample deterministic function, or nil
+    /// (saying why when the run asked for a cache and cannot have one).
+    func featureFeeder(_ model: any Layer, shape: Shape, store: ParameterStore, configuration: TrainStep.Configuration, trainIDs: [String])
+        throws -> FeatureFeeder?
+    {
+        guard config.usesFeatureCache else { return nil }
+        let boundary = try Compiler.frozenBoundary(model, input: shape, configuration)
+        guard boundary.isCacheable else {
+            progress.line("  \(config.label): no feature cache: " + (boundary.obstacle.map { "'\($0)' is not a per-image deterministic function in training" } ?? "nothing is frozen before the head"))
+            return nil
+        }
+        let cache = featureCache ?? FeatureCache()
+        let entries = trainIDs.count * config.variantCount + split.validation.count + split.test.count
+        let needed = entries * boundary.floatsPerSample * 4
+        guard needed <= cache.limitBytes else {
+            progress.line(
+                "  \(config.label): no feature cache: \(entries) entries of \(boundary.floatsPerSample) floats need \(needed >> 20) MiB, over its \(cache.limitBytes >> 20) MiB limit")
+            return nil
+        }
+        let prefix = try Compiler.features(model, input: Shape([1] + Array(shape.dims.dropFirst())), values: boundary.values, fuse: false)
+        let signature = FeatureFeeder.signature(config, boundary: boundary, parameters: store, prefix: prefix, variants: config.variantCount)
+        if !cache.adopt(signature), cache.count == 0, featureCache != nil {
+            progress.line("  \(config.label): feature cache (re)started for this backbone")
+        }
+        return FeatureFeeder(
+            boundary: boundary, cache: cache, images: self.cache, model: model, parameters: store, config: config,
+            variants: config.variantCount)
     }
 }
 

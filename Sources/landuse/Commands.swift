@@ -19,6 +19,7 @@ struct Train: ParsableCommand {
         help: "Pretrained weights (.pth, .safetensors, TF.js model.json) for finetune/frozen; 'imagenet' downloads torchvision's ResNet-18."
     ) var weights: String?
     @Option(help: "Learning rate.") var lr = 0.01
+    @Option(help: "Classifier fit for --strategy frozen: sgd, or ridge (closed form on the cached features, seconds).") var head = "sgd"
     @Option(help: "sgd, adam or adamw.") var optimizer = "sgd"
     @Option(help: "constant, step or cosine.") var schedule = "cosine"
     @Option(help: "Fraction of the training split to use (stratified).") var fraction = 1.0
@@ -31,6 +32,10 @@ struct Train: ParsableCommand {
         guard ["sgd", "adam", "adamw"].contains(optimizer) else { throw ValidationError("unknown optimizer '\(optimizer)'") }
         guard ["constant", "step", "cosine"].contains(schedule) else { throw ValidationError("unknown schedule '\(schedule)'") }
         guard fraction > 0 && fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1]") }
+        guard ["sgd", "ridge"].contains(head) else { throw ValidationError("--head must be sgd or ridge, got '\(head)'") }
+        if head == "ridge" && (strategy != .frozen || !training.featureCache) {
+            throw ValidationError("--head ridge fits the classifier on cached frozen features: it needs --strategy frozen and the feature cache")
+        }
         if strategy != .scratch && weights == nil && !Zoo.isONNX(model) {
             throw ValidationError("--strategy \(strategy.rawValue) needs --weights")
         }
@@ -47,6 +52,8 @@ struct Train: ParsableCommand {
             var config = RunConfig(model: model, width: width, strategy: strategy)
             (config.epochs, config.batchSize, config.learningRate, config.optimizer) = (training.epochs, training.batch, lr, optimizer)
             (config.schedule, config.fraction, config.seed, config.inputSize) = (schedule, fraction, dataOptions.seed, data.inputSize)
+            (config.featureCache, config.cacheVariants) = (training.featureCache, training.cacheVariants)
+            if head == "ridge" { config.head = "ridge" }
             if Zoo.isONNX(model), weights == nil { config.pretraining = URL(fileURLWithPath: model).lastPathComponent }
             if let weights {
                 let file = weights == "imagenet" ? try Study.fetchImageNetResNet18(progress: progress) : weights
@@ -205,6 +212,8 @@ struct Compare: ParsableCommand {
     @Option(
         name: .customLong("strategy"), parsing: .upToNextOption,
         help: "Strategies of the ONNX models' rows: finetune and/or frozen.") var onnxStrategies: [Strategy] = [.finetune, .frozen]
+    @Flag(inversion: .prefixedNo, help: "Beside each frozen row, one whose classifier is fitted in closed form (ridge, on the cached features).")
+    var ridgeRows = true
     @Option(help: "Output folder.") var out = "runs/compare"
 
     func validate() throws {
@@ -226,6 +235,7 @@ struct Compare: ParsableCommand {
             options.learningRates = [.scratch: lrScratch, .finetune: lrFinetune, .frozen: lrFrozen]
             options.only = only?.split(separator: ",").map(String.init)
             (options.onnxModels, options.onnxStrategies) = (onnxModels, onnxStrategies)
+            options.ridgeRows = ridgeRows && training.featureCache
             let results = try Study(data: data, directory: directory, options: options, progress: progress).compare()
             progress.line("\nreport: \(out)/report.md")
             for r in results { progress.line(String(format: "  %-32@ test accuracy %.1f%%", r.config.label, 100 * r.test.accuracy)) }

@@ -47,15 +47,24 @@ struct DataOptions: ParsableArguments {
 struct TrainingOptions: ParsableArguments {
     @Option(help: "Epochs.") var epochs = 8
     @Option(help: "Batch size.") var batch = 32
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "Frozen runs: compute the frozen backbone once per image and augmentation variant and train the head on the cached features."
+    ) var featureCache = true
+    @Option(help: "Augmentation variants a cached frozen run draws from (1–8 symmetries of the centre crop; 2: it and its mirror).")
+    var cacheVariants = 2
 
     func validate() throws {
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        guard (1...8).contains(cacheVariants) else { throw ValidationError("--cache-variants must be 1…8, got \(cacheVariants)") }
     }
 
     func studyOptions(seed: UInt64) -> Study.Options {
         var options = Study.Options()
         (options.epochs, options.batchSize, options.seed) = (epochs, batch, seed)
+        (options.featureCache, options.cacheVariants) = (featureCache, cacheVariants)
         return options
     }
 }
