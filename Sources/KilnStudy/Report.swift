@@ -56,6 +56,22 @@ public struct Report {
     /// A percentage, or "—" where there is no value (an empty validation split).
     static func pct(_ v: Double?) -> String { v.map { pct($0) } ?? "—" }
 
+    /// How the cached rows trained and what the cache saved (empty when no row used it).
+    static func featureCacheNotes(_ results: [RunResult]) -> String {
+        let cached = results.filter { $0.featureCache != nil }
+        guard !cached.isEmpty else { return "" }
+        var md =
+            "\n*Frozen rows* train their classifier on the frozen backbone's features, computed once per image and augmentation variant (the centre crop under \(cached[0].featureCache!.variants) of the square's symmetries, instead of random crops) and reused every epoch; *ridge* rows fit it in closed form (ridge-regularised least squares on the same features, λ chosen on the validation split; their test loss is that of uncalibrated scores). The feature cache:\n\n"
+        md += "| row | backbone passes | reused | prefix time | time saved (est.) | cache |\n|---|---|---|---|---|---|\n"
+        for r in cached {
+            let c = r.featureCache!
+            md += String(
+                format: "| %@ | %d | %d | %.1f s | %.1f s | %.1f MiB |\n", r.config.label, c.computed, c.reused, c.computeSeconds,
+                c.secondsSaved, c.megabytes)
+        }
+        return md
+    }
+
     public func writeComparison(_ results: [RunResult], gallery: [GalleryEntry] = []) throws {
         try JSONEncoder.pretty.encode(results).writeAtomically(to: directory.appendingPathComponent("results.json"))
         // Loss on a log scale (one epoch-1 validation loss of 100+ would flatten every other
@@ -112,7 +128,8 @@ public struct Report {
             md +=
                 "\(Self.pct(r.bestValidationAccuracy)) | \(r.epochsToConverge.map(String.init) ?? "—") | \(String(format: "%.1f", r.secondsPerEpoch)) | \(String(format: "%.0f", r.history.map(\.seconds).reduce(0, +))) |\n"
         }
-        md += "\n*Epochs to converge*: first epoch whose validation accuracy is within 2 points of the run's best.\n\n"
+        md += "\n*Epochs to converge*: first epoch whose validation accuracy is within 2 points of the run's best.\n"
+        md += Self.featureCacheNotes(results) + "\n"
         md +=
             "![loss](loss.svg)\n\n![accuracy](accuracy.svg)\n\n![accuracy vs time](accuracy_vs_time.svg)\n\n![confusion](confusion.svg)\n\n"
         md += "## Answers\n" + answers(results, best: best)

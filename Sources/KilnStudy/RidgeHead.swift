@@ -54,7 +54,9 @@ struct RidgeHead {
             for j in 0..<d { a[j * d + j] += lambda }
             var b = rhs
             let info = LAPACKE_dposv(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "U")), Int32(d), Int32(k), &a, Int32(d), &b, Int32(k))
-            guard info == 0 else { throw StudyError("ridge head: the regularised Gram matrix is not positive definite (LAPACK info \(info))") }
+            guard info == 0 else {
+                throw StudyError("ridge head: the regularised Gram matrix is not positive definite (LAPACK info \(info))")
+            }
             var weight = [Float](repeating: 0, count: k * d), bias = [Float](repeating: 0, count: k)
             for c in 0..<k {
                 var dot = 0.0

@@ -358,7 +358,10 @@ public final class Trainer {
         guard config.usesFeatureCache else { return nil }
         let boundary = try Compiler.frozenBoundary(model, input: shape, configuration)
         guard boundary.isCacheable else {
-            progress.line("  \(config.label): no feature cache: " + (boundary.obstacle.map { "'\($0)' is not a per-image deterministic function in training" } ?? "nothing is frozen before the head"))
+            progress.line(
+                "  \(config.label): no feature cache: "
+                    + (boundary.obstacle.map { "'\($0)' is not a per-image deterministic function in training" }
+                        ?? "nothing is frozen before the head"))
             return nil
         }
         let cache = featureCache ?? FeatureCache()
@@ -366,11 +369,13 @@ public final class Trainer {
         let needed = entries * boundary.floatsPerSample * 4
         guard needed <= cache.limitBytes else {
             progress.line(
-                "  \(config.label): no feature cache: \(entries) entries of \(boundary.floatsPerSample) floats need \(needed >> 20) MiB, over its \(cache.limitBytes >> 20) MiB limit")
+                "  \(config.label): no feature cache: \(entries) entries of \(boundary.floatsPerSample) floats need \(needed >> 20) MiB, over its \(cache.limitBytes >> 20) MiB limit"
+            )
             return nil
         }
         let prefix = try Compiler.features(model, input: Shape([1] + Array(shape.dims.dropFirst())), values: boundary.values, fuse: false)
-        let signature = FeatureFeeder.signature(config, boundary: boundary, parameters: store, prefix: prefix, variants: config.variantCount)
+        let signature = FeatureFeeder.signature(
+            config, boundary: boundary, parameters: store, prefix: prefix, variants: config.variantCount)
         if !cache.adopt(signature), cache.count == 0, featureCache != nil {
             progress.line("  \(config.label): feature cache (re)started for this backbone")
         }

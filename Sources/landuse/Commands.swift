@@ -34,7 +34,8 @@ struct Train: ParsableCommand {
         guard fraction > 0 && fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1]") }
         guard ["sgd", "ridge"].contains(head) else { throw ValidationError("--head must be sgd or ridge, got '\(head)'") }
         if head == "ridge" && (strategy != .frozen || !training.featureCache) {
-            throw ValidationError("--head ridge fits the classifier on cached frozen features: it needs --strategy frozen and the feature cache")
+            throw ValidationError(
+                "--head ridge fits the classifier on cached frozen features: it needs --strategy frozen and the feature cache")
         }
         if strategy != .scratch && weights == nil && !Zoo.isONNX(model) {
             throw ValidationError("--strategy \(strategy.rawValue) needs --weights")
@@ -212,7 +213,9 @@ struct Compare: ParsableCommand {
     @Option(
         name: .customLong("strategy"), parsing: .upToNextOption,
         help: "Strategies of the ONNX models' rows: finetune and/or frozen.") var onnxStrategies: [Strategy] = [.finetune, .frozen]
-    @Flag(inversion: .prefixedNo, help: "Beside each frozen row, one whose classifier is fitted in closed form (ridge, on the cached features).")
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Beside each frozen row, one whose classifier is fitted in closed form (ridge, on the cached features).")
     var ridgeRows = true
     @Option(help: "Output folder.") var out = "runs/compare"
 

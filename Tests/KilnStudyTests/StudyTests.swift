@@ -180,7 +180,13 @@ struct StudyTests {
         let progress = ProgressReporter(interactive: false)
         progress.quiet = true
         let results = try Study(data: data, directory: dir, options: options, progress: progress).compare()
-        #expect(results.map(\.config.label) == ["basic-cnn · scratch", "mobilenet-v2-0.35 · finetune", "mobilenet-v2-0.35 · frozen"])
+        #expect(
+            results.map(\.config.label) == [
+                "basic-cnn · scratch", "mobilenet-v2-0.35 · finetune", "mobilenet-v2-0.35 · frozen", "mobilenet-v2-0.35 · frozen · ridge",
+            ])
+        // The frozen row trained on cached features, and the ridge row reused them.
+        #expect(results[2].featureCache != nil && results[3].featureCache!.reused > 0)
+        #expect(results[3].featureCache!.computed < results[2].featureCache!.computed)
         #expect(results[1].config.pretraining.contains("synthetic pretraining"))
         let report = try String(contentsOf: dir.appendingPathComponent("report.md"), encoding: .utf8)
         #expect(
@@ -194,7 +200,8 @@ struct StudyTests {
             #expect(svg.hasPrefix("<svg") && svg.contains("polyline") || plot == "confusion.svg", "\(plot)")
         }
         let decoded = try JSONDecoder().decode([RunResult].self, from: Data(contentsOf: dir.appendingPathComponent("results.json")))
-        #expect(decoded.count == 3)
+        #expect(decoded.count == 4)
+        #expect(report.contains("feature cache"), "the report says what the cache saved")
     }
 
     @Test func sweepWritesAHeatmap() throws {
