@@ -124,7 +124,7 @@ public struct Report {
             "| model · strategy | started from | lr | test accuracy | kappa | macro-F1 | test loss | best val. accuracy | epochs to converge | s / epoch | total s |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
         for r in results {
             md +=
-                "| \(r.config.label) | \(r.config.pretraining) | \(r.config.learningRate) | **\(Self.pct(r.test.accuracy))** | \(Self.decimal(r.test.kappa)) | \(Self.decimal(r.test.macroF1)) | \(String(format: "%.3f", r.test.loss)) | "
+                "| \(r.config.label) | \(r.config.pretraining) | \(r.config.head == "ridge" ? "λ \(r.history.first?.learningRate ?? 0)×" : "\(r.config.learningRate)") | **\(Self.pct(r.test.accuracy))** | \(Self.decimal(r.test.kappa)) | \(Self.decimal(r.test.macroF1)) | \(String(format: "%.3f", r.test.loss)) | "
             md +=
                 "\(Self.pct(r.bestValidationAccuracy)) | \(r.epochsToConverge.map(String.init) ?? "—") | \(String(format: "%.1f", r.secondsPerEpoch)) | \(String(format: "%.0f", r.history.map(\.seconds).reduce(0, +))) |\n"
         }

@@ -222,7 +222,8 @@ public final class Trainer {
         var result = RunResult(
             config: config, classes: classes, history: history, test: try evaluate(step, test, feeder: feeder), trainImages: train.count)
         if let feeder {
-            let perEntry = feeder.computed > 0 ? feeder.computeSeconds / Double(feeder.computed) : 0
+            // Seconds per backbone pass, averaged over everything the (possibly shared) cache computed.
+            let perEntry = feeder.cache.computeSeconds / Double(max(feeder.cache.computed, 1))
             result.featureCache = FeatureCacheReport(
                 boundary: feeder.boundary.values, variants: feeder.variants, computed: feeder.computed, reused: feeder.reused,
                 megabytes: Double(feeder.cache.bytes) / 1_048_576, computeSeconds: feeder.computeSeconds,

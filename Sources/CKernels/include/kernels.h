@@ -50,6 +50,11 @@ void kn_allocation_failed(int64_t bytes);
 /// The largest scratch request refused since the last call (0 if none), and clears it.
 int64_t kn_take_allocation_failure(void);
 
+/// Multiply-add peak of the active instruction-set path on every Kiln thread, in GFLOP/s:
+/// `iterations` rounds of 12 independent vector FMA chains per thread (kiln-bench's yardstick).
+enum { KN_MAX_PEAK_THREADS = 64 };
+double kn_fma_peak_gflops(int64_t iterations);
+
 // ---- GEMM ----------------------------------------------------------------------------------
 /// Row-major C = alpha·op(A)·op(B) + beta·C, parallel over blocks of C (deterministic; see gemm.c).
 void kn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,

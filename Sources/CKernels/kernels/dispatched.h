@@ -4,6 +4,7 @@
 // added to kernels.h gets a line here and one in isa_names.h: one missing from either, or a
 // signature that differs from kernels.h, fails the build.
 KN_VOID(kn_sgemm, (int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc), (trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+KN_RETURNS(double, kn_fma_peak_gflops, (int64_t iterations), (iterations))
 KN_RETURNS(int, kn_conv2d_geometry, (kn_conv2d_desc *d), (d))
 KN_VOID(kn_conv2d_forward, (const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y), (d, x, w, bias, y))
 KN_VOID(kn_moments, (const float *x, int64_t n, double *sum, double *sum_squares), (x, n, sum, sum_squares))

@@ -53,3 +53,4 @@
 #define kn_copy KN_ISA_NAME(kn_copy)
 #define kn_linear_forward KN_ISA_NAME(kn_linear_forward)
 #define kn_conv2d_winograd_eligible KN_ISA_NAME(kn_conv2d_winograd_eligible)
+#define kn_fma_peak_gflops KN_ISA_NAME(kn_fma_peak_gflops)
