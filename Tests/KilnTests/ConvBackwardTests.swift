@@ -5,11 +5,13 @@ import Testing
 /// accumulated in double, over the GEMM, chunked, depthwise and Winograd paths.
 struct ConvBackwardTests {
     static let cases: [(n: Int, c: Int, side: Int, o: Int, k: Int, stride: Int, pad: Int, groups: Int)] = [
-        (2, 256, 8, 256, 3, 1, 1, 1),  // Winograd
-        (2, 64, 10, 96, 3, 1, 1, 1),  // Winograd from 64 channels
-        (3, 64, 5, 64, 3, 1, 1, 1),  // Winograd on a small odd map (partial edge tiles)
+        // Winograd needs ≥ 256 2×2 output tiles in the batch (kn_conv2d_winograd_eligible).
+        (2, 128, 24, 128, 3, 1, 1, 1),  // Winograd
+        (2, 64, 23, 96, 3, 1, 1, 1),  // Winograd from 64 channels, odd size
+        (12, 64, 9, 64, 3, 1, 1, 1),  // Winograd on small odd maps (partial edge tiles)
+        (2, 256, 8, 256, 3, 1, 1, 1),  // too few tiles for Winograd: im2col GEMM with K = 2304
         (2, 32, 10, 64, 3, 1, 1, 1),  // below: im2col GEMM, 3×3
-        (3, 256, 9, 264, 3, 1, 1, 1),  // Winograd, odd size, chunks
+        (11, 128, 9, 136, 3, 1, 1, 1),  // Winograd, odd size, chunks
         (2, 8, 9, 12, 3, 2, 1, 1),  // im2col GEMM, strided
         (4, 8, 6, 8, 1, 1, 0, 1),  // pointwise
         (2, 8, 8, 8, 3, 1, 1, 8),  // depthwise

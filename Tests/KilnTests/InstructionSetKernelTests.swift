@@ -97,7 +97,7 @@ struct InstructionSetKernelTests {
 
     var cases: [(String, Run)] {
         [
-            ("winograd 3x3 (64 channels)", convolution(conv(64, 64, 9, kernel: 3, stride: 1, pad: 1))),
+            ("winograd 3x3 (64 channels)", convolution(conv(64, 64, 23, kernel: 3, stride: 1, pad: 1))),
             ("im2col 3x3 stride 2", convolution(conv(16, 24, 11, kernel: 3, stride: 2, pad: 1))),
             ("stem 7x7 stride 2, one image", convolution(conv(3, 16, 29, kernel: 7, stride: 2, pad: 3, n: 1))),
             ("pointwise", convolution(conv(24, 40, 7, kernel: 1, stride: 1, pad: 0))),
