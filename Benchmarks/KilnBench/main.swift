@@ -49,7 +49,7 @@ struct KilnBench: ParsableCommand {
             "kiln-bench: batch \(batch), \(inputSize)², \(threads) threads, \(iterations) iterations after warm-up\(unfused ? ", unfused" : "")"
         )
         let sgemm = Self.sgemmRate()
-        let peak = kn_fma_peak_gflops(200_000_000 / Int64(max(1, InstructionSet.active == .avx512 ? 2 : 1)))
+        let peak = kn_fma_peak_gflops(100_000_000)
         if let problem = InstructionSet.requestProblem { print("warning: \(problem)") }
         print("cpu: \(Self.cpuModel)")
         print(

@@ -14,10 +14,8 @@ public final class FeatureCache: @unchecked Sendable {
     private var entries: [String: [Float]] = [:]
     private let lock = NSLock()
 
-    /// Entries computed and reused since creation (across runs sharing the cache).
+    /// Entries computed since creation (across runs sharing the cache), and the seconds that took.
     public private(set) var computed = 0
-    public private(set) var reused = 0
-    /// Seconds spent computing entries (the prefix's forward passes).
     public private(set) var computeSeconds = 0.0
 
     public init(limitBytes: Int = 4 << 30) { self.limitBytes = limitBytes }
@@ -43,10 +41,9 @@ public final class FeatureCache: @unchecked Sendable {
         lock.withLock { entries[Self.key(id, variant)] = features }
     }
 
-    func record(computed n: Int, reused r: Int, seconds: Double) {
+    func record(computed n: Int, seconds: Double) {
         lock.withLock {
             computed += n
-            reused += r
             computeSeconds += seconds
         }
     }
@@ -96,7 +93,7 @@ final class FeatureFeeder: @unchecked Sendable {
 
     /// The variant image `id` is seen in at `epoch` (uniform, reproducible).
     func variant(_ id: String, epoch: Int) -> Int {
-        var rng = SplitMix(seed: seed ^ UInt64(epoch + 1) &* 0xA24B_AED4_963E_E407 ^ fnv1a64(id))
+        var rng = SplitMix(seed: seed ^ UInt64(epoch + 1) &* 0xA24B_AED4_963E_E407 ^ fnv1a(id))
         return Int(rng.next() % UInt64(variants))
     }
 
@@ -124,9 +121,8 @@ final class FeatureFeeder: @unchecked Sendable {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             computed += missing.count
             computeSeconds += seconds
-            cache.record(computed: missing.count, reused: 0, seconds: seconds)
+            cache.record(computed: missing.count, seconds: seconds)
         }
-        cache.record(computed: 0, reused: ids.count - missing.count, seconds: 0)
         var feeds: [String: Tensor] = [:]
         var offset = 0
         for (name, shape) in zip(boundary.values, boundary.sampleShapes) {
@@ -189,26 +185,18 @@ final class FeatureFeeder: @unchecked Sendable {
 
     /// What the cache's contents depend on besides the images: the run's model and
     /// preprocessing, the boundary, and the frozen prefix's weights (their bits hashed).
-    static func signature(_ config: RunConfig, boundary: FrozenBoundary, parameters: ParameterStore, prefix: Graph, variants: Int)
-        -> String
-    {
+    static func signature(_ config: RunConfig, boundary: FrozenBoundary, parameters: ParameterStore, variants: Int) -> String {
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for value in prefix.stateValues {
-            guard let tensor = parameters[value.name] else { continue }
+        for name in boundary.prefixState {
+            guard let tensor = parameters[name] else { continue }
             let words = tensor.count * tensor.dtype.byteSize / 4
             let p = tensor.data.assumingMemoryBound(to: UInt32.self)
             for i in 0..<words { hash = (hash ^ UInt64(p[i])) &* 0x0000_0100_0000_01B3 }
-            hash ^= fnv1a64(value.name)
+            hash ^= fnv1a(name)
         }
         return [
             config.model, config.width.map { "\($0)" } ?? "-", "\(config.inputSize)", "\(config.normalization)",
             boundary.values.joined(separator: ","), "\(variants)", String(hash, radix: 16),
         ].joined(separator: "|")
     }
-}
-
-func fnv1a64(_ text: String) -> UInt64 {
-    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-    for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-    return hash
 }

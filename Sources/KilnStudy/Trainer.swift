@@ -374,9 +374,7 @@ public final class Trainer {
             )
             return nil
         }
-        let prefix = try Compiler.features(model, input: Shape([1] + Array(shape.dims.dropFirst())), values: boundary.values, fuse: false)
-        let signature = FeatureFeeder.signature(
-            config, boundary: boundary, parameters: store, prefix: prefix, variants: config.variantCount)
+        let signature = FeatureFeeder.signature(config, boundary: boundary, parameters: store, variants: config.variantCount)
         if !cache.adopt(signature), cache.count == 0, featureCache != nil {
             progress.line("  \(config.label): feature cache (re)started for this backbone")
         }

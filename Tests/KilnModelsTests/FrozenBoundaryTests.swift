@@ -30,6 +30,8 @@ struct FrozenBoundaryTests {
         #expect(boundary.sampleShapes == [[64]])
         #expect(boundary.isCacheable)
         #expect(boundary.prefix.contains("layer4.1.relu_1") && !boundary.prefix.contains("fc"))
+        #expect(boundary.prefixState.contains("conv1.weight") && boundary.prefixState.contains("bn1.running_var"))
+        #expect(!boundary.prefixState.contains("fc.weight"))
         // Training layer4 too moves the boundary to layer3's output.
         let deeper = try Compiler.frozenBoundary(model, input: input, configuration(trainOnly: ["layer4", "fc"]))
         #expect(deeper.values == ["layer3.1.relu_1"])

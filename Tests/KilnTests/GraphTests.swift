@@ -1,3 +1,4 @@
+import CKernels
 import Testing
 @testable import Kiln
 
@@ -34,6 +35,12 @@ struct GraphTests {
         #expect(graph.nodes.map(\.name).contains("head.1"))
         #expect(graph[graph.outputs["logits"]!].shape == [2, 5])
         #expect(graph.buffers.count == 3)
+    }
+
+    @Test func epilogueActivationCodesAreTheKernelsCodes() {
+        #expect(EpilogueActivation.none.kernelCode == Int32(KN_ACT_NONE))
+        #expect(EpilogueActivation.relu.kernelCode == Int32(KN_ACT_RELU))
+        #expect(EpilogueActivation.relu6.kernelCode == Int32(KN_ACT_RELU6))
     }
 
     @Test func useListsNameEveryReaderOnce() throws {

@@ -14,6 +14,8 @@ public struct FrozenBoundary: Sendable, Equatable {
     public let sampleShapes: [Shape]
     /// Names of the prefix's forward nodes.
     public let prefix: [String]
+    /// The parameters and buffers the prefix reads (what its outputs depend on besides the input).
+    public let prefixState: [String]
     /// The first prefix node that is not a per-sample deterministic function, or nil: the
     /// boundary may be cached only when this is nil.
     public let obstacle: String?
@@ -65,9 +67,11 @@ extension Graph {
             (value.role == .activation || value.role == .input) && frozenWorld[value.id.index]
                 && readers(of: value.id).contains { $0.phase == .forward && !inPrefix[$0.index] }
         }
+        let prefixNodes = nodes.filter { inPrefix[$0.index] }
+        let state = Set(prefixNodes.flatMap(\.inputs)).filter { [.parameter, .buffer].contains(self[$0].role) }
         return FrozenBoundary(
             values: boundary.map(\.name), sampleShapes: boundary.map { Shape(Array($0.shape.dims.dropFirst())) },
-            prefix: nodes.filter { inPrefix[$0.index] }.map(\.name), obstacle: obstacle)
+            prefix: prefixNodes.map(\.name), prefixState: state.sorted().map { self[$0].name }, obstacle: obstacle)
     }
 
     /// The subgraph computing `outputs` (role → value name) where the values named in `leaves`

@@ -1,5 +1,3 @@
-import CKernels
-
 /// The activations a fused convolution applies in its epilogue — the one table of what each is:
 /// the standalone op the fusion pass absorbs, its code in the C kernels (`kernels/activation.h`),
 /// its name in fused kinds, and its gradient. A new fused activation is a case here and one in
@@ -25,14 +23,8 @@ public enum EpilogueActivation: Int32, CaseIterable, Sendable {
         }
     }
 
-    /// The code the C kernels take (`KN_ACT_*`).
-    var kernelCode: Int32 {
-        switch self {
-        case .none: Int32(KN_ACT_NONE)
-        case .relu: Int32(KN_ACT_RELU)
-        case .relu6: Int32(KN_ACT_RELU6)
-        }
-    }
+    /// The code the C kernels take: the raw value, equal to `KN_ACT_*` (GraphTests checks it).
+    var kernelCode: Int32 { rawValue }
 
     /// The suffix of a fused kind: `FusedConvBNAdd` + `ReLU6`.
     public var kindSuffix: String {

@@ -46,7 +46,7 @@ public final class ParameterStore: @unchecked Sendable {
 }
 
 /// FNV-1a: a stable string hash (Swift's Hasher is seeded per process).
-func fnv1a(_ s: String) -> UInt64 {
+public func fnv1a(_ s: String) -> UInt64 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     for byte in s.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
     return h

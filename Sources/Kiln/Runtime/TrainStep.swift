@@ -100,7 +100,7 @@ public final class TrainStep {
         let executor = try trainExecutor(batch: labels.shape[0])
         stepCount += 1
         let outputs = try executor.run(
-            features.merging(["labels": labels]) { a, _ in a },
+            Self.feeds(features, labels),
             hyper: StepHyperparameters(learningRate: learningRate, step: stepCount))
         return Result(loss: outputs["loss"]!.scalars[0], logits: outputs["logits"]!)
     }
@@ -121,7 +121,7 @@ public final class TrainStep {
         defer { executor.checksFiniteness = false }
         do {
             try executor.run(
-                features.merging(["labels": labels]) { a, _ in a }, hyper: StepHyperparameters(learningRate: learningRate, step: stepCount))
+                Self.feeds(features, labels), hyper: StepHyperparameters(learningRate: learningRate, step: stepCount))
         } catch let error as ExecutionError {
             return error
         } catch {
@@ -142,6 +142,11 @@ public final class TrainStep {
             evalExecutors[batch] = try Executor(graph: forward, parameters: parameters, mode: .inference)
         }
         return try evalExecutors[batch]!.run(features)["logits"]!
+    }
+
+    /// The executor's feeds: the step's inputs and the labels.
+    private static func feeds(_ features: [String: Tensor], _ labels: Tensor) -> [String: Tensor] {
+        features.merging(["labels": labels]) { a, _ in a }
     }
 
     private func trainExecutor(batch: Int) throws -> Executor {
