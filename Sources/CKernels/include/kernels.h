@@ -100,13 +100,27 @@ void kn_fold_batchnorm(const float *w, const float *bias, const float *gamma, co
 void kn_batchnorm_apply_training(const float *z, float *y, const double *stats, const float *gamma, const float *beta,
                                  float *running_mean, float *running_var, float momentum, float eps,
                                  const float *residual, int activation, int n, int c, int hw);
+/// Training BN from per-channel moments [c][2] = (Σz, Σz²) over `count` elements (this batch's, or
+/// summed over ranks for synchronised BN): running statistics updated, y = act(γ·ẑ + β [+ residual]).
+void kn_batchnorm_apply_moments(const float *z, float *y, const double *moments, double count, const float *gamma,
+                                const float *beta, float *running_mean, float *running_var, float momentum, float eps,
+                                const float *residual, int activation, int n, int c, int hw);
+/// Per-image stats [n][c][2] of the fused conv's epilogue summed per channel, in image order.
+void kn_batchnorm_sum_image_stats(const double *stats, int n, int c, double *moments);
 /// One pass over z, y and dy: out [4, c] = (Σg, Σg·ẑ, μ, 1/σ) with g = dy masked by the activation
 /// (from y; y may be NULL for no activation).
 void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *dy, int activation, float eps,
                                  int n, int c, int hw, float *out);
-/// dz = γ/σ/M · (M·g − Σg − ẑ·Σg·ẑ), g masked on the fly.
+/// dz = γ/σ/M · (M·g − Σg − ẑ·Σg·ẑ), g masked on the fly; M = `count`, the elements per channel of
+/// the whole batch (n·hw, or the sum over ranks with synchronised BN).
 void kn_fused_bn_backward_input(const float *z, const float *y, const float *dy, int activation, const float *gamma,
-                                const float *reduced, int n, int c, int hw, float *dz);
+                                const float *reduced, double count, int n, int c, int hw, float *dz);
+/// Synchronised BN, backward in two halves: per channel `totals` [c][4] = (Σz, Σz², Σg, Σg·z) of this
+/// rank; then, from moments [c][2] (Σz, Σz²) summed over all ranks and this rank's totals, `out` as
+/// kn_fused_bn_backward_reduce's (local Σg and Σg·ẑ, global μ and 1/σ).
+void kn_fused_bn_backward_totals(const float *z, const float *y, const float *dy, int activation, int n, int c, int hw,
+                                 double *totals);
+void kn_fused_bn_backward_finish(const double *moments, const double *totals, double count, float eps, int c, float *out);
 
 /// Whether the Winograd path applies (3×3, stride 1, pad 1, ungrouped, ≥ 64 channels, maps ≥ 4×4).
 int kn_conv2d_winograd_eligible(const kn_conv2d_desc *d);
@@ -183,7 +197,9 @@ void kn_conv2d_backward_bias(const float *dy, float *db, int n, int o, int ohw);
 void kn_batchnorm_backward_reduce(const float *x, const float *dy, float eps, int n, int c, int hw, float *out);
 /// dx = gamma*invstd/M * (M*dy - sum dy - xhat * sum dy*xhat), with `reduced` from the reduce kernel.
 void kn_batchnorm_backward_input(const float *x, const float *dy, const float *gamma, const float *reduced,
-                                 int n, int c, int hw, float *dx);
+                                 double count, int n, int c, int hw, float *dx);
+/// Σx and Σx² per channel of an [n, c, hw] tensor: moments [c][2], images in order.
+void kn_channel_moments(const float *x, int n, int c, int hw, double *moments);
 /// Backward of BN on running statistics: a per-channel scale.
 void kn_batchnorm_frozen_backward(const float *dy, const float *gamma, const float *var, float eps,
                                   int n, int c, int hw, float *dx);

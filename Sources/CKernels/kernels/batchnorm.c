@@ -7,6 +7,7 @@
 typedef struct {
     const float *x, *gamma, *beta, *mean, *var;
     float *y, *running_mean, *running_var;
+    double *moments;
     float eps, momentum;
     int n, c, hw;
 } bn_args;
@@ -66,4 +67,25 @@ void kn_batchnorm_training(const float *x, float *y, const float *gamma, const f
     bn_args r = {.x = x, .gamma = gamma, .beta = beta, .y = y, .running_mean = running_mean, .running_var = running_var,
                  .eps = eps, .momentum = momentum, .n = n, .c = c, .hw = hw};
     kn_parallel_for(c, KN_GRAIN_ROWS, training_channels, &r);
+}
+
+static void moments_channels(void *context, int64_t begin, int64_t end) {
+    const bn_args *r = context;
+    double *moments = r->moments;
+    for (int64_t ch = begin; ch < end; ch++) {
+        double s = 0.0, sq = 0.0;
+        for (int i = 0; i < r->n; i++) {
+            double ps, psq;
+            kn_moments(r->x + ((int64_t)i * r->c + ch) * r->hw, r->hw, &ps, &psq);
+            s += ps;
+            sq += psq;
+        }
+        moments[2 * ch] = s;
+        moments[2 * ch + 1] = sq;
+    }
+}
+
+void kn_channel_moments(const float *x, int n, int c, int hw, double *moments) {
+    bn_args r = {.x = x, .moments = moments, .n = n, .c = c, .hw = hw};
+    kn_parallel_for(c, KN_GRAIN_ROWS, moments_channels, &r);
 }

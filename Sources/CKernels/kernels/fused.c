@@ -2,6 +2,7 @@
 #include "kernels.h"
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include "../parallel.h"
 #include "activation.h"
 
@@ -9,8 +10,10 @@
 typedef struct {
     const float *w, *bias, *gamma, *beta, *mean, *var, *z, *y_mask, *dy, *residual, *reduced;
     const double *stats;
+    double *totals;
     float *w_out, *b_out, *y, *running_mean, *running_var, *out;
     float eps, momentum;
+    double count;
     int64_t per_output;
     int activation, n, c, hw;
 } channel_args;
@@ -56,18 +59,16 @@ static void apply_plane(const float *z, const float *residual, float *y, float s
     }
 }
 
-static void apply_training_channels(void *context, int64_t begin, int64_t end) {
+static void apply_moments_channels(void *context, int64_t begin, int64_t end) {
     const channel_args *r = context;
     const int n = r->n, c = r->c, hw = r->hw, activation = r->activation;
-    const double count = (double)n * hw, *stats = r->stats;
+    const double count = r->count, *moments = r->stats;
     const float *z = r->z, *residual = r->residual, *gamma = r->gamma, *beta = r->beta;
     const float eps = r->eps, momentum = r->momentum;
     float *y = r->y, *running_mean = r->running_mean, *running_var = r->running_var;
     for (int ch = (int)begin; ch < end; ch++) {
-        double s = 0.0, sq = 0.0;
-        for (int i = 0; i < n; i++) { s += stats[((int64_t)i * c + ch) * 2]; sq += stats[((int64_t)i * c + ch) * 2 + 1]; }
-        const double mean = s / count;
-        double var = sq / count - mean * mean;
+        const double mean = moments[2 * ch] / count;
+        double var = moments[2 * ch + 1] / count - mean * mean;
         if (var < 0.0) var = 0.0;
         const float invstd = (float)(1.0 / sqrt(var + eps));
         const float scale = gamma[ch] * invstd, shift = beta[ch] - (float)mean * scale;
@@ -83,13 +84,33 @@ static void apply_training_channels(void *context, int64_t begin, int64_t end) {
     }
 }
 
+void kn_batchnorm_apply_moments(const float *z, float *y, const double *moments, double count, const float *gamma,
+                                const float *beta, float *running_mean, float *running_var, float momentum, float eps,
+                                const float *residual, int activation, int n, int c, int hw) {
+    channel_args r = {.z = z, .y = y, .stats = moments, .count = count, .gamma = gamma, .beta = beta,
+                      .running_mean = running_mean, .running_var = running_var, .momentum = momentum, .eps = eps,
+                      .residual = residual, .activation = activation, .n = n, .c = c, .hw = hw};
+    kn_parallel_for(c, KN_GRAIN_ROWS, apply_moments_channels, &r);
+}
+
+void kn_batchnorm_sum_image_stats(const double *stats, int n, int c, double *moments) {
+    for (int ch = 0; ch < c; ch++) {
+        double s = 0.0, sq = 0.0;  // in image order: the same sums on every run
+        for (int i = 0; i < n; i++) { s += stats[((int64_t)i * c + ch) * 2]; sq += stats[((int64_t)i * c + ch) * 2 + 1]; }
+        moments[2 * ch] = s;
+        moments[2 * ch + 1] = sq;
+    }
+}
+
 void kn_batchnorm_apply_training(const float *z, float *y, const double *stats, const float *gamma, const float *beta,
                                  float *running_mean, float *running_var, float momentum, float eps,
                                  const float *residual, int activation, int n, int c, int hw) {
-    channel_args r = {.z = z, .y = y, .stats = stats, .gamma = gamma, .beta = beta, .running_mean = running_mean,
-                      .running_var = running_var, .momentum = momentum, .eps = eps, .residual = residual,
-                      .activation = activation, .n = n, .c = c, .hw = hw};
-    kn_parallel_for(c, KN_GRAIN_ROWS, apply_training_channels, &r);
+    double *moments = malloc(sizeof(double) * 2 * (size_t)(c > 0 ? c : 1));
+    if (!moments) { kn_allocation_failed((int64_t)sizeof(double) * 2 * c); return; }
+    kn_batchnorm_sum_image_stats(stats, n, c, moments);
+    kn_batchnorm_apply_moments(z, y, moments, (double)n * hw, gamma, beta, running_mean, running_var, momentum, eps,
+                               residual, activation, n, c, hw);
+    free(moments);
 }
 
 // Moments over a plane in MOMENT_LANES independent double accumulators, so the loops vectorise (four
@@ -132,27 +153,34 @@ static void plane_sums(const float *z, const float *y, const float *dy, int acti
     KN_WITH_ACTIVATION(y ? activation : KN_ACT_NONE, act, plane_sums_as(z, y, dy, act, hw, totals))
 }
 
+// Σz, Σz², Σg, Σg·z of channel ch, over the images in order.
+static void channel_totals(const channel_args *r, int ch, double totals[4]) {
+    const int n = r->n, c = r->c, hw = r->hw;
+    totals[0] = totals[1] = totals[2] = totals[3] = 0.0;
+    for (int i = 0; i < n; i++) {
+        const int64_t base = ((int64_t)i * c + ch) * hw;
+        plane_sums(r->z + base, r->y_mask ? r->y_mask + base : NULL, r->dy + base, r->activation, hw, totals);
+    }
+}
+
+// (Σg, Σg·ẑ, μ, 1/σ) of channel ch from its totals over `count` elements.
+static void finish_channel(const double totals[4], double count, float eps, int c, int ch, float *out) {
+    const double mean = totals[0] / count;
+    double var = totals[1] / count - mean * mean;
+    if (var < 0.0) var = 0.0;
+    const double invstd = 1.0 / sqrt(var + eps);
+    out[ch] = (float)totals[2];
+    out[c + ch] = (float)(invstd * (totals[3] - mean * totals[2]));
+    out[2 * c + ch] = (float)mean;
+    out[3 * c + ch] = (float)invstd;
+}
+
 static void backward_reduce_channels(void *context, int64_t begin, int64_t end) {
     const channel_args *r = context;
-    const int n = r->n, c = r->c, hw = r->hw, activation = r->activation;
-    const double count = (double)n * hw;
-    const float *z = r->z, *y = r->y_mask, *dy = r->dy;
-    const float eps = r->eps;
-    float *out = r->out;
     for (int ch = (int)begin; ch < end; ch++) {
-        double totals[4] = {0.0, 0.0, 0.0, 0.0};  // Σz, Σz², Σg, Σg·z
-        for (int i = 0; i < n; i++) {
-            const int64_t base = ((int64_t)i * c + ch) * hw;
-            plane_sums(z + base, y ? y + base : NULL, dy + base, activation, hw, totals);
-        }
-        const double mean = totals[0] / count;
-        double var = totals[1] / count - mean * mean;
-        if (var < 0.0) var = 0.0;
-        const double invstd = 1.0 / sqrt(var + eps);
-        out[ch] = (float)totals[2];
-        out[c + ch] = (float)(invstd * (totals[3] - mean * totals[2]));
-        out[2 * c + ch] = (float)mean;
-        out[3 * c + ch] = (float)invstd;
+        double totals[4];
+        channel_totals(r, ch, totals);
+        finish_channel(totals, (double)r->n * r->hw, r->eps, r->c, ch, r->out);
     }
 }
 
@@ -160,6 +188,24 @@ void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *dy
                                  int n, int c, int hw, float *out) {
     channel_args r = {.z = z, .y_mask = y, .dy = dy, .activation = activation, .eps = eps, .n = n, .c = c, .hw = hw, .out = out};
     kn_parallel_for(c, KN_GRAIN_ROWS, backward_reduce_channels, &r);
+}
+
+static void backward_totals_channels(void *context, int64_t begin, int64_t end) {
+    const channel_args *r = context;
+    for (int ch = (int)begin; ch < end; ch++) channel_totals(r, ch, r->totals + 4 * (int64_t)ch);
+}
+
+void kn_fused_bn_backward_totals(const float *z, const float *y, const float *dy, int activation, int n, int c, int hw,
+                                 double *totals) {
+    channel_args r = {.z = z, .y_mask = y, .dy = dy, .activation = activation, .n = n, .c = c, .hw = hw, .totals = totals};
+    kn_parallel_for(c, KN_GRAIN_ROWS, backward_totals_channels, &r);
+}
+
+void kn_fused_bn_backward_finish(const double *moments, const double *totals, double count, float eps, int c, float *out) {
+    for (int ch = 0; ch < c; ch++) {
+        const double mixed[4] = {moments[2 * ch], moments[2 * ch + 1], totals[4 * ch + 2], totals[4 * ch + 3]};
+        finish_channel(mixed, count, eps, c, ch, out);
+    }
 }
 
 INLINE void input_plane_as(const float *restrict z, const float *restrict y, const float *restrict dy, const int activation,
@@ -174,7 +220,7 @@ INLINE void input_plane_as(const float *restrict z, const float *restrict y, con
 static void backward_input_planes(void *context, int64_t begin, int64_t end) {
     const channel_args *r = context;
     const int c = r->c, hw = r->hw, activation = r->activation;
-    const double count = (double)r->n * hw;
+    const double count = r->count;
     const float *z = r->z, *y = r->y_mask, *dy = r->dy, *gamma = r->gamma, *reduced = r->reduced;
     float *dz = r->out;
     for (int64_t plane = begin; plane < end; plane++) {
@@ -190,8 +236,8 @@ static void backward_input_planes(void *context, int64_t begin, int64_t end) {
 }
 
 void kn_fused_bn_backward_input(const float *z, const float *y, const float *dy, int activation, const float *gamma,
-                                const float *reduced, int n, int c, int hw, float *dz) {
+                                const float *reduced, double count, int n, int c, int hw, float *dz) {
     channel_args r = {.z = z, .y_mask = y, .dy = dy, .activation = activation, .gamma = gamma, .reduced = reduced,
-                      .n = n, .c = c, .hw = hw, .out = dz};
+                      .count = count, .n = n, .c = c, .hw = hw, .out = dz};
     kn_parallel_for((int64_t)n * c, KN_GRAIN_ROWS, backward_input_planes, &r);
 }

@@ -54,3 +54,8 @@
 #define kn_linear_forward KN_ISA_NAME(kn_linear_forward)
 #define kn_conv2d_winograd_eligible KN_ISA_NAME(kn_conv2d_winograd_eligible)
 #define kn_fma_peak_gflops KN_ISA_NAME(kn_fma_peak_gflops)
+#define kn_batchnorm_apply_moments KN_ISA_NAME(kn_batchnorm_apply_moments)
+#define kn_batchnorm_sum_image_stats KN_ISA_NAME(kn_batchnorm_sum_image_stats)
+#define kn_fused_bn_backward_totals KN_ISA_NAME(kn_fused_bn_backward_totals)
+#define kn_fused_bn_backward_finish KN_ISA_NAME(kn_fused_bn_backward_finish)
+#define kn_channel_moments KN_ISA_NAME(kn_channel_moments)

@@ -31,7 +31,7 @@ public struct BatchNormOp: Primitive {
         return x
     }
 
-    public func forward(_ call: KernelCall) {
+    public func forward(_ call: KernelCall) throws {
         let x = call.inputs[0]
         let n = Int32(x.shape[0]), c = Int32(x.shape[1])
         let hw = Int32(x.shape.count / max(x.shape[0] * x.shape[1], 1))
@@ -42,6 +42,16 @@ public struct BatchNormOp: Primitive {
                 x.floats, call.output.floats, gamma.floats, beta.floats,
                 mean.floats, variance.floats, eps, n, c, hw)
         case .training:
+            if let sync = call.batchNormSynchronization {
+                var moments = [Double](repeating: 0, count: 2 * Int(c))
+                kn_channel_moments(x.floats, n, c, hw, &moments)
+                try sync.sum(&moments)
+                kn_batchnorm_apply_moments(
+                    x.floats, call.output.floats, moments, sync.count(hw: Int(hw)), gamma.floats, beta.floats,
+                    mean.floats, variance.floats, momentum, eps, nil, 0, n, c, hw)
+                call.inputs[5].int64s.pointee += 1
+                return
+            }
             kn_batchnorm_training(
                 x.floats, call.output.floats, gamma.floats, beta.floats,
                 mean.floats, variance.floats, momentum, eps, n, c, hw)
@@ -78,8 +88,13 @@ public struct BatchNormBackwardReduceOp: Primitive {
     public let eps: Float
     public var kind: String { "BatchNormBackwardReduce" }
     public func outputShape(for inputs: [Shape]) throws -> Shape { [4, inputs[0][1]] }
-    public func forward(_ call: KernelCall) {
+    public func forward(_ call: KernelCall) throws {
         let s = call.inputs[0].shape
+        if let sync = call.batchNormSynchronization {
+            try synchronizedBackwardReduce(
+                z: call.inputs[0], y: nil, dy: call.inputs[1], activation: .none, eps: eps, sync, into: call.output)
+            return
+        }
         kn_batchnorm_backward_reduce(
             call.inputs[0].floats, call.inputs[1].floats, eps, Int32(s[0]), Int32(s[1]),
             Int32(s.count / (s[0] * s[1])), call.output.floats)
@@ -91,11 +106,14 @@ public struct BatchNormBackwardInputOp: Primitive {
     public var kind: String { "BatchNormBackwardInput" }
     public var inPlaceInput: Int? { 1 }
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
-    public func forward(_ call: KernelCall) {
+    public func forward(_ call: KernelCall) throws {
         let s = call.inputs[0].shape
+        let hw = s.count / (s[0] * s[1])
+        let reduced = try call.batchNormSynchronization?.globalReduction(call.inputs[3])
         kn_batchnorm_backward_input(
-            call.inputs[0].floats, call.inputs[1].floats, call.inputs[2].floats, call.inputs[3].floats,
-            Int32(s[0]), Int32(s[1]), Int32(s.count / (s[0] * s[1])), call.output.floats)
+            call.inputs[0].floats, call.inputs[1].floats, call.inputs[2].floats, (reduced ?? call.inputs[3]).floats,
+            call.batchNormSynchronization?.count(hw: hw) ?? Double(s[0] * hw),
+            Int32(s[0]), Int32(s[1]), Int32(hw), call.output.floats)
     }
 }
 
@@ -111,4 +129,19 @@ public struct BatchNormFrozenBackwardOp: Primitive {
             call.inputs[0].floats, call.inputs[1].floats, call.inputs[2].floats, eps,
             Int32(s[0]), Int32(s[1]), Int32(s.count / (s[0] * s[1])), call.output.floats)
     }
+}
+
+/// BN backward's reduction over every rank's batch: this rank's totals, the moments summed over
+/// the ranks, then (local Σg and Σg·ẑ, global μ and 1/σ) as the unsynchronised kernels give.
+func synchronizedBackwardReduce(
+    z: Tensor, y: Tensor?, dy: Tensor, activation: EpilogueActivation, eps: Float, _ sync: BatchNormSynchronization,
+    into out: Tensor
+) throws {
+    let s = z.shape
+    let (n, c, hw) = (s[0], s[1], s.count / (s[0] * s[1]))
+    var totals = [Double](repeating: 0, count: 4 * c)
+    kn_fused_bn_backward_totals(z.floats, y?.floats, dy.floats, activation.kernelCode, Int32(n), Int32(c), Int32(hw), &totals)
+    var moments = (0..<c).flatMap { [totals[4 * $0], totals[4 * $0 + 1]] }
+    try sync.sum(&moments)
+    kn_fused_bn_backward_finish(moments, totals, sync.count(hw: hw), eps, Int32(c), out.floats)
 }

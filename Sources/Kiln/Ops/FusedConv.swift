@@ -34,7 +34,7 @@ public struct FusedConvBNOp: Primitive {
 
     public func outputShape(for inputs: [Shape]) throws -> Shape { try outputShapes(for: inputs)[0] }
 
-    public func forward(_ call: KernelCall) {
+    public func forward(_ call: KernelCall) throws {
         let x = call.inputs[0], w = call.inputs[1]
         let bias = hasConvBias ? call.inputs[2].floats : nil
         let (gamma, beta, mean, variance) = (
@@ -61,6 +61,16 @@ public struct FusedConvBNOp: Primitive {
         defer { stats.deallocate() }
         var epilogue = kn_conv_epilogue(stats: stats, residual: nil, activation: 0)
         kn_conv2d_forward_fused(&d, x.floats, w.floats, bias, z.floats, &epilogue)
+        if let sync = call.batchNormSynchronization {
+            var moments = [Double](repeating: 0, count: 2 * c)
+            kn_batchnorm_sum_image_stats(stats, Int32(n), Int32(c), &moments)
+            try sync.sum(&moments)
+            kn_batchnorm_apply_moments(
+                z.floats, y.floats, moments, sync.count(hw: hw), gamma.floats, beta.floats, mean.floats, variance.floats,
+                bn.momentum, bn.eps, residual, activation.kernelCode, Int32(n), Int32(c), Int32(hw))
+            call.inputs[bnOffset + 4].int64s.pointee += 1
+            return
+        }
         kn_batchnorm_apply_training(
             z.floats, y.floats, stats, gamma.floats, beta.floats, mean.floats, variance.floats,
             bn.momentum, bn.eps, residual, activation.kernelCode, Int32(n), Int32(c), Int32(hw))
@@ -106,8 +116,14 @@ public struct FusedBNBackwardReduceOp: Primitive {
     public let eps: Float
     public var kind: String { "FusedBNBackwardReduce" }
     public func outputShape(for inputs: [Shape]) throws -> Shape { [4, inputs[0][1]] }
-    public func forward(_ call: KernelCall) {
+    public func forward(_ call: KernelCall) throws {
         let s = call.inputs[0].shape
+        if let sync = call.batchNormSynchronization {
+            try synchronizedBackwardReduce(
+                z: call.inputs[0], y: activation == .none ? nil : call.inputs[1], dy: call.inputs.last!, activation: activation,
+                eps: eps, sync, into: call.output)
+            return
+        }
         let y = activation == .none ? nil : call.inputs[1].floats
         kn_fused_bn_backward_reduce(
             call.inputs[0].floats, y, call.inputs.last!.floats, activation.kernelCode, eps,
@@ -122,13 +138,16 @@ public struct FusedBNBackwardInputOp: Primitive {
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     /// dz may overwrite dy.
     public var inPlaceInput: Int? { activation == .none ? 1 : 2 }
-    public func forward(_ call: KernelCall) {
+    public func forward(_ call: KernelCall) throws {
         let s = call.inputs[0].shape
         let k = activation == .none ? 1 : 2
         let y = activation == .none ? nil : call.inputs[1].floats
+        let hw = s[2] * s[3]
+        let reduced = try call.batchNormSynchronization?.globalReduction(call.inputs[k + 2])
         kn_fused_bn_backward_input(
             call.inputs[0].floats, y, call.inputs[k].floats, activation.kernelCode,
-            call.inputs[k + 1].floats, call.inputs[k + 2].floats,
-            Int32(s[0]), Int32(s[1]), Int32(s[2] * s[3]), call.output.floats)
+            call.inputs[k + 1].floats, (reduced ?? call.inputs[k + 2]).floats,
+            call.batchNormSynchronization?.count(hw: hw) ?? Double(s[0] * hw),
+            Int32(s[0]), Int32(s[1]), Int32(hw), call.output.floats)
     }
 }

@@ -46,6 +46,8 @@ public struct KernelCall {
     public let seed: UInt64
     /// Scalar run inputs of a training step (learning rate, optimiser step), when present.
     public var hyper: StepHyperparameters = StepHyperparameters()
+    /// Set in data-parallel training with synchronised BatchNorm: BN normalises over every rank's batch.
+    public var batchNormSynchronization: BatchNormSynchronization?
 }
 
 /// Per-run scalars the update kernels read; set by the train step before each run.

@@ -19,6 +19,10 @@ public final class Executor {
     /// infinity (`ExecutionError.nonFinite` names it). Off by default: it reads every output once.
     public var checksFiniteness = false
     private let seed: UInt64
+    /// Data-parallel training: the gradient allreduce (set by `TrainStep`).
+    var gradientBuckets: GradientBuckets?
+    /// Ranks whose batches training-mode BatchNorm normalises over together (set by `TrainStep`).
+    var batchNormGroup: (any Communicator)?
 
     /// - Parameters:
     ///   - graph: the compiled graph to run.
@@ -76,30 +80,66 @@ public final class Executor {
         }
         runs += 1
         let runSeed = Self.runSeed(seed, run: runs)
-        for index in plan.order {
-            let node = graph.nodes[index]
-            var call = KernelCall(
-                node: node.name, inputs: node.inputs.map { slots[$0.index]! },
-                outputs: node.outputs.map { slots[$0.index]! }, mode: mode, seed: runSeed)
-            call.hyper = hyper
-            if stepTimes != nil {
-                let start = DispatchTime.now().uptimeNanoseconds
-                try node.op.forward(call)
-                stepTimes![node.name, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        var synchronization: BatchNormSynchronization?
+        if mode == .training, let group = batchNormGroup, group.size > 1 {
+            var images = [Double(graph.inputs.first?.shape[0] ?? 0)]
+            try group.allReduceSum(&images)
+            synchronization = BatchNormSynchronization(communicator: group, images: Int(images[0]))
+        }
+        // With a gradient allreduce the updates wait for it: moved after the backward pass (always
+        // safe: an update is the last use of its parameter and gradient).
+        var updates: [Int] = []
+        for (position, index) in plan.order.enumerated() {
+            if let gradientBuckets {
+                if graph.nodes[index].phase == .update {
+                    updates.append(index)
+                    continue
+                }
+                try execute(graph.nodes[index], seed: runSeed, hyper: hyper, synchronization: synchronization)
+                try gradientBuckets.finished(position: position)
             } else {
-                try node.op.forward(call)
+                try execute(graph.nodes[index], seed: runSeed, hyper: hyper, synchronization: synchronization)
             }
-            let refused = kn_take_allocation_failure()
-            if refused > 0 { throw ExecutionError.outOfMemory(node: node.name, bytes: Int(refused)) }
-            if checksFiniteness {
-                for output in node.outputs {
-                    if let summary = slots[output.index]!.nonFiniteSummary {
-                        throw ExecutionError.nonFinite(node: node.name, detail: summary)
-                    }
+        }
+        if let gradientBuckets {
+            try gradientBuckets.complete()
+            for index in updates { try execute(graph.nodes[index], seed: runSeed, hyper: hyper, synchronization: nil) }
+        }
+        return graph.outputs.mapValues { slots[$0.index]! }
+    }
+
+    /// Joins a data-parallel job (a group of more than one): gradients are allreduced in buckets,
+    /// BatchNorm optionally normalises over every rank's batch.
+    func join(_ parallel: DataParallel) {
+        guard parallel.communicator.size > 1 else { return }
+        gradientBuckets = GradientBuckets(
+            graph: graph, plan: plan, gradient: { [slots] in slots[$0.index]! }, communicator: parallel.communicator,
+            bucketBytes: parallel.bucketBytes)
+        batchNormGroup = parallel.synchronizesBatchNorm ? parallel.communicator : nil
+    }
+
+    private func execute(_ node: Graph.Node, seed: UInt64, hyper: StepHyperparameters, synchronization: BatchNormSynchronization?) throws {
+        var call = KernelCall(
+            node: node.name, inputs: node.inputs.map { slots[$0.index]! },
+            outputs: node.outputs.map { slots[$0.index]! }, mode: mode, seed: seed)
+        call.hyper = hyper
+        call.batchNormSynchronization = synchronization
+        if stepTimes != nil {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try node.op.forward(call)
+            stepTimes![node.name, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        } else {
+            try node.op.forward(call)
+        }
+        let refused = kn_take_allocation_failure()
+        if refused > 0 { throw ExecutionError.outOfMemory(node: node.name, bytes: Int(refused)) }
+        if checksFiniteness {
+            for output in node.outputs {
+                if let summary = slots[output.index]!.nonFiniteSummary {
+                    throw ExecutionError.nonFinite(node: node.name, detail: summary)
                 }
             }
         }
-        return graph.outputs.mapValues { slots[$0.index]! }
     }
 
     /// The seed stochastic kernels see on the `run`-th run (1-based) of an executor seeded `seed`.

@@ -22,6 +22,9 @@ public final class TrainStep {
         /// Values (a `FrozenBoundary`'s) the step starts from instead of the images: it trains the
         /// head on features computed elsewhere (`run(features:labels:)`, `evaluate(features:)`).
         public var startAt: [String]? = nil
+        /// Train as one rank of a data-parallel job (see `DataParallel`); each rank runs its share
+        /// of the global batch.
+        public var dataParallel: DataParallel? = nil
 
         public init(
             optimizer: Optimizer, schedule: LRSchedule = .constant, freeze: [String] = [],
@@ -52,6 +55,8 @@ public final class TrainStep {
     private let sampleShape: Shape
     private var trainExecutors: [Int: Executor] = [:]
     private var evalExecutors: [Int: Executor] = [:]
+    /// Whether rank 0's state has been broadcast (before the first data-parallel step).
+    private var stateBroadcast = false
 
     public convenience init(
         model: any Layer, inputShape: Shape, parameters: ParameterStore? = nil,
@@ -74,7 +79,7 @@ public final class TrainStep {
         } else {
             self.parameters = ParameterStore(graph: graph, seed: configuration.seed)
         }
-        trainExecutors[inputShape[0]] = try Executor(graph: graph, parameters: self.parameters, mode: .training, seed: configuration.seed)
+        _ = try trainExecutor(batch: inputShape[0], graph: graph)
     }
 
     /// See `Compiler.training`.
@@ -98,6 +103,7 @@ public final class TrainStep {
     @discardableResult
     public func run(features: [String: Tensor], labels: Tensor) throws -> Result {
         let executor = try trainExecutor(batch: labels.shape[0])
+        try synchronizeState()
         stepCount += 1
         let outputs = try executor.run(
             Self.feeds(features, labels),
@@ -149,11 +155,37 @@ public final class TrainStep {
         features.merging(["labels": labels]) { a, _ in a }
     }
 
-    private func trainExecutor(batch: Int) throws -> Executor {
+    private func trainExecutor(batch: Int, graph compiled: Graph? = nil) throws -> Executor {
         if let executor = trainExecutors[batch] { return executor }
-        let graph = try Self.compile(model, input: Shape([batch] + sampleShape.dims), configuration)
+        let graph = try compiled ?? Self.compile(model, input: Shape([batch] + sampleShape.dims), configuration)
         let executor = try Executor(graph: graph, parameters: parameters, mode: .training, seed: configuration.seed)
+        if let parallel = configuration.dataParallel { executor.join(parallel) }
         trainExecutors[batch] = executor
         return executor
+    }
+
+    /// Data-parallel: rank 0's parameters, buffers and optimizer state on every rank before the
+    /// first step (whatever each rank loaded or initialised); before the later ones, rank 0's BN
+    /// running statistics when each rank normalises with its own batch (DDP's broadcast_buffers).
+    private func synchronizeState() throws {
+        guard let parallel = configuration.dataParallel, parallel.communicator.size > 1 else { return }
+        if !stateBroadcast {
+            try parallel.communicator.broadcast(graph.persistentValues.compactMap { parameters[$0.name] })
+            stateBroadcast = true
+        } else if !parallel.synchronizesBatchNorm {
+            try parallel.communicator.broadcast(graph.buffers.compactMap { parameters[$0.name] })
+        }
+    }
+
+    /// The gradient allreduce's time and volume so far (zero outside data-parallel training).
+    public var communicationStatistics: CommunicationStatistics {
+        trainExecutors.values.reduce(into: CommunicationStatistics()) { total, executor in
+            guard let s = executor.gradientBuckets?.statistics else { return }
+            total.seconds += s.seconds
+            total.waitSeconds += s.waitSeconds
+            total.bytes += s.bytes
+            total.buckets += s.buckets
+            total.steps += s.steps
+        }
     }
 }
