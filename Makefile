@@ -1,7 +1,7 @@
 # Kiln: one-command set-up on a fresh Debian/Ubuntu machine.
 APT_PACKAGES := libopenblas-dev liblapacke-dev libjpeg-dev libtiff-dev libpng-dev
-# Only `make test` needs these: aarch64 libc headers for the cross-compile check.
-TEST_APT_PACKAGES := libc6-dev-arm64-cross
+# Only `make test` needs these: aarch64 libc headers (cross-compile check), Open MPI (mpirun tests).
+TEST_APT_PACKAGES := libc6-dev-arm64-cross libopenmpi-dev openmpi-bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 FUZZ_SECONDS ?= 5

@@ -7,6 +7,8 @@ let package = Package(
         .library(name: "Kiln", targets: ["Kiln"]),
         .library(name: "KilnModels", targets: ["KilnModels"]),
         .library(name: "KilnData", targets: ["KilnData"]),
+        // Data-parallel training over Open MPI (builds without MPI too; see Docs/Distributed.md).
+        .library(name: "KilnMPI", targets: ["KilnMPI"]),
         .executable(name: "graphc", targets: ["graphc"]),
         .executable(name: "kiln-bench", targets: ["KilnBench"]),
         .executable(name: "landuse", targets: ["landuse"]),
@@ -27,6 +29,8 @@ let package = Package(
         .systemLibrary(name: "CJPEG", path: "Sources/CSystem/CJPEG"),
         .systemLibrary(name: "CTIFF", path: "Sources/CSystem/CTIFF"),
         .systemLibrary(name: "CPNG", path: "Sources/CSystem/CPNG"),
+        // Open MPI's flags through pkg-config (libopenmpi-dev); absent, CKilnMPI compiles its stubs.
+        .systemLibrary(name: "CMPI", path: "Sources/CSystem/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
         // Hot loops: C + OpenBLAS, compiled once per instruction set and chosen at run time
         // (isa_*.c, dispatch.c), parallel through their own thread pool (parallel.c). No unsafe
@@ -45,6 +49,9 @@ let package = Package(
                 "CKernels", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
+        // The MPI calls of data-parallel training, real when <mpi.h> is found, stubs otherwise.
+        .target(name: "CKilnMPI", dependencies: ["CMPI"]),
+        .target(name: "KilnMPI", dependencies: ["Kiln", "CKilnMPI"]),
         // libjpeg/libpng/libtiff behind an error-returning C API (libjpeg's default handler exits).
         .target(
             name: "CImageCodecs", dependencies: ["CJPEG", "CPNG", "CTIFF"],
@@ -56,7 +63,8 @@ let package = Package(
         .executableTarget(
             name: "landuse",
             dependencies: [
-                "Kiln", "KilnModels", "KilnData", "KilnStudy", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Kiln", "KilnModels", "KilnData", "KilnStudy", "KilnMPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .target(name: "KilnModels", dependencies: ["Kiln", .product(name: "Crypto", package: "swift-crypto")], path: "Models"),
@@ -66,7 +74,9 @@ let package = Package(
         ),
         .executableTarget(
             name: "KilnBench",
-            dependencies: ["Kiln", "KilnModels", "CKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Kiln", "KilnMPI", "KilnModels", "CKernels", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Benchmarks/KilnBench"
         ),
         .testTarget(name: "KilnTests", dependencies: ["Kiln", "CKernels"]),
@@ -78,6 +88,6 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .testTarget(name: "KilnDataTests", dependencies: ["Kiln", "KilnData", "CImageCodecs"]),
-        .testTarget(name: "KilnStudyTests", dependencies: ["Kiln", "KilnModels", "KilnData", "KilnStudy"]),
+        .testTarget(name: "KilnStudyTests", dependencies: ["Kiln", "KilnModels", "KilnData", "KilnStudy", "KilnMPI"]),
     ]
 )

@@ -54,10 +54,24 @@ public final class DataLoader: @unchecked Sendable {
     public let shuffle: Bool
     public let dropLast: Bool
     public let seed: UInt64
+    /// This rank's share of every epoch (data-parallel training), or nil for all of it.
+    public let shard: Shard?
     let labels: [String: Int]
 
+    /// DistributedSampler's split of an epoch: the permutation is the same on every rank (same
+    /// seed), padded by repeating its start to a multiple of `ranks`, and rank r takes positions
+    /// r, r + ranks, … So every rank has as many batches, and the ranks' k-th batches together
+    /// are the k-th global batch of `batchSize × ranks` samples.
+    public struct Shard: Sendable {
+        public let rank: Int
+        public let ranks: Int
+        public init(rank: Int, ranks: Int) { (self.rank, self.ranks) = (rank, ranks) }
+    }
+
+    /// - Parameter batchSize: per rank when `shard` is set.
     public init(
-        cache: ImageCache, ids: [String], batchSize: Int, transforms: [Transform], shuffle: Bool, dropLast: Bool = false, seed: UInt64 = 0
+        cache: ImageCache, ids: [String], batchSize: Int, transforms: [Transform], shuffle: Bool, dropLast: Bool = false, seed: UInt64 = 0,
+        shard: Shard? = nil
     ) {
         self.cache = cache
         self.ids = ids.filter { cache.images[$0] != nil }
@@ -66,17 +80,24 @@ public final class DataLoader: @unchecked Sendable {
         self.shuffle = shuffle
         self.dropLast = dropLast
         self.seed = seed
+        self.shard = shard
         labels = Dictionary(uniqueKeysWithValues: cache.dataset.samples.map { ($0.id, $0.label) })
     }
 
-    public var count: Int { ids.count }
-    public var batchCount: Int { dropLast ? ids.count / batchSize : (ids.count + batchSize - 1) / batchSize }
+    /// Samples per epoch (this rank's, padding included, when sharded).
+    public var count: Int { shard.map { (ids.count + $0.ranks - 1) / $0.ranks } ?? ids.count }
+    public var batchCount: Int { dropLast ? count / batchSize : (count + batchSize - 1) / batchSize }
 
-    /// The samples of one epoch, in order.
+    /// The samples of one epoch, in order (this rank's share when sharded).
     public func order(epoch: Int) -> [String] {
-        guard shuffle else { return ids }
-        var rng = SplitMix(seed: seed ^ UInt64(epoch + 1) &* 0x9E37_79B9_7F4A_7C15)
-        return ids.shuffled(using: &rng)
+        var all = ids
+        if shuffle {
+            var rng = SplitMix(seed: seed ^ UInt64(epoch + 1) &* 0x9E37_79B9_7F4A_7C15)
+            all.shuffle(using: &rng)
+        }
+        guard let shard, shard.ranks > 1, !all.isEmpty else { return all }
+        let padded = (0..<(count * shard.ranks)).map { all[$0 % all.count] }
+        return stride(from: shard.rank, to: padded.count, by: shard.ranks).map { padded[$0] }
     }
 
     public func batches(epoch: Int) -> AnyIterator<(images: Tensor, labels: Tensor, ids: [String])> {

@@ -37,6 +37,10 @@ public struct Evaluation: Codable, Sendable {
         confusion = Array(repeating: Array(repeating: 0, count: classes.count), count: classes.count)
     }
 
+    init(classes: [String], confusion: [[Int]], lossSum: Double, count: Int) {
+        (self.classes, self.confusion, self.lossSum, self.count) = (classes, confusion, lossSum, count)
+    }
+
     /// Adds a batch of logits [N, K] against labels [N].
     public mutating func add(logits: Tensor, labels: Tensor) {
         let n = logits.shape[0], k = logits.shape[1]

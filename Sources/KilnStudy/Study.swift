@@ -80,6 +80,8 @@ public final class Study {
     public let data: StudyData
     public let directory: URL
     public let progress: ProgressReporter
+    /// The ranks running the study together (rank 0 writes the reports).
+    public var job: DistributedJob = .single
     public let options: Options
     /// One feature cache per backbone, shared by the runs of a comparison or a sweep.
     private var featureCaches: [String: FeatureCache] = [:]
@@ -119,7 +121,7 @@ public final class Study {
         var config = RunConfig(model: model, width: width, strategy: .scratch)
         (config.epochs, config.batchSize, config.learningRate, config.seed, config.inputSize) =
             (options.pretrainEpochs, options.batchSize, options.learningRates[.scratch]!, options.seed, data.inputSize)
-        _ = try Trainer(config: config, cache: cache, split: split, directory: dir, progress: progress).run(force: true)
+        _ = try Trainer(config: config, cache: cache, split: split, directory: dir, progress: progress, job: job).run(force: true)
         return (checkpoint.path, label)
     }
 
@@ -192,11 +194,12 @@ public final class Study {
             }
             let result = try Trainer(
                 config: config, cache: data.cache, split: data.split, directory: runDir, progress: progress,
-                splitFile: data.splitURL, featureCache: featureCache(for: config)
+                splitFile: data.splitURL, featureCache: featureCache(for: config), job: job
             ).run(force: true)
             progress.line(String(format: "   test accuracy %.1f%%", 100 * result.test.accuracy))
             results.append(result)
         }
+        guard job.isRoot else { return results }
         var gallery: [GalleryEntry] = []
         if let best = results.max(by: { $0.test.accuracy < $1.test.accuracy }) {
             do { gallery = try activationGallery(runFolder(best.config)) } catch {
@@ -258,10 +261,11 @@ public final class Study {
                 results.append(
                     try Trainer(
                         config: config, cache: data.cache, split: data.split, directory: dir, progress: progress,
-                        splitFile: data.splitURL, featureCache: featureCache(for: config)
+                        splitFile: data.splitURL, featureCache: featureCache(for: config), job: job
                     ).run(force: true))
             }
         }
+        guard job.isRoot else { return results }
         try Report(data: data, directory: directory).writeSweep(results, learningRates: learningRates, fractions: fractions)
         return results
     }

@@ -47,14 +47,19 @@ public final class Trainer {
     public let splitFile: URL?
     /// Backbone features shared with other runs (a sweep's); a run makes its own when nil.
     public let featureCache: FeatureCache?
+    /// The ranks training together; rank 0 alone writes the run's files.
+    public let job: DistributedJob
 
     public init(
         config: RunConfig, cache: ImageCache, split: DataSplit, directory: URL, progress: ProgressReporter, splitFile: URL? = nil,
-        featureCache: FeatureCache? = nil
+        featureCache: FeatureCache? = nil, job: DistributedJob = .single
     ) {
         (self.config, self.cache, self.split, self.directory, self.progress) = (config, cache, split, directory, progress)
-        (self.splitFile, self.featureCache) = (splitFile, featureCache)
+        (self.splitFile, self.featureCache, self.job) = (splitFile, featureCache, job)
     }
+
+    /// Each rank's share of the global batch.
+    var rankBatch: Int { config.batchSize / job.ranks }
 
     var classes: [String] { cache.dataset.classes }
     public var checkpointURL: URL { directory.appendingPathComponent("checkpoint.safetensors") }
@@ -86,20 +91,28 @@ public final class Trainer {
         guard config.epochs > 0, config.batchSize > 0 else {
             throw TrainingError("\(config.label): epochs and batch size must be positive")
         }
-        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
-        // Temporary files of writes a killed run never finished (Data.writeAtomically).
-        for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where name.hasPrefix(".") && name.contains(".partial-") {
-            try? fm.removeItem(at: directory.appendingPathComponent(name))
+        guard config.batchSize % job.ranks == 0 else {
+            throw TrainingError(
+                "\(config.label): --batch \(config.batchSize) is the global batch and must split evenly over the \(job.ranks) ranks")
         }
-        if !resuming {
-            for stale in ["checkpoint.safetensors", "history.json", "result.json"] {
-                try? fm.removeItem(at: directory.appendingPathComponent(stale))
+        if job.isRoot {
+            try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+            // Temporary files of writes a killed run never finished (Data.writeAtomically).
+            for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where name.hasPrefix(".") && name.contains(".partial-")
+            {
+                try? fm.removeItem(at: directory.appendingPathComponent(name))
+            }
+            if !resuming {
+                for stale in ["checkpoint.safetensors", "history.json", "result.json"] {
+                    try? fm.removeItem(at: directory.appendingPathComponent(stale))
+                }
             }
         }
+        try job.communicator.barrier()  // every rank has seen the folder as it was before rank 0 tidied it
         // BN running statistics follow the new data at PyTorch's momentum 0.1 (Keras' 0.001 would
         // leave ImageNet statistics in place for most of a short fine-tuning run).
         let model = try Zoo.model(config.model, classes: classes.count, width: config.width, batchNormMomentum: 0.1)
-        let shape: Shape = [config.batchSize, 3, config.inputSize, config.inputSize]
+        let shape: Shape = [rankBatch, 3, config.inputSize, config.inputSize]
         let forward = try Graph.trace(model, input: shape)
         // An ONNX model brings its own weights (its classifier resized to the dataset's classes).
         let store =
@@ -124,6 +137,7 @@ public final class Trainer {
         var stepConfiguration = config.trainStepConfiguration
         let feeder = try featureFeeder(model, shape: shape, store: store, configuration: stepConfiguration, trainIDs: trainIDs)
         stepConfiguration.startAt = feeder?.boundary.values
+        stepConfiguration.dataParallel = job.dataParallel
         let step = try TrainStep(model: model, inputShape: shape, parameters: store, configuration: stepConfiguration)
 
         var history: [EpochRecord] = []
@@ -149,23 +163,26 @@ public final class Trainer {
         }
 
         let train = DataLoader(
-            cache: cache, ids: trainIDs, batchSize: config.batchSize, transforms: config.trainTransforms,
-            shuffle: true, seed: config.seed)
+            cache: cache, ids: trainIDs, batchSize: rankBatch, transforms: config.trainTransforms,
+            shuffle: true, seed: config.seed, shard: job.isDistributed ? DataLoader.Shard(rank: job.rank, ranks: job.ranks) : nil)
         guard train.count > 0 else {
             throw TrainingError(
                 "\(config.label): the training split has no readable images (\(trainIDs.count) listed, \(cache.failures.count) unreadable in the data)"
             )
         }
+        // Evaluation: each rank scores every ranks-th image, the confusion matrices are summed.
         let validation = DataLoader(
-            cache: cache, ids: split.validation, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
-        let test = DataLoader(cache: cache, ids: split.test, batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
+            cache: cache, ids: rankShare(split.validation), batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
+        let test = DataLoader(
+            cache: cache, ids: rankShare(split.test), batchSize: config.batchSize, transforms: config.evalTransforms, shuffle: false)
 
         if config.head == "ridge" {
             guard let feeder else {
                 throw TrainingError(
                     "\(config.label): --head ridge fits the classifier on cached frozen features, and this run has none (see above)")
             }
-            history = [try fitRidge(step, feeder: feeder, store: store, train: train.ids, validation: validation.ids)]
+            // Every rank fits the same head on all the features (deterministic; seconds).
+            history = [try fitRidge(step, feeder: feeder, store: store, train: train.ids, validation: split.validation)]
             try recordStart()
             try writeCheckpoint(store, forward: forward, step: step, epoch: config.epochs, history: history)
         }
@@ -195,6 +212,8 @@ public final class Trainer {
                     loss: lossSum / Double(seen), imagesPerSecond: Double(seen) / elapsed,
                     eta: elapsed / Double(seen) * Double(train.count * (config.epochs - epoch) - seen))
             }
+            let totals = try job.sum([lossSum, Double(correct), Double(seen)])  // over the ranks
+            (lossSum, correct, seen) = (totals[0], Int(totals[1]), Int(totals[2]))
             let trainSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             // Nothing non-finite is written: the weights and the validation metrics are checked first.
             if let bad = store.firstNonFinite(in: step.graph) { throw nonFinite("after epoch \(epoch + 1)", bad, lastGood: epoch) }
@@ -220,7 +239,8 @@ public final class Trainer {
             try writeCheckpoint(store, forward: forward, step: step, epoch: epoch + 1, history: history)
         }
         var result = RunResult(
-            config: config, classes: classes, history: history, test: try evaluate(step, test, feeder: feeder), trainImages: train.count)
+            config: config, classes: classes, history: history, test: try evaluate(step, test, feeder: feeder), trainImages: train.ids.count
+        )
         if let feeder {
             // Seconds per backbone pass, averaged over everything the (possibly shared) cache computed.
             let perEntry = feeder.cache.computeSeconds / Double(max(feeder.cache.computed, 1))
@@ -235,13 +255,15 @@ public final class Trainer {
                     result.featureCache!.megabytes))
         }
         guard result.test.loss.isFinite else { throw nonFinite("the test loss became \(result.test.loss)", nil, lastGood: config.epochs) }
-        try JSONEncoder.pretty.encode(result).writeAtomically(to: resultURL)
+        if job.isRoot { try JSONEncoder.pretty.encode(result).writeAtomically(to: resultURL) }
+        try job.communicator.barrier()  // the next run on any rank sees this one's files
         return result
     }
 
     /// The whole model's state (a head-only step's graph lacks the backbone), then the
     /// optimizer's; atomic, with the history beside it.
     func writeCheckpoint(_ store: ParameterStore, forward: Graph, step: TrainStep, epoch: Int, history: [EpochRecord]) throws {
+        guard job.isRoot else { return }  // every rank holds the same state
         let modelState = store.stateTensors(for: forward)
         let written = Set(modelState.map(\.0))
         try Safetensors.write(
@@ -315,6 +337,7 @@ public final class Trainer {
     /// config.json (and the split, when the caller keeps one) are written once the first epoch
     /// has trained, so a run that fails before never leaves files that steer the next one.
     func recordStart() throws {
+        guard job.isRoot else { return }
         try JSONEncoder.pretty.encode(config).writeAtomically(to: directory.appendingPathComponent("config.json"))
         if let splitFile, !FileManager.default.fileExists(atPath: splitFile.path) { try split.write(to: splitFile) }
     }
@@ -326,13 +349,22 @@ public final class Trainer {
         )
     }
 
+    /// This rank's share of the loader scored, merged with the other ranks'.
     func evaluate(_ step: TrainStep, _ loader: DataLoader, feeder: FeatureFeeder?) throws -> Evaluation {
         var evaluation = Evaluation(classes: classes)
-        if let feeder { return try evaluateCached(step, feeder, loader.ids) }
-        for batch in loader.batches(epoch: 0) {
-            evaluation.add(logits: try step.evaluate(images: batch.images), labels: batch.labels)
+        if let feeder {
+            evaluation = try evaluateCached(step, feeder, loader.ids)
+        } else {
+            for batch in loader.batches(epoch: 0) {
+                evaluation.add(logits: try step.evaluate(images: batch.images), labels: batch.labels)
+            }
         }
-        return evaluation
+        return try evaluation.merged(over: job)
+    }
+
+    /// Every ranks-th id, from this rank's position.
+    func rankShare(_ ids: [String]) -> [String] {
+        stride(from: job.rank, to: ids.count, by: job.ranks).map { ids[$0] }
     }
 
     /// The epoch's training batches: images from the loader, or cached features of the images
@@ -346,8 +378,8 @@ public final class Trainer {
         var start = 0
         return {
             guard start < order.count else { return nil }
-            defer { start += self.config.batchSize }
-            return try feeder.trainingBatch(Array(order[start..<min(order.count, start + self.config.batchSize)]), epoch: epoch)
+            defer { start += self.rankBatch }
+            return try feeder.trainingBatch(Array(order[start..<min(order.count, start + self.rankBatch)]), epoch: epoch)
         }
     }
 

@@ -24,6 +24,8 @@ struct Train: ParsableCommand {
     @Option(help: "constant, step or cosine.") var schedule = "cosine"
     @Option(help: "Fraction of the training split to use (stratified).") var fraction = 1.0
     @Option(help: "Output folder.") var out = "runs/train"
+    @Flag(inversion: .prefixedNo, help: "Random crops, flips and quarter turns while training (off: the centre crop, deterministic).")
+    var augment = true
     @Flag(help: "Continue from the checkpoint in --out.") var resume = false
     @Flag(help: "Train even though --out holds a run (finished or not): start over, or with --resume and no checkpoint, start anew.")
     var force = false
@@ -47,14 +49,13 @@ struct Train: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let progress = ProgressReporter()
-            let directory = URL(fileURLWithPath: out)
-            let data = try dataOptions.prepare(directory, progress: progress)
+            let (data, progress, directory, job) = try dataOptions.prepareStudy(out, synchronizeBatchNorm: training.syncBn)
             var config = RunConfig(model: model, width: width, strategy: strategy)
             (config.epochs, config.batchSize, config.learningRate, config.optimizer) = (training.epochs, training.batch, lr, optimizer)
             (config.schedule, config.fraction, config.seed, config.inputSize) = (schedule, fraction, dataOptions.seed, data.inputSize)
             (config.featureCache, config.cacheVariants) = (training.featureCache, training.cacheVariants)
             if head == "ridge" { config.head = "ridge" }
+            config.augment = augment
             if Zoo.isONNX(model), weights == nil { config.pretraining = URL(fileURLWithPath: model).lastPathComponent }
             if let weights {
                 let file = weights == "imagenet" ? try Study.fetchImageNetResNet18(progress: progress) : weights
@@ -64,8 +65,9 @@ struct Train: ParsableCommand {
             onInterrupt(say: "interrupted: the checkpoint of the last finished epoch is in \(out); continue with\n  \(again)")
             let result = try Trainer(
                 config: config, cache: data.cache, split: data.split, directory: directory, progress: progress,
-                splitFile: data.splitURL
+                splitFile: data.splitURL, job: job
             ).run(resume: resume, force: force)
+            guard job.isRoot else { return }
             if result.test.count == 0 {
                 print("test accuracy — (the test split is empty) — \(out)/result.json")
             } else {
@@ -232,14 +234,16 @@ struct Compare: ParsableCommand {
         try reporting {
             // Downloads come first: an offline machine fails now, not after the data or the first rows.
             let resnet = try resnetWeights.map { $0 == "imagenet" ? try Study.fetchImageNetResNet18(progress: ProgressReporter()) : $0 }
-            let (data, progress, directory) = try dataOptions.prepareStudy(out)
+            let (data, progress, directory, job) = try dataOptions.prepareStudy(out, synchronizeBatchNorm: training.syncBn)
             var options = training.studyOptions(seed: dataOptions.seed)
             (options.mobilenetWeights, options.resnetWeights, options.pretrainEpochs) = (mobilenetWeights, resnet, pretrainEpochs)
             options.learningRates = [.scratch: lrScratch, .finetune: lrFinetune, .frozen: lrFrozen]
             options.only = only?.split(separator: ",").map(String.init)
             (options.onnxModels, options.onnxStrategies) = (onnxModels, onnxStrategies)
             options.ridgeRows = ridgeRows && training.featureCache
-            let results = try Study(data: data, directory: directory, options: options, progress: progress).compare()
+            let study = Study(data: data, directory: directory, options: options, progress: progress)
+            study.job = job
+            let results = try study.compare()
             progress.line("\nreport: \(out)/report.md")
             for r in results { progress.line(String(format: "  %-32@ test accuracy %.1f%%", r.config.label, 100 * r.test.accuracy)) }
         }
@@ -263,7 +267,7 @@ struct Sweep: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let (data, progress, directory) = try dataOptions.prepareStudy(out)
+            let (data, progress, directory, job) = try dataOptions.prepareStudy(out, synchronizeBatchNorm: training.syncBn)
             var options = training.studyOptions(seed: dataOptions.seed)
             let file = try weights.map {
                 $0 == "imagenet" && model == "resnet18" ? try Study.fetchImageNetResNet18(progress: progress) : $0
@@ -274,8 +278,9 @@ struct Sweep: ParsableCommand {
                     guard let v = Double($0) else { throw ValidationError("not a number: \($0)") }; return v
                 }
             }
-            _ = try Study(data: data, directory: directory, options: options, progress: progress)
-                .sweep(model: model, width: width, strategy: strategy, learningRates: parse(lrs), fractions: parse(fractions))
+            let study = Study(data: data, directory: directory, options: options, progress: progress)
+            study.job = job
+            _ = try study.sweep(model: model, width: width, strategy: strategy, learningRates: parse(lrs), fractions: parse(fractions))
             progress.line("report: \(out)/sweep.md")
         }
     }

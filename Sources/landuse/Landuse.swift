@@ -54,6 +54,10 @@ struct TrainingOptions: ParsableArguments {
     ) var featureCache = true
     @Option(help: "Augmentation variants a cached frozen run draws from (1–8 symmetries of the centre crop; 2: it and its mirror).")
     var cacheVariants = 2
+    @Flag(
+        help:
+            "Under mpirun: BatchNorm normalises over the global batch (SyncBatchNorm), so N ranks take one process's steps; default: each rank's own share."
+    ) var syncBn = false
 
     func validate() throws {
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
@@ -70,17 +74,31 @@ struct TrainingOptions: ParsableArguments {
 }
 
 extension DataOptions {
-    /// Data, progress output and the output folder of a study command.
-    func prepareStudy(_ out: String) throws -> (StudyData, ProgressReporter, URL) {
+    /// The job (one process, or the ranks of an mpirun launch), data, progress output and the
+    /// output folder of a study command.
+    func prepareStudy(_ out: String, synchronizeBatchNorm: Bool) throws -> (StudyData, ProgressReporter, URL, DistributedJob) {
         let progress = ProgressReporter()
         let directory = URL(fileURLWithPath: out)
-        return (try prepare(directory, progress: progress), progress, directory)
+        let job = try joinJob(synchronizeBatchNorm: synchronizeBatchNorm, threads: threads, progress: progress)
+        return (try prepare(directory, progress: progress), progress, directory, job)
     }
 }
 
 /// Runs `body`, printing a typed error as `error: …` and exiting 1.
+/// In an MPI job, a failing rank ends every rank (see `leaveJob`).
 func reporting<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let error as ValidationError { throw error } catch let error as ExitCode { throw error } catch {
+    do {
+        let result = try body()
+        leaveJob(failure: nil)
+        return result
+    } catch let error as ValidationError {
+        leaveJob(failure: error)
+        throw error
+    } catch let error as ExitCode {
+        leaveJob(failure: error)
+        throw error
+    } catch {
+        leaveJob(failure: error)
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(1)
     }

@@ -3,13 +3,16 @@ import CKernels
 import Dispatch
 import Foundation
 import Kiln
+import KilnMPI
 import KilnModels
 
 /// Times inference and training steps of zoo models at a fixed batch and thread count and prints
 /// images/s, GFLOP/s (as a share of the multiply-add peak it measures on the active instruction
 /// set) and peak RSS. Ratios to PyTorch, torch.compile and ONNX Runtime come from
 /// Benchmarks/side_by_side.sh, which runs them beside it. Peak RSS is the process maximum: run one
-/// workload per process to attribute it.
+/// workload per process to attribute it. Under `mpirun -np N`, training workloads run
+/// data-parallel (each rank on batch/N images, gradients allreduced) and rank 0 prints the job's
+/// images/s and the share of a step spent in the allreduce.
 @main
 struct KilnBench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,6 +48,10 @@ struct KilnBench: ParsableCommand {
             return
         }
         Threads.count = threads
+        if let job = try MPICommunicator.launched() {
+            defer { job.finalize() }
+            return try runDistributed(job)
+        }
         print(
             "kiln-bench: batch \(batch), \(inputSize)², \(threads) threads, \(iterations) iterations after warm-up\(unfused ? ", unfused" : "")"
         )
