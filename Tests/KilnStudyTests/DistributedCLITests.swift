@@ -89,7 +89,7 @@ struct DistributedCLITests {
         let job = process(train("resnet18", inputSize: 32, out: "run", extra: ["--epochs", "1000", "--sync-bn"]), ranks: 2)
         let log = root.appendingPathComponent("log.txt")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         (job.standardOutput, job.standardError) = (handle, handle)
         try job.run()
