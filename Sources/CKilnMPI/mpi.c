@@ -96,7 +96,7 @@ int kn_mpi_wait(void *request) { (void)request; return NO_MPI; }
 int kn_mpi_broadcast(void *buffer, int64_t bytes, int root) { (void)buffer; (void)bytes; (void)root; return NO_MPI; }
 int kn_mpi_barrier(void) { return NO_MPI; }
 void kn_mpi_error_string(int code, char *text, int capacity) {
-    snprintf(text, (size_t)capacity, "this build of Kiln has no MPI (error %d): install libopenmpi-dev and rebuild", code);
+    snprintf(text, (size_t)capacity, "this build of Kiln has no MPI (error %d): install libopenmpi-dev and rebuild from clean (rm -rf .build)", code);
 }
 
 #endif

@@ -38,7 +38,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
             guard let launch = launch() else { return nil }
             guard isAvailable else {
                 throw CommunicatorError.failed(
-                    "started as rank \(launch.rank) of \(launch.size) by an MPI launcher, but this build of Kiln has no MPI: install libopenmpi-dev and rebuild (swift build)"
+                    "started as rank \(launch.rank) of \(launch.size) by an MPI launcher, but this build of Kiln has no MPI: install libopenmpi-dev, then rebuild from clean (rm -rf .build; swift build -c release): SwiftPM keeps the compiler flags it found first"
                 )
             }
             var rank: Int32 = 0, size: Int32 = 1
