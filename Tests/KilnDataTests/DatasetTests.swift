@@ -80,4 +80,27 @@ struct DatasetTests {
         let labels = Dictionary(uniqueKeysWithValues: dataset.samples.map { ($0.id, Int64($0.label)) })
         #expect(a.allSatisfy { batch in batch.ids.map { labels[$0]! } == batch.labels.int64Scalars })
     }
+
+    /// DistributedSampler's split: 63 samples over 4 ranks pad to 64 (the permutation's first
+    /// sample again); each rank gets 16 in 4 batches of 4, the ranks' k-th batches interleave the
+    /// single process's k-th batch of 16, and every sample is used.
+    @Test func shardsSplitTheEpochPermutationLikeDistributedSampler() throws {
+        let dataset = SyntheticLandUse.dataset(perClass: 3, size: 8, seed: 2)
+        let ids = dataset.samples.map(\.id)
+        let cache = try ImageCache(dataset, ids: ids, baseSize: nil, skipBad: false)
+        let whole = DataLoader(cache: cache, ids: ids, batchSize: 16, transforms: [], shuffle: true, seed: 5).order(epoch: 3)
+        let shards = (0..<4).map {
+            DataLoader(cache: cache, ids: ids, batchSize: 4, transforms: [], shuffle: true, seed: 5, shard: .init(rank: $0, ranks: 4))
+        }
+        #expect(shards.allSatisfy { $0.count == 16 && $0.batchCount == 4 })
+        let orders = shards.map { $0.order(epoch: 3) }
+        for k in 0..<4 {
+            let interleaved = (0..<4).flatMap { position in (0..<4).map { orders[$0][k * 4 + position] } }
+            #expect(interleaved == Array((whole + [whole[0]])[(k * 16)..<(k * 16 + 16)]), "global batch \(k)")
+        }
+        #expect(Set(orders.joined()) == Set(ids))
+        let unsharded = DataLoader(
+            cache: cache, ids: ids, batchSize: 4, transforms: [], shuffle: true, seed: 5, shard: .init(rank: 0, ranks: 1))
+        #expect(unsharded.order(epoch: 3) == whole)
+    }
 }

@@ -125,3 +125,16 @@ struct DistributedCLITests {
         }.sorted()
     }
 }
+
+/// How a process learns it is a rank: Open MPI's variables, else PMIx's; none outside a launcher.
+struct MPILaunchTests {
+    @Test func ranksComeFromTheLaunchersEnvironment() {
+        let ompi = MPICommunicator.launch(environment: [
+            "OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_LOCAL_SIZE": "2",
+        ])
+        #expect(ompi?.rank == 3 && ompi?.size == 4 && ompi?.localSize == 2)
+        let pmix = MPICommunicator.launch(environment: ["PMIX_SIZE": "8", "PMIX_RANK": "5"])
+        #expect(pmix?.rank == 5 && pmix?.size == 8 && pmix?.localSize == 8)
+        #expect(MPICommunicator.launch(environment: ["PATH": "/usr/bin"]) == nil)
+    }
+}
