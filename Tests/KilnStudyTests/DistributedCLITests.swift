@@ -17,26 +17,15 @@ struct DistributedCLITests {
     /// mpirun's flags for a container (root) on a machine with fewer cores than ranks.
     static let mpirunFlags = ["--oversubscribe", "--allow-run-as-root", "--mca", "btl", "self,vader"]
 
-    func process(_ arguments: [String], ranks: Int?) -> Process {
-        let process = Process()
-        if let ranks {
-            process.executableURL = URL(fileURLWithPath: Self.mpirun!)
-            process.arguments = ["-np", "\(ranks)"] + Self.mpirunFlags + [landuse] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: landuse)
-            process.arguments = arguments
-        }
-        return process
+    /// landuse with `arguments`, under `mpirun -np ranks` when ranks is set.
+    func command(_ arguments: [String], ranks: Int?) -> (URL, [String]) {
+        guard let ranks else { return (URL(fileURLWithPath: landuse), arguments) }
+        return (URL(fileURLWithPath: Self.mpirun!), ["-np", "\(ranks)"] + Self.mpirunFlags + [landuse] + arguments)
     }
 
     func run(_ arguments: [String], ranks: Int?) throws -> (Int32, String) {
-        let p = process(arguments, ranks: ranks)
-        let pipe = Pipe()
-        (p.standardOutput, p.standardError) = (pipe, pipe)
-        try p.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: output, as: UTF8.self))
+        let (executable, all) = command(arguments, ranks: ranks)
+        return try runToCompletion(executable, all)
     }
 
     /// One epoch of six steps (84 training images), the last one of 4 images (1 per rank at -np 4).
@@ -86,7 +75,9 @@ struct DistributedCLITests {
     @Test(.enabled(if: ready, "needs Open MPI: mpirun on the PATH and Kiln built with libopenmpi-dev"))
     func aKilledRankEndsTheJobAndTheCheckpointStillLoads() throws {
         defer { try? FileManager.default.removeItem(at: root) }
-        let job = process(train("resnet18", inputSize: 32, out: "run", extra: ["--epochs", "1000", "--sync-bn"]), ranks: 2)
+        let job = Process()
+        (job.executableURL, job.arguments) = command(
+            train("resnet18", inputSize: 32, out: "run", extra: ["--epochs", "1000", "--sync-bn"]), ranks: 2)
         let log = root.appendingPathComponent("log.txt")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)

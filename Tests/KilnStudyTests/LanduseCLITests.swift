@@ -14,16 +14,7 @@ struct LanduseCLITests {
             Issue.record("landuse is not built at \(binary.path): build it first (`make test` does)")
             return (-1, "")
         }
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = args
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        return try runToCompletion(binary, args)
     }
 
     @Test func corruptImageStopsOrIsSkipped() throws {
@@ -114,3 +105,15 @@ let builtToolsFolder: URL = {
     }
     return folder
 }()
+
+/// Runs `executable` with `arguments` to its end: its exit status and its stdout and stderr together.
+func runToCompletion(_ executable: URL, _ arguments: [String]) throws -> (Int32, String) {
+    let process = Process()
+    (process.executableURL, process.arguments) = (executable, arguments)
+    let pipe = Pipe()
+    (process.standardOutput, process.standardError) = (pipe, pipe)
+    try process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+}

@@ -19,16 +19,9 @@ struct ONNXRunExportTests {
     }()
 
     func tool(_ name: String, _ args: [String]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL =
-            name == "landuse" ? builtToolsFolder.appendingPathComponent("landuse") : URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = name == "landuse" ? args : [name] + args
-        let pipe = Pipe()
-        (process.standardOutput, process.standardError) = (pipe, pipe)
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        name == "landuse"
+            ? try runToCompletion(builtToolsFolder.appendingPathComponent("landuse"), args)
+            : try runToCompletion(URL(fileURLWithPath: "/usr/bin/env"), [name] + args)
     }
 
     @Test(.enabled(if: python != nil, "needs a Python with onnxruntime and numpy on the PATH"))

@@ -15,7 +15,7 @@ int kn_mpi_finalize(void);
 void kn_mpi_abort(int code);
 int kn_mpi_allreduce_sum_float(float *buffer, int64_t count);
 int kn_mpi_allreduce_sum_double(double *buffer, int64_t count);
-/// A non-blocking sum; *request is released by kn_mpi_wait (or a kn_mpi_test that completes it).
+/// A non-blocking sum; kn_mpi_test polls it, kn_mpi_wait finishes it and releases *request (always call it once).
 int kn_mpi_iallreduce_sum_float(float *buffer, int64_t count, void **request);
 int kn_mpi_test(void *request, int *done);
 int kn_mpi_wait(void *request);
