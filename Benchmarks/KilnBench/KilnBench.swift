@@ -29,6 +29,7 @@ struct KilnBench: ParsableCommand {
     @Option(help: "Timed iterations (after one warm-up).") var iterations = 3
     @Option(help: "Classes of the classifier.") var classes = 21
     @Flag(help: "Run the unfused graphs.") var unfused = false
+    @Flag(help: "Keep every saved activation (no rematerialization in training steps).") var noRematerialize = false
     @Flag(help: "Print the slowest steps of inference workloads.") var profile = false
 
     enum Workload: String, CaseIterable {
@@ -53,7 +54,7 @@ struct KilnBench: ParsableCommand {
             return try runDistributed(job)
         }
         print(
-            "kiln-bench: batch \(batch), \(inputSize)², \(threads) threads, \(iterations) iterations after warm-up\(unfused ? ", unfused" : "")"
+            "kiln-bench: batch \(batch), \(inputSize)², \(threads) threads, \(iterations) iterations after warm-up\(unfused ? ", unfused" : "")\(noRematerialize ? ", no rematerialization" : "")"
         )
         let sgemm = Self.sgemmRate()
         let peak = kn_fma_peak_gflops(100_000_000)
@@ -87,10 +88,11 @@ struct KilnBench: ParsableCommand {
             if profile { executor.stepTimes = [:]; profiled = executor }
             step = { try executor.run(["input": input]) }
         case .resnet18Train, .resnet18Frozen, .basicCNNTrain, .mobileNetTrain, .mobileNetFrozen:
-            let configuration = TrainStep.Configuration(
+            var configuration = TrainStep.Configuration(
                 optimizer: .sgd(.init(learningRate: 0.01, momentum: 0.9)),
                 trainOnly: [.resnet18Frozen, .mobileNetFrozen].contains(workload) ? [workload.classifier] : nil,
                 fuse: !unfused)
+            configuration.rematerialize = !noRematerialize
             let graph = try Compiler.training(model, input: shape, configuration)
             let executor = try Executor(graph: graph, parameters: ParameterStore(graph: graph, seed: 1), mode: .training)
             if profile { executor.stepTimes = [:]; profiled = executor }

@@ -194,6 +194,43 @@ struct CompilerTests {
         #expect(Double(plan.arenaBytes) <= 1.05 * Double(inference.arenaBytes))
     }
 
+    /// Recomputing y = act(BN(z)) in the backward pass gives the same training steps, bit for bit
+    /// (the moments are summed in the forward's order), in a smaller arena.
+    @Test(arguments: cases.prefix(2))
+    func rematerializedStepsEqualKeptOnesInLessMemory(_ c: Case) throws {
+        func compile(_ rematerialize: Bool) throws -> Graph {
+            var configuration = TrainStep.Configuration(optimizer: .sgd(.init(learningRate: 0.1, momentum: 0.9)))
+            configuration.rematerialize = rematerialize
+            return try Compiler.training(c.model(), input: c.input, configuration)
+        }
+        let (kept, recomputed) = (try compile(false), try compile(true))
+        let sites = kept.nodes.filter { node in
+            guard let fused = node.op as? FusedConvBNOp, !fused.hasResidual, !fused.bn.usesRunningStatistics else { return false }
+            return kept.readers(of: node.output).contains { $0.phase == .backward }
+        }
+        #expect(!sites.isEmpty)
+        #expect(recomputed.nodes.filter { $0.op is FusedBNRecomputeOp }.map(\.name) == sites.reversed().map { "\($0.name).recompute" })
+        for site in sites {  // the forward's y has no backward reader left
+            let y = try recomputed.value(named: kept[site.output].name)
+            let late = recomputed.readers(of: y.id).filter { $0.phase != .forward }.map(\.name)
+            #expect(late.isEmpty, "\(site.name): \(late)")
+        }
+        #expect(Plan(recomputed).arenaBytes < Plan(kept).arenaBytes * 4 / 5)
+
+        let reference = ParameterStore(graph: kept, seed: 5)
+        let copy = ParameterStore()
+        for key in reference.keys { copy.set(key, reference[key]!.clone()) }
+        let a = try Executor(graph: kept, parameters: reference, mode: .training)
+        let b = try Executor(graph: recomputed, parameters: copy, mode: .training)
+        for step in 1...2 {
+            let hyper = StepHyperparameters(learningRate: 0.1, step: Int64(step))
+            let la = try a.run(feeds(c.input), hyper: hyper)["loss"]!.scalars
+            let lb = try b.run(feeds(c.input), hyper: hyper)["loss"]!.scalars
+            #expect(la == lb, "step \(step)")
+        }
+        for key in reference.keys { #expect(copy[key]!.scalars == reference[key]!.scalars, "\(key)") }
+    }
+
     func randomizeRunningStatistics(_ store: ParameterStore) {
         for key in store.keys where key.hasSuffix("running_mean") || key.hasSuffix("running_var") {
             let t = store[key]!

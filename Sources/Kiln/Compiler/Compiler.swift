@@ -17,8 +17,8 @@ public enum Compiler {
     }
 
     /// The pipeline: BN statistics → [cut at `startAt`] → [pad folding → fusion] → [autodiff →
-    /// optimizer updates].
-    static func passes(_ target: Target, fuse: Bool, startAt: [String]? = nil) -> [Pass] {
+    /// [rematerialization] → optimizer updates].
+    static func passes(_ target: Target, fuse: Bool, rematerialize: Bool = true, startAt: [String]? = nil) -> [Pass] {
         var list = [
             Pass(name: "batch-norm statistics") { graph in
                 var graph = graph
@@ -38,6 +38,7 @@ public enum Compiler {
         }
         if case let .training(_, optimizer) = target {
             list.append(Pass(name: "autodiff") { try Autodiff.differentiate($0) })
+            if fuse && rematerialize { list.append(Pass(name: "rematerialization", run: RematerializationPass.apply)) }
             if let optimizer {
                 list.append(
                     Pass(name: "optimizer updates") { graph in
@@ -90,7 +91,9 @@ public enum Compiler {
         graph.freeze(configuration.freeze)
         if let keep = configuration.trainOnly { graph.freeze(allExcept: keep) }
         let target = Target.training(frozenBatchNorm: configuration.frozenBatchNorm, optimizer: configuration.optimizer)
-        return try run(passes(target, fuse: configuration.fuse, startAt: configuration.startAt), on: graph)
+        let pipeline = passes(
+            target, fuse: configuration.fuse, rematerialize: configuration.rematerialize, startAt: configuration.startAt)
+        return try run(pipeline, on: graph)
     }
 
     /// Forward + backward without an optimizer (gradients kept, for `graphc grad` and tests).

@@ -151,3 +151,28 @@ public struct FusedBNBackwardInputOp: Primitive {
             Int32(s[0]), Int32(s[1]), Int32(hw), call.output.floats)
     }
 }
+
+/// y = act(BN(z)) of a batch-statistics fused step, recomputed in the backward pass from the saved
+/// z (built by the rematerialization pass). Inputs: z, gamma, beta. The moments are taken plane by
+/// plane in image order, as the forward epilogue took them, so y is bit-equal to the forward's;
+/// running statistics are not touched.
+public struct FusedBNRecomputeOp: Primitive {
+    public let activation: EpilogueActivation
+    public let eps: Float
+    public var kind: String { "FusedBNRecompute" + activation.kindSuffix }
+    public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
+    public func forward(_ call: KernelCall) throws {
+        let z = call.inputs[0], s = z.shape
+        let n = Int32(s[0]), c = Int32(s[1]), hw = s[2] * s[3]
+        var moments = [Double](repeating: 0, count: 2 * s[1])
+        kn_channel_moments(z.floats, n, c, Int32(hw), &moments)
+        var count = Double(s[0] * hw)
+        if let sync = call.batchNormSynchronization {
+            try sync.sum(&moments)
+            count = sync.count(hw: hw)
+        }
+        kn_batchnorm_apply_moments(
+            z.floats, call.output.floats, moments, count, call.inputs[1].floats, call.inputs[2].floats, nil, nil, 0, eps,
+            nil, activation.kernelCode, n, c, Int32(hw))
+    }
+}

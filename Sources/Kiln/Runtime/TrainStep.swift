@@ -19,6 +19,9 @@ public final class TrainStep {
         public var seed: UInt64 = 0
         /// Run the fusion pass (off: the unfused graph, for tests and debugging).
         public var fuse = true
+        /// Recompute cheap saved activations in the backward pass instead of keeping them
+        /// (`RematerializationPass`; fused graphs only): less memory for a few percent of time.
+        public var rematerialize = true
         /// Values (a `FrozenBoundary`'s) the step starts from instead of the images: it trains the
         /// head on features computed elsewhere (`run(features:labels:)`, `evaluate(features:)`).
         public var startAt: [String]? = nil
