@@ -1,9 +1,12 @@
-// Row-major SGEMM that parallelises over blocks of C, each block a single-threaded call: of
-// Kiln's order-fixed kernel (gemm_ordered.c) for A·B and A·B + C, of OpenBLAS for the transposed
-// products (the backward passes). OpenBLAS itself always runs with one thread: Kiln never changes its thread count
-// at run time (that is not safe while another thread is inside a BLAS call), and every element
-// of C is computed by exactly one thread over the full K, so results do not depend on how many
-// threads ran.
+// Row-major SGEMM that parallelises over blocks of C, each block a single-threaded call of Kiln's
+// order-fixed kernel (gemm_ordered.c), transposed operands included (the backward passes), built
+// per instruction set and chosen at run time. OpenBLAS is left only a fallback for alpha ≠ 1 (no
+// caller): its own run-time choice can miss a CPU — 0.3.21 runs its SSE3 "Prescott" kernels on
+// Intel's Emerald Rapids, 31 GFLOP/s where Kiln's AVX-512 kernel makes 110–150 on one core — and
+// then every backward GEMM ran at that speed. OpenBLAS runs with one thread: Kiln never changes
+// its thread count at run time (that is not safe while another thread is inside a BLAS call).
+// Every element of C is computed by exactly one thread over the full K, so results do not depend
+// on how many threads ran.
 #include "kernels.h"
 #include <cblas.h>
 #include "../parallel.h"
@@ -19,8 +22,8 @@ typedef struct {
 // One block of C; a refused packing buffer leaves it unwritten (the executor reports the failure).
 static void gemm_single(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
                         const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-    if (ta == CblasNoTrans && tb == CblasNoTrans && alpha == 1.0f) {
-        (void)gemm_ordered(m, n, k, a, lda, b, ldb, beta, c, ldc);
+    if (alpha == 1.0f) {
+        (void)gemm_ordered(ta == CblasTrans, tb == CblasTrans, m, n, k, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

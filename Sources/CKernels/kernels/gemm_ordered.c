@@ -1,4 +1,4 @@
-// Row-major C = A·B + beta·C (no transposes, alpha 1) in which every element of C is accumulated
+// Row-major C = op(A)·op(B) + beta·C (op: as stored or transposed; alpha 1) in which every element of C is accumulated
 // over k = 0, 1, …, K−1 by the same instruction sequence, wherever it falls in the tile grid:
 // equal rows of A give bit-equal rows of C. OpenBLAS does not promise this (its edge kernels and
 // split accumulators round rows of one tile differently), and a convolution whose filters are
@@ -26,16 +26,38 @@ enum {
     GEMM_NC = 2048,
 };
 
-// Packs A[m0:m0+mc, k0:k0+kc] as panels of MR rows, k-major, zero rows past mc.
-static void gemm_pack_a(const float *a, int lda, int mc, int kc, float *out) {
+// Packs op(A)[i0:i0+mc, k0:k0+kc] as panels of MR rows, k-major, zero rows past mc. Stored
+// transposed (K×M), a panel's k-th column is MR adjacent floats.
+static void gemm_pack_a(const float *a, int lda, int trans, int i0, int k0, int mc, int kc, float *out) {
     for (int i = 0; i < mc; i += GEMM_MR) {
         const int rows = mc - i < GEMM_MR ? mc - i : GEMM_MR;
         for (int k = 0; k < kc; k++) {
             int r = 0;
-            for (; r < rows; r++) out[r] = a[(int64_t)(i + r) * lda + k];
+            if (trans) {
+                const float *column = a + (int64_t)(k0 + k) * lda + i0 + i;
+                for (; r < rows; r++) out[r] = column[r];
+            } else {
+                for (; r < rows; r++) out[r] = a[(int64_t)(i0 + i + r) * lda + k0 + k];
+            }
             for (; r < GEMM_MR; r++) out[r] = 0.0f;
             out += GEMM_MR;
         }
+    }
+}
+
+// Packs B stored transposed (N×K): a panel's columns are rows of the stored matrix, read
+// contiguously and written NR apart within the panel (which stays in L1).
+static void gemm_pack_b_transposed(const float *b, int ldb, int kc, int nc, float *out) {
+    for (int j = 0; j < nc; j += GEMM_NR) {
+        const int cols = nc - j < GEMM_NR ? nc - j : GEMM_NR;
+        for (int c = 0; c < GEMM_NR; c++) {
+            const float *row = b + (int64_t)(j + c) * ldb;
+            if (c < cols)
+                for (int k = 0; k < kc; k++) out[k * GEMM_NR + c] = row[k];
+            else
+                for (int k = 0; k < kc; k++) out[k * GEMM_NR + c] = 0.0f;
+        }
+        out += (int64_t)kc * GEMM_NR;
     }
 }
 
@@ -101,8 +123,8 @@ static void gemm_tile(int kc, const float *ap, const float *bp, float *c, int ld
 
 // Single-threaded (the caller splits C between threads). Returns -1, having done nothing, when the
 // packing buffers are refused.
-static int gemm_ordered(int m, int n, int k, const float *a, int lda, const float *b, int ldb, float beta, float *c,
-                        int ldc) {
+static int gemm_ordered(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                        float beta, float *c, int ldc) {
     float *pack_a = kn_scratch(KN_SCRATCH_PACK_A, (int64_t)GEMM_MC * GEMM_KC);
     float *pack_b = kn_scratch(KN_SCRATCH_PACK_B, (int64_t)GEMM_KC * (GEMM_NC + GEMM_NR));
     if (!pack_a || !pack_b) return -1;
@@ -114,10 +136,13 @@ static int gemm_ordered(int m, int n, int k, const float *a, int lda, const floa
         for (int pc = 0; pc < k; pc += GEMM_KC) {
             const int kc = k - pc < GEMM_KC ? k - pc : GEMM_KC;
             const int accumulate = pc > 0 || beta != 0.0f;
-            gemm_pack_b(b + (int64_t)pc * ldb + jc, ldb, kc, nc, pack_b);
+            if (trans_b)
+                gemm_pack_b_transposed(b + (int64_t)jc * ldb + pc, ldb, kc, nc, pack_b);
+            else
+                gemm_pack_b(b + (int64_t)pc * ldb + jc, ldb, kc, nc, pack_b);
             for (int ic = 0; ic < m; ic += GEMM_MC) {
                 const int mc = m - ic < GEMM_MC ? m - ic : GEMM_MC;
-                gemm_pack_a(a + (int64_t)ic * lda + pc, lda, mc, kc, pack_a);
+                gemm_pack_a(a, lda, trans_a, ic, pc, mc, kc, pack_a);
                 for (int jr = 0; jr < nc; jr += GEMM_NR)
                     for (int ir = 0; ir < mc; ir += GEMM_MR)
                         gemm_tile(kc, pack_a + (int64_t)ir * kc, pack_b + (int64_t)jr * kc,
