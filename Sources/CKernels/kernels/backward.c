@@ -121,38 +121,60 @@ typedef struct {
     int n, c, h, w, pt, pl, pb, pr;
 } pool_backward_args;
 
+// The first maximum of the kh×kw window at `corner` (PyTorch's rule; NaN wins), branch-free.
+// Always inlined, so the 3×3 call below unrolls into straight-line selects.
+static inline __attribute__((always_inline)) int32_t window_argmax(const float *xp, int32_t corner, int w, const int kh,
+                                                                   const int kw) {
+    float best = xp[corner];
+    int32_t where = corner;
+    for (int i = 0; i < kh; i++)
+        for (int j = 0; j < kw; j++) {
+            const int32_t at = corner + i * w + j;
+            const float v = xp[at];
+            const int take = (v > best) | (v != v);  // as kn_window_max
+            where = take ? at : where;
+            best = take ? v : best;
+        }
+    return where;
+}
+
+// One output row's windows wholly inside the input, [ox0, ox1): gradient to each window's argmax.
+static inline __attribute__((always_inline)) void maxpool_backward_inner_row(const kn_pool2d_desc *d, const float *xp,
+                                                                             const float *g, float *o, int oy, int ox0,
+                                                                             int ox1, const int kh, const int kw) {
+    const int32_t row = (oy * d->sh - d->ph) * d->w - d->pw;
+    for (int ox = ox0; ox < ox1; ox++) o[window_argmax(xp, row + ox * d->sw, d->w, kh, kw)] += g[ox];
+}
+
 static void maxpool_backward_planes(void *context, int64_t begin, int64_t end) {
     const pool_backward_args *r = context;
     const kn_pool2d_desc *d = r->d;
     const float *x = r->x, *dy = r->dy;
     float *dx = r->dx;
     const int oy0 = r->inner.oy0, ox0 = r->inner.ox0, oy1 = r->inner.oy1, ox1 = r->inner.ox1;
+    const int three = d->kh == 3 && d->kw == 3;  // ResNet's stem pool: a specialised, unrolled scan
     for (int64_t p = begin; p < end; p++) {
         const float *xp = x + (int64_t)p * d->h * d->w;
         const float *g = dy + (int64_t)p * d->oh * d->ow;
         float *o = dx + (int64_t)p * d->h * d->w;
         memset(o, 0, sizeof(float) * d->h * d->w);
-        for (int oy = 0; oy < d->oh; oy++)
+        for (int oy = 0; oy < d->oh; oy++) {
+            const float *gr = g + oy * d->ow;
+            const int inner = oy >= oy0 && oy < oy1;
             for (int ox = 0; ox < d->ow; ox++) {
-                // The same window scan as the forward pass: first maximum wins (PyTorch's rule).
-                int32_t where;
-                if (oy >= oy0 && oy < oy1 && ox >= ox0 && ox < ox1) {
-                    const int32_t corner = (oy * d->sh - d->ph) * d->w + (ox * d->sw - d->pw);
-                    float best = xp[corner];
-                    where = corner;
-                    for (int i = 0; i < d->kh; i++)
-                        for (int j = 0; j < d->kw; j++) {
-                            const int32_t at = corner + i * d->w + j;
-                            const float v = xp[at];
-                            const int take = (v > best) | (v != v);  // as kn_window_max; branch-free
-                            where = take ? at : where;
-                            best = take ? v : best;
-                        }
-                } else {
-                    kn_window_max(d, xp, oy, ox, &where);
+                if (inner && ox == ox0 && ox0 < ox1) {  // the windows wholly inside the input
+                    if (three)
+                        maxpool_backward_inner_row(d, xp, gr, o, oy, ox0, ox1, 3, 3);
+                    else
+                        maxpool_backward_inner_row(d, xp, gr, o, oy, ox0, ox1, d->kh, d->kw);
+                    ox = ox1 - 1;
+                    continue;
                 }
-                if (where >= 0) o[where] += g[oy * d->ow + ox];
+                int32_t where;
+                kn_window_max(d, xp, oy, ox, &where);  // an edge window: the clipped scan
+                if (where >= 0) o[where] += gr[ox];
             }
+        }
     }
 }
 
