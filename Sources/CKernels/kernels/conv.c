@@ -18,6 +18,48 @@ int kn_conv2d_geometry(kn_conv2d_desc *d) {
     return 0;
 }
 
+// One image's output rows [b·rows, (b+1)·rows) of one group: im2col into `col`, then one GEMM.
+typedef struct {
+    const kn_conv2d_desc *d;
+    const float *x, *w;
+    float *y;
+    int cg, og, kdim, rows;
+} row_blocks;
+
+// im2col of channels [begin, end) of one block (the columns are built in parallel when one block
+// is the whole image: layer2–4 of ResNet-18 at batch 1, whose GEMM then splits across the threads).
+typedef struct {
+    const row_blocks *r;
+    float *col;
+    int oy, end;
+} block_columns;
+
+static void block_columns_task(void *context, int64_t begin, int64_t end) {
+    const block_columns *b = context;
+    const kn_conv2d_desc *d = b->r->d;
+    const int64_t ld = (int64_t)(b->end - b->oy) * d->ow;
+    conv_im2col_rows(d, b->r->x + begin * d->h * d->w, (int)(end - begin), b->oy, b->end,
+                     b->col + begin * d->kh * d->kw * ld, ld);
+}
+
+static void row_block(const row_blocks *r, int b, float *col) {
+    const kn_conv2d_desc *d = r->d;
+    const int oy = b * r->rows, end = oy + r->rows < d->oh ? oy + r->rows : d->oh, n = (end - oy) * d->ow;
+    block_columns columns = {r, col, oy, end};
+    kn_parallel_for(r->cg, KN_GRAIN_ROWS, block_columns_task, &columns);
+    kn_sgemm(0, 0, r->og, n, r->kdim, 1.0f, r->w, r->kdim, col, n, 0.0f, r->y + (int64_t)oy * d->ow, d->oh * d->ow);
+}
+
+// Worker t of `workers` takes the blocks t, t + workers, … with a column buffer of its own (the
+// caller's is its whole-image buffer, never smaller, so asking again does not move it).
+static void row_blocks_task(void *context, int worker, int workers) {
+    const row_blocks *r = context;
+    float *col = kn_scratch(KN_SCRATCH_COLUMNS, (int64_t)r->kdim * r->rows * r->d->ow);
+    if (!col) return;
+    const int blocks = (r->d->oh + r->rows - 1) / r->rows;
+    for (int b = worker; b < blocks; b += workers) row_block(r, b, col);
+}
+
 // One chunk of `count` images, all groups. Single images with a pointwise conv read x directly;
 // otherwise the chunk's columns are gathered side by side (im2col), multiplied in one GEMM per
 // group into `tmp` [o, count*ohw] and scattered back to NCHW.
@@ -32,14 +74,15 @@ static void conv_chunk_forward(const kn_conv2d_desc *d, const float *x, const fl
         if (conv_is_pointwise(d) && count == 1) {
             b = x + (int64_t)g * cg * d->h * d->w;
         } else if (direct) {  // one image: columns a block of output rows at a time, while in L2
-            const float *xg = x + (int64_t)g * cg * d->h * d->w;
-            const int rows = conv_row_block(d, kdim);
-            for (int oy = 0; oy < d->oh; oy += rows) {
-                const int end = oy + rows < d->oh ? oy + rows : d->oh, n = (end - oy) * d->ow;
-                conv_im2col_rows(d, xg, cg, oy, end, col, n);
-                kn_sgemm(0, 0, og, n, kdim, 1.0f, w + (int64_t)g * og * kdim, kdim, col, n, 0.0f,
-                         y + (int64_t)g * og * ohw + (int64_t)oy * d->ow, ohw);
-            }
+            row_blocks r = {d, x + (int64_t)g * cg * d->h * d->w, w + (int64_t)g * og * kdim,
+                            y + (int64_t)g * og * ohw, cg, og, kdim, conv_row_block(d, kdim)};
+            const int blocks = (d->oh + r.rows - 1) / r.rows, threads = kn_in_parallel() ? 1 : kn_threads();
+            // Enough blocks: each thread builds and multiplies its own (no serial im2col while the
+            // others wait); too few: one at a time, each GEMM split across the threads.
+            if (blocks >= 2 * threads && threads > 1)
+                kn_parallel(threads, row_blocks_task, &r);
+            else
+                for (int b = 0; b < blocks; b++) row_block(&r, b, col);
             continue;
         } else {
             for (int j = 0; j < count; j++) conv_im2col(d, x + j * xs + (int64_t)g * cg * d->h * d->w, cg, col + (int64_t)j * ohw, cols);
