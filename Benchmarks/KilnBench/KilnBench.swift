@@ -84,7 +84,7 @@ struct KilnBench: ParsableCommand {
         switch workload {
         case .resnet18Infer, .basicCNNInfer, .mobileNetInfer:
             let graph = try Compiler.inference(model, input: shape, fuse: !unfused)
-            let executor = try Executor(graph: graph, parameters: ParameterStore(graph: graph, seed: 1))
+            let executor = try Executor(graph: graph, parameters: ParameterStore(graph: graph, seed: 1), constantWeights: true)
             if profile { executor.stepTimes = [:]; profiled = executor }
             step = { try executor.run(["input": input]) }
         case .resnet18Train, .resnet18Frozen, .basicCNNTrain, .mobileNetTrain, .mobileNetFrozen:

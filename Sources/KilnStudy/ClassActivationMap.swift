@@ -50,7 +50,7 @@ public final class ClassActivationMap {
         featureName = try Self.lastFeatureMap(graph, classifier: config.classifier)
         guard let weight = store["\(config.classifier).weight"] else { throw StudyError("\(file): no \(config.classifier).weight") }
         self.weight = weight
-        executor = try Executor(graph: graph, parameters: store, keep: [featureName])
+        executor = try Executor(graph: graph, parameters: store, keep: [featureName], constantWeights: true)
     }
 
     /// The value the classifier's pooled input comes from: walking back from the classifier

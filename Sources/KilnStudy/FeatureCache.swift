@@ -178,7 +178,7 @@ final class FeatureFeeder: @unchecked Sendable {
     private func extractor(batch: Int) throws -> Executor {
         if let executor = extractors[batch] { return executor }
         let graph = try Compiler.features(model, input: [batch, 3, inputSize, inputSize], values: boundary.values)
-        let executor = try Executor(graph: graph, parameters: parameters, mode: .inference)
+        let executor = try Executor(graph: graph, parameters: parameters, mode: .inference, constantWeights: true)
         extractors[batch] = executor
         return executor
     }

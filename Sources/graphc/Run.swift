@@ -134,7 +134,7 @@ struct Run: ParsableCommand {
                 try NPY.write(result[wanted]!.float32(), to: URL(fileURLWithPath: output))
                 return
             }
-            let executor = try Executor(graph: graph, parameters: store, keep: [wanted])
+            let executor = try Executor(graph: graph, parameters: store, keep: [wanted], constantWeights: true)
             try executor.run(["input": x])
             try NPY.write(try executor.tensor(named: wanted), to: URL(fileURLWithPath: output))
         }

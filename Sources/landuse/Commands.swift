@@ -142,7 +142,7 @@ struct Predict: ParsableCommand {
             let (config, classes) = (trained.config, trained.classes)
             let graph = try Compiler.inference(trained.model, input: [1, 3, config.inputSize, config.inputSize])
             let store = try trained.parameters(for: graph)
-            let executor = try Executor(graph: graph, parameters: store)
+            let executor = try Executor(graph: graph, parameters: store, constantWeights: true)
             for path in images {
                 var rng = SplitMix(seed: 0)
                 let decoded = FloatImage(try ImageDecoder.decode(URL(fileURLWithPath: path)))

@@ -194,6 +194,31 @@ struct CompilerTests {
         #expect(Double(plan.arenaBytes) <= 1.05 * Double(inference.arenaBytes))
     }
 
+    /// An executor told its weights are constant folds BN into the convs once and reuses it: the
+    /// same logits as folding per run, on every run; a change to the store after the first run is
+    /// (by contract) not seen, which shows the folded filters really are kept.
+    @Test func constantWeightsFoldOnceAndComputeTheSame() throws {
+        let input: Shape = [2, 3, 32, 32]
+        let graph = try Compiler.inference(ResNet18(classes: 7, width: 8), input: input)
+        let store = ParameterStore(graph: graph, seed: 6)
+        randomizeRunningStatistics(store)
+        let folding = try Executor(graph: graph, parameters: store)
+        let constant = try Executor(graph: graph, parameters: store, constantWeights: true)
+        for scale in [1, -2] as [Float] {
+            let x = feeds(input)["input"]!
+            for i in 0..<x.count { x.floats[i] *= scale }
+            let a = try folding.run(["input": x])["logits"]!.scalars
+            let b = try constant.run(["input": x])["logits"]!.scalars
+            #expect(a == b)
+        }
+        let gamma = store["layer1.0.bn1.weight"]!
+        for i in 0..<gamma.count { gamma.floats[i] *= 3 }
+        let x = feeds(input)["input"]!
+        let changed = try folding.run(["input": x])["logits"]!.scalars
+        let kept = try constant.run(["input": x])["logits"]!.scalars
+        #expect(changed != kept)
+    }
+
     /// Recomputing y = act(BN(z)) in the backward pass gives the same training steps, bit for bit
     /// (the moments are summed in the forward's order), in a smaller arena.
     @Test(arguments: cases.prefix(2))

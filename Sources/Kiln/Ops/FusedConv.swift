@@ -44,15 +44,31 @@ public struct FusedConvBNOp: Primitive {
         var d = conv.geometry(x.shape, w.shape)
         let y = call.output
         if bn.usesRunningStatistics || call.mode == .inference {
-            // Scratch for the folded weights: every element is written by the fold, so no zeroing.
-            let folded = UnsafeMutablePointer<Float>.allocate(capacity: w.count + w.shape[0])
-            defer { folded.deallocate() }
-            let foldedBias = folded + w.count
-            kn_fold_batchnorm(
-                w.floats, bias, gamma.floats, beta.floats, mean.floats, variance.floats, bn.eps,
-                Int32(w.shape[0]), Int64(w.shape.count / w.shape[0]), folded, foldedBias)
+            // The folded filters and bias: once per executor when its weights are constant,
+            // else per call into scratch (every element is written by the fold: no zeroing).
+            let count = w.count + w.shape[0]
+            let fold = { (out: UnsafeMutablePointer<Float>) in
+                kn_fold_batchnorm(
+                    w.floats, bias, gamma.floats, beta.floats, mean.floats, variance.floats, self.bn.eps,
+                    Int32(w.shape[0]), Int64(w.shape.count / w.shape[0]), out, out + w.count)
+            }
             var epilogue = kn_conv_epilogue(stats: nil, residual: residual, activation: activation.kernelCode)
-            kn_conv2d_forward_fused(&d, x.floats, folded, foldedBias, y.floats, &epilogue)
+            if let derived = call.derived {
+                if derived.tensors.isEmpty {
+                    guard let kept = Tensor(allocating: [count]) else {
+                        throw ExecutionError.outOfMemory(node: call.node, bytes: count * 4)
+                    }
+                    fold(kept.floats)
+                    derived.tensors = [kept]
+                }
+                let folded = derived.tensors[0].floats
+                kn_conv2d_forward_fused(&d, x.floats, folded, folded + w.count, y.floats, &epilogue)
+                return
+            }
+            let folded = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            defer { folded.deallocate() }
+            fold(folded)
+            kn_conv2d_forward_fused(&d, x.floats, folded, folded + w.count, y.floats, &epilogue)
             return
         }
         let z = call.outputs[1]

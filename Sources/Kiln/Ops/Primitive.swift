@@ -48,6 +48,16 @@ public struct KernelCall {
     public var hyper: StepHyperparameters = StepHyperparameters()
     /// Set in data-parallel training with synchronised BatchNorm: BN normalises over every rank's batch.
     public var batchNormSynchronization: BatchNormSynchronization?
+    /// Set by an executor whose weights do not change between runs (`Executor(constantWeights:)`):
+    /// where an op keeps what it derives from its weights, computed on its first run.
+    public var derived: DerivedWeights?
+}
+
+/// What an op derives from its weights (BN folded into a conv's filters), kept across the runs of
+/// an executor whose parameters are constant, as ONNX Runtime folds constants once per session.
+public final class DerivedWeights: @unchecked Sendable {
+    public var tensors: [Tensor] = []
+    public init() {}
 }
 
 /// Per-run scalars the update kernels read; set by the train step before each run.

@@ -23,6 +23,8 @@ public final class Executor {
     var gradientBuckets: GradientBuckets?
     /// Ranks whose batches training-mode BatchNorm normalises over together (set by `TrainStep`).
     var batchNormGroup: (any Communicator)?
+    /// Per node, what its op derived from constant weights (nil unless `constantWeights`).
+    private let derived: [DerivedWeights?]
 
     /// - Parameters:
     ///   - graph: the compiled graph to run.
@@ -31,15 +33,20 @@ public final class Executor {
     ///   - seed: of stochastic kernels (dropout), mixed with the run count.
     ///   - keep: activations that must survive the run beyond the outputs (forward-hook style inspection).
     ///   - verify: run `PlanVerifier` first (on by default in debug builds).
+    ///   - constantWeights: the parameters will not change while this executor lives (a deployed
+    ///     model, a frozen feature extractor): ops may derive from them once (fold BN into the
+    ///     convs) and reuse it on every run. Inference executors only; not for one that shares its
+    ///     store with training.
     public init(
         graph: Graph, parameters: ParameterStore, mode: Mode = .inference,
-        keep: Set<String> = [], seed: UInt64 = 0, verify: Bool = Executor.verifyByDefault
+        keep: Set<String> = [], seed: UInt64 = 0, verify: Bool = Executor.verifyByDefault, constantWeights: Bool = false
     ) throws {
         try parameters.validate(against: graph)
         self.graph = graph
         self.mode = mode
         self.parameters = parameters
         self.seed = seed
+        derived = graph.nodes.map { _ in constantWeights && mode == .inference ? DerivedWeights() : nil }
         plan = Plan(graph, keep: keep)
         if verify { try PlanVerifier.verify(plan) }
         guard let arena = Arena(bytes: plan.arenaBytes) else { throw ExecutionError.outOfMemory(node: "arena", bytes: plan.arenaBytes) }
@@ -124,6 +131,7 @@ public final class Executor {
             outputs: node.outputs.map { slots[$0.index]! }, mode: mode, seed: seed)
         call.hyper = hyper
         call.batchNormSynchronization = synchronization
+        call.derived = derived[node.index]
         if stepTimes != nil {
             let start = DispatchTime.now().uptimeNanoseconds
             try node.op.forward(call)
