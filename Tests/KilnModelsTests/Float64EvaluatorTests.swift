@@ -1,5 +1,6 @@
 import Foundation
-import Kiln
+import CKernels
+@testable import Kiln
 import KilnModels
 import Testing
 
@@ -95,6 +96,29 @@ struct Float64EvaluatorTests {
         print(
             "\(c): \(checked.count) of \(compiled.gradients.count) gradients checked, worst relative error vs float64 \(worst)"
                 + (flips == 0 ? "" : " (\(flips) activation mask flips at \(flipped))"))
+    }
+
+    /// Eval logits where Winograd F(4×4) runs in layer1, layer2 and layer3 (full-width ResNet-18,
+    /// 16 images at 112²: 196, 49 and 16 2×2 tiles per image) stay within 1e-5 of float64.
+    @Test func winogradInferenceLogitsMatchFloat64() throws {
+        let layers = try Zoo.model("resnet18", classes: 21, width: 1)
+        let shape: Shape = [16, 3, 112, 112]
+        let input = Tensor(shape: shape, values: FixtureWeights.unit("evaluator/winograd", count: shape.count))
+        let inference = try Compiler.inference(layers, input: shape)
+        var winograd = 0
+        for node in inference.nodes {
+            guard let fused = node.op as? FusedConvBNOp else { continue }
+            var d = fused.conv.descriptor(inference[node.inputs[0]].shape, inference[node.inputs[1]].shape)
+            if kn_conv2d_geometry(&d) == 0 && kn_conv2d_winograd_eligible(&d) == 1 { winograd += 1 }
+        }
+        #expect(winograd == 10)  // layer1–3's 3×3 stride-1 convs (layer4's maps give too few tiles)
+        let store = FixtureWeights.store(for: try Graph.trace(layers, input: shape))
+        let logits = try Executor(graph: inference, parameters: store).run(["input": input])["logits"]!.scalars
+        let reference = try Float64Evaluator(graph: try Compiler.inference(layers, input: shape, fuse: false))
+            .run(["input": Float64Tensor(input)], parameters: store, mode: .inference)["logits"]!.scalars
+        let error = relativeError(logits, reference)
+        #expect(error < 1e-5, "logits relative error \(error)")
+        print("ResNet-18 at 112², 16 images, Winograd F(4×4) in 10 convs: eval logits vs float64 \(error)")
     }
 
     @Test func refusesFusedGraphsNamingTheNode() throws {

@@ -22,7 +22,7 @@ struct ConvolutionTests {
         Case(c: 6, h: 7, w: 7, o: 6, k: 3, stride: 1, padding: .symmetric(1), groups: 6),  // depthwise
         Case(c: 4, h: 6, w: 6, o: 8, k: 3, stride: 1, padding: .symmetric(1), groups: 2),  // grouped
         Case(c: 3, h: 6, w: 9, o: 5, k: 3, stride: 2, padding: Padding(top: 2, left: 0, bottom: 0, right: 1)),
-        // Winograd F(2×2, 3×3) (≥ 256 output tiles): odd sizes leave partial edge tiles; batch 9
+        // Winograd F(4×4, 3×3) (≥ 256 2×2 output tiles): odd sizes leave partial edge tiles; batch 9
         // splits into chunks.
         Case(n: 9, c: 128, h: 9, w: 11, o: 128, k: 3, stride: 1, padding: .symmetric(1)),
         Case(n: 1, c: 64, h: 33, w: 32, o: 72, k: 3, stride: 1, padding: .symmetric(1), bias: false),
@@ -60,7 +60,10 @@ struct ConvolutionTests {
         kn_conv2d_reference(&d, x.floats, w.floats, t.bias ? inputs[2].floats : nil, reference.floats)
         // The GEMM sums each output over k = c·9 terms in order (2304 for 256 channels): float32
         // rounding of a chain that long reaches ~2e-6 against the double-accumulated reference.
-        #expect(relativeError(fast.scalars, reference.scalars) < 5e-6, "\(t)")
+        // Winograd F(4×4)'s transforms add their own (6–8e-6 on these random cases; the network-level
+        // bound is Float64EvaluatorTests' 1e-5 on logits).
+        let tolerance = kn_conv2d_winograd_eligible(&d) == 1 ? 2e-5 : 5e-6
+        #expect(relativeError(fast.scalars, reference.scalars) < tolerance, "\(t)")
     }
 
     @Test func referenceMatchesHandComputedValue() {

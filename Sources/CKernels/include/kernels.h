@@ -124,13 +124,13 @@ void kn_fused_bn_backward_finish(const double *moments, const double *totals, do
 
 /// Whether the Winograd path applies (3×3, stride 1, pad 1, ungrouped, ≥ 64 channels, maps ≥ 4×4).
 int kn_conv2d_winograd_eligible(const kn_conv2d_desc *d);
-/// Winograd F(tile×tile, 3×3) convolution, tile 2 or 4; `epilogue(d, context, image, y_image)`
-/// runs per image after its output is written.
-void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y, int tile,
+/// Winograd F(4×4, 3×3) convolution; `epilogue(d, context, image, y_image)` runs per image after
+/// its output is written.
+void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
                         void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *), const void *context);
-/// dw of a Winograd-eligible convolution by the transposed algorithm, tile 2 or 4 (per-thread
-/// accumulators summed in a fixed order).
-void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw, int tile);
+/// dw of a Winograd-eligible convolution by the transposed algorithm (per-thread accumulators
+/// summed in a fixed order).
+void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw);
 
 /// Depthwise convolution (groups == c == o) and its gradients: direct kernels over zero-padded planes.
 void kn_conv2d_depthwise_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y);

@@ -8,9 +8,8 @@
 #include "conv_common.h"
 #include "../parallel.h"
 
-// Gradients take F(4×4, 3×3): 44% fewer multiplies than F(2×2) for ~10× its rounding error,
-// which stays well inside the 1e-4 gradient tolerance (Float64EvaluatorTests).
-enum { KN_GRADIENT_WINOGRAD_TILE = 4 };
+// Gradients take Winograd F(4×4, 3×3) like the forward passes: its rounding error stays well
+// inside the 1e-4 gradient tolerance (Float64EvaluatorTests).
 
 // dx of a 3×3 stride-1 pad-1 conv is the same kind of conv of dy with the kernel rotated by 180°
 // and its channel axes swapped, so it takes the Winograd path too.
@@ -23,7 +22,7 @@ static void winograd_backward_data(const kn_conv2d_desc *d, const float *dy, con
     kn_conv2d_desc t = *d;
     t.c = d->o; t.h = d->oh; t.w = d->ow;
     t.o = d->c; t.oh = d->h; t.ow = d->w;
-    kn_conv2d_winograd(&t, dy, rotated, NULL, dx, KN_GRADIENT_WINOGRAD_TILE, NULL, NULL);
+    kn_conv2d_winograd(&t, dy, rotated, NULL, dx, NULL, NULL);
 }
 
 // One backward convolution's buffers, for the parallel loops over chunks of images.
@@ -133,7 +132,7 @@ static void backward_filter_chunks(void *context, int t, int workers) {
 
 void kn_conv2d_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw) {
     if (conv_is_depthwise(d)) { kn_conv2d_depthwise_backward_filter(d, x, dy, dw); return; }
-    if (kn_conv2d_winograd_eligible(d) && !getenv("KILN_NO_WINOGRAD")) { kn_conv2d_winograd_backward_filter(d, x, dy, dw, KN_GRADIENT_WINOGRAD_TILE); return; }
+    if (kn_conv2d_winograd_eligible(d) && !getenv("KILN_NO_WINOGRAD")) { kn_conv2d_winograd_backward_filter(d, x, dy, dw); return; }
     const int threads = kn_threads();
     const int kdim = d->c / d->groups * d->kh * d->kw;
     const int64_t wsize = (int64_t)d->o * kdim;

@@ -2,12 +2,13 @@
 //   U = G g Gᵀ,  V = Bᵀ d B,  Y = Aᵀ (U ⊙ V) A,
 // with α = m + 2: each α×α input tile gives an m×m output tile with α² multiplies per (input,
 // output) channel pair instead of 9m². The α² element-wise products become α² GEMMs over all
-// tiles of a chunk of images, so the arithmetic still runs in OpenBLAS. The filter gradient is
+// tiles of a chunk of images, so the arithmetic runs in Kiln's packed GEMM. The filter gradient is
 // the same algorithm transposed: Y is linear in g, so
 //   dg = Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ V] G,
 // and the sum over tiles is again α² GEMMs, with the tiles as the reduction axis.
-// Two tile sizes: F(2×2, 3×3) (16 products per 4 outputs; float32 error as direct convolution)
-// and F(4×4, 3×3) (36 per 16: 44% fewer multiplies, ~10× the rounding error of F(2×2)).
+// One tile size, F(4×4, 3×3): 36 products per 16 outputs (a quarter of direct convolution's
+// multiplies; F(2×2) needs 16 per 4, 78% more), for a rounding error per conv of ~1e-5 relative on
+// random data that a network does not amplify (conv.c gives the logits' figures).
 #include "kernels.h"
 #include "../parallel.h"
 #include <stdlib.h>
@@ -37,34 +38,6 @@ typedef void (*tile_transform)(const float *const *in, float *const *out, int n)
 
 #define IN(k) const float *restrict i##k = in[k]
 #define OUT(k) float *restrict o##k = out[k]
-
-// F(2×2, 3×3).
-static void b2(const float *const *in, float *const *out, int n) {  // Bᵀ: 4 → 4
-    IN(0); IN(1); IN(2); IN(3); OUT(0); OUT(1); OUT(2); OUT(3);
-    for (int t = 0; t < n; t++) {
-        o0[t] = i0[t] - i2[t]; o1[t] = i1[t] + i2[t]; o2[t] = i2[t] - i1[t]; o3[t] = i1[t] - i3[t];
-    }
-}
-static void a2(const float *const *in, float *const *out, int n) {  // Aᵀ: 4 → 2
-    IN(0); IN(1); IN(2); IN(3); OUT(0); OUT(1);
-    for (int t = 0; t < n; t++) { o0[t] = i0[t] + i1[t] + i2[t]; o1[t] = i1[t] - i2[t] - i3[t]; }
-}
-static void at2(const float *const *in, float *const *out, int n) {  // A: 2 → 4
-    IN(0); IN(1); OUT(0); OUT(1); OUT(2); OUT(3);
-    for (int t = 0; t < n; t++) { o0[t] = i0[t]; o1[t] = i0[t] + i1[t]; o2[t] = i0[t] - i1[t]; o3[t] = -i1[t]; }
-}
-static void g2(const float *const *in, float *const *out, int n) {  // G: 3 → 4
-    IN(0); IN(1); IN(2); OUT(0); OUT(1); OUT(2); OUT(3);
-    for (int t = 0; t < n; t++) {
-        o0[t] = i0[t]; o1[t] = 0.5f * (i0[t] + i1[t] + i2[t]); o2[t] = 0.5f * (i0[t] - i1[t] + i2[t]); o3[t] = i2[t];
-    }
-}
-static void gt2(const float *const *in, float *const *out, int n) {  // Gᵀ: 4 → 3
-    IN(0); IN(1); IN(2); IN(3); OUT(0); OUT(1); OUT(2);
-    for (int t = 0; t < n; t++) {
-        o0[t] = i0[t] + 0.5f * (i1[t] + i2[t]); o1[t] = 0.5f * (i1[t] - i2[t]); o2[t] = 0.5f * (i1[t] + i2[t]) + i3[t];
-    }
-}
 
 // F(4×4, 3×3), points 0, ±1, ±2, ∞.
 static void b4(const float *const *in, float *const *out, int n) {  // Bᵀ: 6 → 6
@@ -132,10 +105,7 @@ typedef struct {
     tile_transform filter;     // Gᵀ
 } algorithm;
 
-static const algorithm f2 = {2, 4, b2, a2, at2, g2, gt2};
 static const algorithm f4 = {4, 6, b4, a4, at4, g4, gt4};
-
-static const algorithm *pick(int tile) { return tile == 4 ? &f4 : &f2; }
 
 // ---- 2-D transforms ----------------------------------------------------------------------------
 
@@ -294,9 +264,9 @@ INLINE void transform_filter_gradient_blocks_impl(const algorithm *alg, const pa
     }
 }
 
-// One instance of each transform per tile size.
+// One instance of each transform, with the algorithm's sizes constant (so its loops unroll).
 #define specialise(name, params, args) \
-    static void name params { if (alg->m == 4) name##_impl(&f4, args); else name##_impl(&f2, args); }
+    static void name params { (void)alg; name##_impl(&f4, args); }
 #define A(...) __VA_ARGS__
 specialise(transform_weight_blocks, (const algorithm *alg, const pair_blocks *r, int64_t begin, int64_t end), A(r, begin, end))
 specialise(transform_input, (const algorithm *alg, const kn_conv2d_desc *d, const float *x, int count, int th, int tw, float *v),
@@ -382,9 +352,9 @@ static void winograd_forward_chunks(void *context, int worker, int workers) {
     }
 }
 
-void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y, int tile,
+void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
                         void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *), const void *context) {
-    const algorithm *alg = pick(tile);
+    const algorithm *alg = &f4;
     const int a2n = alg->a * alg->a, threads = kn_threads();
     const int th = (d->oh + alg->m - 1) / alg->m, tw = (d->ow + alg->m - 1) / alg->m;
     const int chunk = tile_chunk(d, th * tw, threads), chunks = (d->n + chunk - 1) / chunk;
@@ -422,8 +392,8 @@ static void winograd_filter_chunks(void *context, int worker, int workers) {
     }
 }
 
-void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw, int tile) {
-    const algorithm *alg = pick(tile);
+void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw) {
+    const algorithm *alg = &f4;
     const int a2n = alg->a * alg->a, threads = kn_threads();
     const int th = (d->oh + alg->m - 1) / alg->m, tw = (d->ow + alg->m - 1) / alg->m;
     const int chunk = tile_chunk(d, th * tw, threads), chunks = (d->n + chunk - 1) / chunk;
