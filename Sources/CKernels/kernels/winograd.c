@@ -131,17 +131,18 @@ INLINE void transform_2d(tile_transform f, int w_in, int w_out, const float *con
     for (int p = 0; p < w_out; p++) f((const float *const *)(mid + p * w_in), out + p * w_out, n);
 }
 
-// Per-thread buffers of one image plane's tiles: α² grid arrays and α² intermediate arrays of
+// Per-thread buffers of one channel's tiles (of a chunk's images): α² grid arrays and α² intermediate arrays of
 // `tiles` floats, plus the zero-padded plane.
 typedef struct { float *grid[36], *mid[36], *plane; } plane_buffers;
 
 INLINE plane_buffers plane_scratch(const algorithm *alg, int64_t tiles, int64_t plane_floats) {
     const int a2n = alg->a * alg->a;
-    float *base = kn_scratch(KN_SCRATCH_TILES, 2 * a2n * tiles + plane_floats);
+    const int64_t pitch = matrix_stride(1, tiles);  // apart by a cache line more than a multiple of 64 B
+    float *base = kn_scratch(KN_SCRATCH_TILES, 2 * a2n * pitch + plane_floats);
     plane_buffers b = {0};
     if (!base) return b;  // b.plane == NULL: the caller skips its work
-    for (int k = 0; k < a2n; k++) { b.grid[k] = base + k * tiles; b.mid[k] = base + (a2n + k) * tiles; }
-    b.plane = base + 2 * a2n * tiles;
+    for (int k = 0; k < a2n; k++) { b.grid[k] = base + k * pitch; b.mid[k] = base + (a2n + k) * pitch; }
+    b.plane = base + 2 * a2n * pitch;
     return b;
 }
 
@@ -185,25 +186,29 @@ INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, i
                              int channels, int h, int w, int count, int th, int tw, float *out_matrices) {
     const int m = alg->m, a = alg->a, ph = m * th + side - m, pw = m * tw + side - m;
     const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(channels, tiles), n = (int64_t)th * tw;
-    plane_buffers b = plane_scratch(alg, n, (int64_t)ph * pw);
+    plane_buffers b = plane_scratch(alg, tiles, (int64_t)ph * pw);
     if (!b.plane) return;
     float *out[36];
     memset(b.plane, 0, sizeof(float) * ph * pw);
-    for (int img = 0; img < count; img++)
-        for (int ch = 0; ch < channels; ch++) {
+    // A channel at a time, the tiles of all `count` images side by side (they are adjacent in the
+    // output matrices): the 1-D transforms then run over count·th·tw tiles, not th·tw — 4 for a
+    // 7×7 map in F(4×4), too few for one vector.
+    for (int ch = 0; ch < channels; ch++) {
+        for (int img = 0; img < count; img++) {
             const float *sp = src + ((int64_t)img * channels + ch) * h * w;
             for (int y = 0; y < h; y++) memcpy(b.plane + (int64_t)(y + border) * pw + border, sp + (int64_t)y * w, sizeof(float) * w);
             for (int i = 0; i < side; i++)
                 for (int j = 0; j < side; j++) {
-                    float *dst = b.grid[i * side + j];
+                    float *dst = b.grid[i * side + j] + img * n;
                     for (int ty = 0; ty < th; ty++) {
                         const float *row = b.plane + (int64_t)(m * ty + i) * pw + j;
                         for (int tx = 0; tx < tw; tx++) dst[ty * tw + tx] = row[m * tx];
                     }
                 }
-            for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride + (int64_t)ch * tiles + (int64_t)img * n;
-            transform_2d(f, side, a, (const float *const *)b.grid, b.mid, out, (int)n);
         }
+        for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride + (int64_t)ch * tiles;
+        transform_2d(f, side, a, (const float *const *)b.grid, b.mid, out, (int)tiles);
+    }
 }
 
 // V[α²][c][T] = Bᵀ d B for the α×α input tiles (the input padded by 1 on each side).
@@ -216,26 +221,27 @@ INLINE void transform_output_impl(const algorithm *alg, const kn_conv2d_desc *d,
                              int count, int th, int tw, float *y) {
     const int m = alg->m, a = alg->a;
     const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(d->o, tiles), n = (int64_t)th * tw;
-    plane_buffers b = plane_scratch(alg, n, 0);
+    plane_buffers b = plane_scratch(alg, tiles, 0);
     if (!b.plane) return;
     const float *in[36];
-    for (int img = 0; img < count; img++)
-        for (int oc = 0; oc < d->o; oc++) {
-            for (int k = 0; k < a * a; k++) in[k] = mm + k * stride + (int64_t)oc * tiles + (int64_t)img * n;
-            transform_2d(alg->output, a, m, in, b.mid, b.grid, (int)n);  // grid[i*m + j]: output (i, j) of every tile
+    for (int oc = 0; oc < d->o; oc++) {  // a channel of all `count` images at once (as transform_planes)
+        for (int k = 0; k < a * a; k++) in[k] = mm + k * stride + (int64_t)oc * tiles;
+        transform_2d(alg->output, a, m, in, b.mid, b.grid, (int)tiles);  // grid[i*m + j]: output (i, j) of every tile
+        const float bv = bias ? bias[oc] : 0.0f;
+        const int full = d->ow / m;  // tiles whose m columns all lie inside the output
+        for (int img = 0; img < count; img++) {
             float *yp = y + ((int64_t)img * d->o + oc) * d->oh * d->ow;
-            const float bv = bias ? bias[oc] : 0.0f;
-            const int full = d->ow / m;  // tiles whose m columns all lie inside the output
             for (int ty = 0; ty < th; ty++)
                 for (int i = 0; i < m && m * ty + i < d->oh; i++) {
                     float *dst = yp + (int64_t)(m * ty + i) * d->ow;
                     for (int j = 0; j < m; j++) {
-                        const float *src = b.grid[i * m + j] + ty * tw;
+                        const float *src = b.grid[i * m + j] + img * n + ty * tw;
                         for (int tx = 0; tx < full; tx++) dst[m * tx + j] = src[tx] + bv;
                         if (full < tw && m * full + j < d->ow) dst[m * full + j] = src[full] + bv;
                     }
                 }
         }
+    }
 }
 
 // Ĝ[α²][o][T] = A dy Aᵀ for the m×m output-gradient tiles of `count` images (zero past the edge).
