@@ -4,7 +4,7 @@
 /// reads y late (the next layer's filter gradient, the activation mask, a max pool's argmax), so
 /// without this every such y is live at the forward/backward boundary, where the arena peaks; the
 /// recomputed y lives only from just before its first backward reader to its last, a sub-interval
-/// of the original, so the plan can only shrink. ResNet-18 at batch 32: the arena 634 → 444 MiB for
+/// of the original, so the plan can only shrink. ResNet-18 at batch 32: the arena 634 → 447 MiB for
 /// about 2% more time per step (what PyTorch users buy with activation checkpointing, here for the
 /// cheapest activations only, picked by the compiler).
 ///
