@@ -146,6 +146,16 @@ static inline __attribute__((always_inline)) void maxpool_backward_inner_row(con
     for (int ox = ox0; ox < ox1; ox++) o[window_argmax(xp, row + ox * d->sw, d->w, kh, kw)] += g[ox];
 }
 
+// Windows [from, to) of one output row that reach past the input's edge: the clipped scan.
+static void maxpool_backward_edge_windows(const kn_pool2d_desc *d, const float *xp, const float *g, float *o, int oy,
+                                          int from, int to) {
+    for (int ox = from; ox < to; ox++) {
+        int32_t where;
+        kn_window_max(d, xp, oy, ox, &where);
+        if (where >= 0) o[where] += g[ox];
+    }
+}
+
 static void maxpool_backward_planes(void *context, int64_t begin, int64_t end) {
     const pool_backward_args *r = context;
     const kn_pool2d_desc *d = r->d;
@@ -160,20 +170,17 @@ static void maxpool_backward_planes(void *context, int64_t begin, int64_t end) {
         memset(o, 0, sizeof(float) * d->h * d->w);
         for (int oy = 0; oy < d->oh; oy++) {
             const float *gr = g + oy * d->ow;
-            const int inner = oy >= oy0 && oy < oy1;
-            for (int ox = 0; ox < d->ow; ox++) {
-                if (inner && ox == ox0 && ox0 < ox1) {  // the windows wholly inside the input
-                    if (three)
-                        maxpool_backward_inner_row(d, xp, gr, o, oy, ox0, ox1, 3, 3);
-                    else
-                        maxpool_backward_inner_row(d, xp, gr, o, oy, ox0, ox1, d->kh, d->kw);
-                    ox = ox1 - 1;
-                    continue;
-                }
-                int32_t where;
-                kn_window_max(d, xp, oy, ox, &where);  // an edge window: the clipped scan
-                if (where >= 0) o[where] += gr[ox];
+            if (oy < oy0 || oy >= oy1 || ox0 >= ox1) {
+                maxpool_backward_edge_windows(d, xp, gr, o, oy, 0, d->ow);
+                continue;
             }
+            // Left edge, inner windows, right edge: the windows in order, as the forward scans them.
+            maxpool_backward_edge_windows(d, xp, gr, o, oy, 0, ox0);
+            if (three)
+                maxpool_backward_inner_row(d, xp, gr, o, oy, ox0, ox1, 3, 3);
+            else
+                maxpool_backward_inner_row(d, xp, gr, o, oy, ox0, ox1, d->kh, d->kw);
+            maxpool_backward_edge_windows(d, xp, gr, o, oy, ox1, d->ow);
         }
     }
 }

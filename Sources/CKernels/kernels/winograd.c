@@ -27,8 +27,8 @@ int kn_conv2d_winograd_eligible(const kn_conv2d_desc *d) {
            d->pb == 1 && d->pr == 1 && d->c >= 64 && d->o >= 64 && d->h >= 4 && d->w >= 4 && tiles >= 256;
 }
 
-// The transforms below are written once for any algorithm and instantiated per tile size
-// (`specialise`), so the 1-D kernels inline into straight-line, vectorised loops.
+// The transforms below are written once for an algorithm's sizes and transforms and instantiated
+// for F(4×4) (`specialise`), so the 1-D kernels inline into straight-line, vectorised loops.
 #define INLINE static inline __attribute__((always_inline))
 
 // ---- 1-D transforms ----------------------------------------------------------------------------
@@ -152,7 +152,6 @@ enum { PAIR_BLOCK = 64 };
 
 // The weight and filter-gradient transforms run over blocks of (o, c) pairs in parallel.
 typedef struct {
-    const algorithm *alg;
     const float *in;
     float *out;
     int o, c;
@@ -272,39 +271,39 @@ INLINE void transform_filter_gradient_blocks_impl(const algorithm *alg, const pa
 
 // One instance of each transform, with the algorithm's sizes constant (so its loops unroll).
 #define specialise(name, params, args) \
-    static void name params { (void)alg; name##_impl(&f4, args); }
+    static void name params { name##_impl(&f4, args); }
 #define A(...) __VA_ARGS__
-specialise(transform_weight_blocks, (const algorithm *alg, const pair_blocks *r, int64_t begin, int64_t end), A(r, begin, end))
-specialise(transform_input, (const algorithm *alg, const kn_conv2d_desc *d, const float *x, int count, int th, int tw, float *v),
+specialise(transform_weight_blocks, (const pair_blocks *r, int64_t begin, int64_t end), A(r, begin, end))
+specialise(transform_input, (const kn_conv2d_desc *d, const float *x, int count, int th, int tw, float *v),
            A(d, x, count, th, tw, v))
-specialise(transform_output, (const algorithm *alg, const kn_conv2d_desc *d, const float *mm, const float *bias, int count,
+specialise(transform_output, (const kn_conv2d_desc *d, const float *mm, const float *bias, int count,
                               int th, int tw, float *y), A(d, mm, bias, count, th, tw, y))
-specialise(transform_gradient, (const algorithm *alg, const kn_conv2d_desc *d, const float *dy, int count, int th, int tw, float *g),
+specialise(transform_gradient, (const kn_conv2d_desc *d, const float *dy, int count, int th, int tw, float *g),
            A(d, dy, count, th, tw, g))
-specialise(transform_filter_gradient_blocks, (const algorithm *alg, const pair_blocks *r, int64_t begin, int64_t end),
+specialise(transform_filter_gradient_blocks, (const pair_blocks *r, int64_t begin, int64_t end),
            A(r, begin, end))
 #undef A
 #undef specialise
 
 static void weight_blocks_task(void *context, int64_t begin, int64_t end) {
     const pair_blocks *r = context;
-    transform_weight_blocks(r->alg, r, begin, end);
+    transform_weight_blocks(r, begin, end);
 }
 
 static void filter_gradient_blocks_task(void *context, int64_t begin, int64_t end) {
     const pair_blocks *r = context;
-    transform_filter_gradient_blocks(r->alg, r, begin, end);
+    transform_filter_gradient_blocks(r, begin, end);
 }
 
 static int64_t pair_block_count(int o, int c) { return ((int64_t)o * c + PAIR_BLOCK - 1) / PAIR_BLOCK; }
 
-static void transform_weights(const algorithm *alg, const float *w, int o, int c, float *u) {
-    pair_blocks r = {alg, w, u, o, c};
+static void transform_weights(const float *w, int o, int c, float *u) {
+    pair_blocks r = {w, u, o, c};
     kn_parallel_for(pair_block_count(o, c), KN_GRAIN_ROWS, weight_blocks_task, &r);
 }
 
-static void transform_filter_gradient(const algorithm *alg, const float *mm, int o, int c, float *dw) {
-    pair_blocks r = {alg, mm, dw, o, c};
+static void transform_filter_gradient(const float *mm, int o, int c, float *dw) {
+    pair_blocks r = {mm, dw, o, c};
     kn_parallel_for(pair_block_count(o, c), KN_GRAIN_ROWS, filter_gradient_blocks_task, &r);
 }
 
@@ -324,7 +323,6 @@ static int tile_chunk(const kn_conv2d_desc *d, int tiles_per_image, int threads)
 
 // One Winograd convolution (or filter gradient) over chunks of images.
 typedef struct {
-    const algorithm *alg;
     const kn_conv2d_desc *d;
     const float *x, *u, *bias, *dy;
     float *y, *accumulators;  // accumulators: one [α²][o][c] block per worker (filter gradient)
@@ -335,7 +333,7 @@ typedef struct {
 
 static void winograd_forward_chunks(void *context, int worker, int workers) {
     const winograd_chunks *r = context;
-    const algorithm *alg = r->alg;
+    const algorithm *alg = &f4;
     const kn_conv2d_desc *d = r->d;
     const int a2n = alg->a * alg->a, th = r->th, tw = r->tw;
     const int64_t weights = matrix_stride(d->o, d->c), xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
@@ -349,11 +347,11 @@ static void winograd_forward_chunks(void *context, int worker, int workers) {
     for (int ci = (int)begin; ci < end; ci++) {
         const int first = ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
         const int64_t tiles = (int64_t)count * th * tw;
-        transform_input(alg, d, r->x + first * xs, count, th, tw, v);
+        transform_input(d, r->x + first * xs, count, th, tw, v);
         for (int k = 0; k < a2n; k++)
             kn_sgemm(0, 0, d->o, (int)tiles, d->c, 1.0f, r->u + k * weights, d->c,
                      v + k * matrix_stride(d->c, tiles), (int)tiles, 0.0f, m + k * matrix_stride(d->o, tiles), (int)tiles);
-        transform_output(alg, d, m, r->bias, count, th, tw, r->y + first * ys);
+        transform_output(d, m, r->bias, count, th, tw, r->y + first * ys);
         if (r->epilogue) for (int j = first; j < first + count; j++) r->epilogue(d, r->context, j, r->y + j * ys);
     }
 }
@@ -366,15 +364,15 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     const int chunk = tile_chunk(d, th * tw, threads), chunks = (d->n + chunk - 1) / chunk;
     float *u = kn_scratch(KN_SCRATCH_WEIGHTS, a2n * matrix_stride(d->o, d->c));
     if (!u) return;
-    transform_weights(alg, w, d->o, d->c, u);
-    winograd_chunks r = {.alg = alg, .d = d, .x = x, .u = u, .bias = bias, .y = y, .epilogue = epilogue, .context = context,
+    transform_weights(w, d->o, d->c, u);
+    winograd_chunks r = {.d = d, .x = x, .u = u, .bias = bias, .y = y, .epilogue = epilogue, .context = context,
                          .chunk = chunk, .chunks = chunks, .th = th, .tw = tw};
     kn_parallel(chunks >= threads ? threads : 1, winograd_forward_chunks, &r);
 }
 
 static void winograd_filter_chunks(void *context, int worker, int workers) {
     const winograd_chunks *r = context;
-    const algorithm *alg = r->alg;
+    const algorithm *alg = &f4;
     const kn_conv2d_desc *d = r->d;
     const int a2n = alg->a * alg->a, th = r->th, tw = r->tw;
     const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow, products = matrix_stride(d->o, d->c);
@@ -390,8 +388,8 @@ static void winograd_filter_chunks(void *context, int worker, int workers) {
     for (int ci = (int)begin; ci < end; ci++) {
         const int first = ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
         const int64_t tiles = (int64_t)count * th * tw;
-        transform_input(alg, d, r->x + first * xs, count, th, tw, v);
-        transform_gradient(alg, d, r->dy + first * ys, count, th, tw, g);
+        transform_input(d, r->x + first * xs, count, th, tw, v);
+        transform_gradient(d, r->dy + first * ys, count, th, tw, g);
         for (int k = 0; k < a2n; k++)
             kn_sgemm(0, 1, d->o, d->c, (int)tiles, 1.0f, g + k * matrix_stride(d->o, tiles), (int)tiles,
                      v + k * matrix_stride(d->c, tiles), (int)tiles, 1.0f, acc + k * products, d->c);
@@ -409,12 +407,12 @@ void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x,
     // however the workers are scheduled; summed in worker order.
     float *accumulators = kn_scratch(KN_SCRATCH_ACCUMULATOR, workers * a2n * products);
     if (!accumulators) return;
-    winograd_chunks r = {.alg = alg, .d = d, .x = x, .dy = dy, .accumulators = accumulators, .chunk = chunk, .chunks = chunks,
+    winograd_chunks r = {.d = d, .x = x, .dy = dy, .accumulators = accumulators, .chunk = chunk, .chunks = chunks,
                          .th = th, .tw = tw};
     kn_parallel(workers, winograd_filter_chunks, &r);
     for (int t = 1; t < workers; t++) {
         const float *p = accumulators + t * a2n * products;
         for (int64_t i = 0; i < a2n * products; i++) accumulators[i] += p[i];
     }
-    transform_filter_gradient(alg, accumulators, d->o, d->c, dw);
+    transform_filter_gradient(accumulators, d->o, d->c, dw);
 }

@@ -30,12 +30,14 @@ struct GraphRewrite {
         for (old, new) in zip(node.outputs, result.nodes.last!.outputs) { map[old.index] = new }
     }
 
-    /// The rewritten graph, with the source's outputs, frozen set and gradients.
+    /// The rewritten graph, with the source's outputs, frozen set and gradients (of parameters and
+    /// of activations, for passes that run after autodiff).
     func finish() -> Graph {
         var graph = result
         graph.outputs = source.outputs.mapValues(mapped)
         graph.frozen = source.frozen
         graph.gradients = source.gradients.mapValues(mapped)
+        graph.activationGradients = source.activationGradients.mapValues(mapped)
         return graph
     }
 }

@@ -16,7 +16,7 @@ enum RematerializationPass {
         var sites: [Int: [Graph.Node]] = [:]
         for node in graph.nodes where node.phase == .forward {
             guard let fused = node.op as? FusedConvBNOp, !fused.bn.usesRunningStatistics, !fused.hasResidual,
-                node.outputs.count == 2, !graph.outputs.values.contains(node.output),
+                !graph.outputs.values.contains(node.output),
                 let first = graph.readers(of: node.output).first(where: { $0.phase != .forward })
             else { continue }
             sites[first.index, default: []].append(node)
@@ -35,8 +35,6 @@ enum RematerializationPass {
             }
             try rewrite.copy(node)
         }
-        var result = rewrite.finish()
-        result.activationGradients = graph.activationGradients.mapValues(rewrite.mapped)
-        return result
+        return rewrite.finish()
     }
 }

@@ -44,30 +44,30 @@ public struct FusedConvBNOp: Primitive {
         var d = conv.geometry(x.shape, w.shape)
         let y = call.output
         if bn.usesRunningStatistics || call.mode == .inference {
-            // The folded filters and bias: once per executor when its weights are constant,
-            // else per call into scratch (every element is written by the fold: no zeroing).
+            // The folded filters and bias: kept by an executor whose weights are constant (folded on
+            // its first run), else folded per call into scratch (every element is written: no zeroing).
             let count = w.count + w.shape[0]
-            let fold = { (out: UnsafeMutablePointer<Float>) in
-                kn_fold_batchnorm(
-                    w.floats, bias, gamma.floats, beta.floats, mean.floats, variance.floats, self.bn.eps,
-                    Int32(w.shape[0]), Int64(w.shape.count / w.shape[0]), out, out + w.count)
-            }
-            var epilogue = kn_conv_epilogue(stats: nil, residual: residual, activation: activation.kernelCode)
-            if let derived = call.derived {
-                if derived.tensors.isEmpty {
+            var scratch: UnsafeMutablePointer<Float>? = nil
+            defer { scratch?.deallocate() }
+            let folded: UnsafeMutablePointer<Float>
+            if let kept = call.derived?.tensors.first {
+                folded = kept.floats
+            } else {
+                if let derived = call.derived {
                     guard let kept = Tensor(allocating: [count]) else {
                         throw ExecutionError.outOfMemory(node: call.node, bytes: count * 4)
                     }
-                    fold(kept.floats)
                     derived.tensors = [kept]
+                    folded = kept.floats
+                } else {
+                    scratch = .allocate(capacity: count)
+                    folded = scratch!
                 }
-                let folded = derived.tensors[0].floats
-                kn_conv2d_forward_fused(&d, x.floats, folded, folded + w.count, y.floats, &epilogue)
-                return
+                kn_fold_batchnorm(
+                    w.floats, bias, gamma.floats, beta.floats, mean.floats, variance.floats, bn.eps,
+                    Int32(w.shape[0]), Int64(w.shape.count / w.shape[0]), folded, folded + w.count)
             }
-            let folded = UnsafeMutablePointer<Float>.allocate(capacity: count)
-            defer { folded.deallocate() }
-            fold(folded)
+            var epilogue = kn_conv_epilogue(stats: nil, residual: residual, activation: activation.kernelCode)
             kn_conv2d_forward_fused(&d, x.floats, folded, folded + w.count, y.floats, &epilogue)
             return
         }
