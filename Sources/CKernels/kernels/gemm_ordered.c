@@ -153,3 +153,31 @@ static int gemm_ordered(int trans_a, int trans_b, int m, int n, int k, const flo
     }
     return 0;
 }
+
+// ---- Operands packed once, in panels ------------------------------------------------------------
+// A caller that multiplies the same operand many times (Winograd's transformed weights, used by
+// every chunk of images) or that can write an operand straight into the kernel's layout (the
+// transformed input tiles) packs it once as whole panels, independent of the cache blocking: A as
+// ⌈m/MR⌉ panels of k×MR, B as ⌈n/NR⌉ panels of k×NR, k-major, zero past m and n. The product walks
+// the same k blocks in the same order as gemm_ordered, so it is bit-equal to it.
+
+static int64_t gemm_panels_a_floats(int m, int k) { return (int64_t)((m + GEMM_MR - 1) / GEMM_MR) * GEMM_MR * k; }
+static int64_t gemm_panels_b_floats(int n, int k) { return (int64_t)((n + GEMM_NR - 1) / GEMM_NR) * GEMM_NR * k; }
+
+// Single-threaded C = A·B + beta·C (beta 0 or 1) from panel-packed A and B.
+static void gemm_panels(int m, int n, int k, const float *ap, const float *bp, float beta, float *c, int ldc) {
+    for (int pc = 0; pc < k; pc += GEMM_KC) {
+        const int kc = k - pc < GEMM_KC ? k - pc : GEMM_KC;
+        const int accumulate = pc > 0 || beta != 0.0f;
+        for (int ic = 0; ic < m; ic += GEMM_MC) {
+            const int mc = m - ic < GEMM_MC ? m - ic : GEMM_MC;
+            for (int jr = 0; jr < n; jr += GEMM_NR) {
+                const float *b_panel = bp + (int64_t)(jr / GEMM_NR) * k * GEMM_NR + (int64_t)pc * GEMM_NR;
+                for (int ir = 0; ir < mc; ir += GEMM_MR)
+                    gemm_tile(kc, ap + (int64_t)((ic + ir) / GEMM_MR) * k * GEMM_MR + (int64_t)pc * GEMM_MR, b_panel,
+                              c + (int64_t)(ic + ir) * ldc + jr, ldc, mc - ir < GEMM_MR ? mc - ir : GEMM_MR,
+                              n - jr < GEMM_NR ? n - jr : GEMM_NR, accumulate);
+            }
+        }
+    }
+}

@@ -131,6 +131,25 @@ INLINE void transform_2d(tile_transform f, int w_in, int w_out, const float *con
     for (int p = 0; p < w_out; p++) f((const float *const *)(mid + p * w_in), out + p * w_out, n);
 }
 
+// transform_2d whose results go into the GEMM's B panels (gemm_ordered.c): the `n` values of
+// out[k] are channel `row` of matrix k, cut into runs of NR at `panel_stride` apart. The second
+// axis is transformed into `scratch` (α² arrays of n; the caller's grid, free by then) at full
+// vector length and the runs copied from there.
+INLINE void transform_2d_panels(tile_transform f, int w_in, int w_out, float **in, float **mid,
+                                float *const *out, int64_t panel_stride, int64_t row, int n) {
+    transform_2d(f, w_in, w_out, (const float *const *)in, mid, in, n);
+    for (int k = 0; k < w_out * w_out; k++) {
+        const float *src = in[k];
+        float *dst = out[k] + row * GEMM_NR;
+        int t = 0;
+        for (; t + GEMM_NR <= n; t += GEMM_NR, dst += panel_stride) memcpy(dst, src + t, sizeof(float) * GEMM_NR);
+        if (t < n) {
+            memcpy(dst, src + t, sizeof(float) * (n - t));
+            memset(dst + (n - t), 0, sizeof(float) * (GEMM_NR - (n - t)));
+        }
+    }
+}
+
 // Per-thread buffers of one channel's tiles (of a chunk's images): α² grid arrays and α² intermediate arrays of
 // `tiles` floats, plus the zero-padded plane.
 typedef struct { float *grid[36], *mid[36], *plane; } plane_buffers;
@@ -146,9 +165,18 @@ INLINE plane_buffers plane_scratch(const algorithm *alg, int64_t tiles, int64_t 
     return b;
 }
 
+// Distance between the α² transformed weight matrices, each packed as the GEMM's A panels.
+static int64_t packed_weights_stride(int o, int c) { return (gemm_panels_a_floats(o, c) + 15) / 16 * 16 + 16; }
+
+// Distance between the α² transformed input matrices of a chunk, each packed as B panels.
+static int64_t packed_tiles_stride(int channels, int64_t tiles) {
+    return matrix_stride(channels, (tiles + GEMM_NR - 1) / GEMM_NR * GEMM_NR);
+}
+
 // U[α²][o][c] from w[o][c][3][3], in blocks of (o, c) pairs: each tap gathered into an array,
-// G g Gᵀ applied across the block, each of the α² results stored as a contiguous run.
-enum { PAIR_BLOCK = 64 };
+// G g Gᵀ applied across the block, the α² results scattered into A panels (packed once per call,
+// not once per chunk of images).
+enum { PAIR_BLOCK = 64, WEIGHT_RUN = 32 };  // pairs per filter-gradient block; input channels per weight block
 
 // The weight and filter-gradient transforms run over blocks of (o, c) pairs in parallel.
 typedef struct {
@@ -160,20 +188,28 @@ typedef struct {
 INLINE void transform_weight_blocks_impl(const algorithm *alg, const pair_blocks *r, int64_t begin, int64_t end) {
     const float *w = r->in;
     float *u = r->out;
-    const int64_t plane = (int64_t)r->o * r->c, stride = matrix_stride(r->o, r->c);
-    const int a = alg->a;
+    const int64_t stride = packed_weights_stride(r->o, r->c), runs = (r->c + WEIGHT_RUN - 1) / WEIGHT_RUN;
+    const int a = alg->a, o = r->o, c = r->c;
     for (int64_t block = begin; block < end; block++) {
-        const int64_t first = block * PAIR_BLOCK;
-        const int n = plane - first < PAIR_BLOCK ? (int)(plane - first) : PAIR_BLOCK;
-        float taps[9][PAIR_BLOCK], mid[18][PAIR_BLOCK];
+        // The pairs of one A panel's MR rows and a run of input channels, t = row·len + channel.
+        const int panel = (int)(block / runs), c0 = (int)(block % runs) * WEIGHT_RUN;
+        const int len = c - c0 < WEIGHT_RUN ? c - c0 : WEIGHT_RUN, n = GEMM_MR * len;
+        float taps[9][GEMM_MR * WEIGHT_RUN], mid[18][GEMM_MR * WEIGHT_RUN], result[36][GEMM_MR * WEIGHT_RUN];
         float *tap[9], *mids[18], *out[36];
-        for (int k = 0; k < 9; k++) {
-            tap[k] = taps[k];
-            for (int t = 0; t < n; t++) taps[k][t] = w[(first + t) * 9 + k];
+        for (int row = 0; row < GEMM_MR; row++) {
+            const int oc = panel * GEMM_MR + row;
+            for (int j = 0; j < len; j++)
+                for (int k = 0; k < 9; k++) taps[k][row * len + j] = oc < o ? w[((int64_t)oc * c + c0 + j) * 9 + k] : 0.0f;
         }
+        for (int k = 0; k < 9; k++) tap[k] = taps[k];
         for (int k = 0; k < 3 * a; k++) mids[k] = mid[k];
-        for (int k = 0; k < a * a; k++) out[k] = u + k * stride + first;
+        for (int k = 0; k < a * a; k++) out[k] = result[k];
         transform_2d(alg->weight, 3, a, (const float *const *)tap, mids, out, n);
+        for (int k = 0; k < a * a; k++) {  // k-major within the panel: column c0 + j is MR adjacent floats
+            float *dst = u + k * stride + ((int64_t)panel * c + c0) * GEMM_MR;
+            for (int j = 0; j < len; j++)
+                for (int row = 0; row < GEMM_MR; row++) dst[j * GEMM_MR + row] = result[k][row * len + j];
+        }
     }
 }
 
@@ -181,10 +217,12 @@ INLINE void transform_weight_blocks_impl(const algorithm *alg, const pair_blocks
 // tiles a step of m apart, each lifted to α×α by `f` along both axes. Plane by plane: the plane
 // is copied into a zero border (`border` columns and rows in front, zeros past the end, so no tile
 // needs bounds checks), its tiles gathered as side² arrays, and `f` applied across all at once.
+// With `panels`, each matrix is written as the GEMM's B panels (zero past the last tile) instead.
 INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, int border, const float *src,
-                             int channels, int h, int w, int count, int th, int tw, float *out_matrices) {
+                             int channels, int h, int w, int count, int th, int tw, int panels, float *out_matrices) {
     const int m = alg->m, a = alg->a, ph = m * th + side - m, pw = m * tw + side - m;
-    const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(channels, tiles), n = (int64_t)th * tw;
+    const int64_t tiles = (int64_t)count * th * tw, n = (int64_t)th * tw;
+    const int64_t stride = panels ? packed_tiles_stride(channels, tiles) : matrix_stride(channels, tiles);
     plane_buffers b = plane_scratch(alg, tiles, (int64_t)ph * pw);
     if (!b.plane) return;
     float *out[36];
@@ -205,14 +243,21 @@ INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, i
                     }
                 }
         }
-        for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride + (int64_t)ch * tiles;
-        transform_2d(f, side, a, (const float *const *)b.grid, b.mid, out, (int)tiles);
+        if (!panels) {
+            for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride + (int64_t)ch * tiles;
+            transform_2d(f, side, a, (const float *const *)b.grid, b.mid, out, (int)tiles);
+            continue;
+        }
+        for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride;
+        transform_2d_panels(f, side, a, b.grid, b.mid, out, (int64_t)channels * GEMM_NR, ch, (int)tiles);
     }
 }
 
-// V[α²][c][T] = Bᵀ d B for the α×α input tiles (the input padded by 1 on each side).
-INLINE void transform_input_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *x, int count, int th, int tw, float *v) {
-    transform_planes(alg, alg->input, alg->a, 1, x, d->c, d->h, d->w, count, th, tw, v);
+// V[α²][c][T] = Bᵀ d B for the α×α input tiles (the input padded by 1 on each side), as B panels
+// for the forward GEMMs or row-major for the filter gradient's.
+INLINE void transform_input_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *x, int count, int th, int tw,
+                                 int panels, float *v) {
+    transform_planes(alg, alg->input, alg->a, 1, x, d->c, d->h, d->w, count, th, tw, panels, v);
 }
 
 // y[n][o] from M[α²][o][T]: Aᵀ M A per tile, plus bias, written into the plane (edge tiles clipped).
@@ -245,7 +290,7 @@ INLINE void transform_output_impl(const algorithm *alg, const kn_conv2d_desc *d,
 
 // Ĝ[α²][o][T] = A dy Aᵀ for the m×m output-gradient tiles of `count` images (zero past the edge).
 INLINE void transform_gradient_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *dy, int count, int th, int tw, float *g) {
-    transform_planes(alg, alg->gradient, alg->m, 0, dy, d->o, d->oh, d->ow, count, th, tw, g);
+    transform_planes(alg, alg->gradient, alg->m, 0, dy, d->o, d->oh, d->ow, count, th, tw, 0, g);
 }
 
 // dw[o][c] = Gᵀ M[·][o][c] G from the summed products M[α²][o][c], in blocks of pairs.
@@ -274,8 +319,8 @@ INLINE void transform_filter_gradient_blocks_impl(const algorithm *alg, const pa
     static void name params { name##_impl(&f4, args); }
 #define A(...) __VA_ARGS__
 specialise(transform_weight_blocks, (const pair_blocks *r, int64_t begin, int64_t end), A(r, begin, end))
-specialise(transform_input, (const kn_conv2d_desc *d, const float *x, int count, int th, int tw, float *v),
-           A(d, x, count, th, tw, v))
+specialise(transform_input, (const kn_conv2d_desc *d, const float *x, int count, int th, int tw, int panels, float *v),
+           A(d, x, count, th, tw, panels, v))
 specialise(transform_output, (const kn_conv2d_desc *d, const float *mm, const float *bias, int count,
                               int th, int tw, float *y), A(d, mm, bias, count, th, tw, y))
 specialise(transform_gradient, (const kn_conv2d_desc *d, const float *dy, int count, int th, int tw, float *g),
@@ -299,7 +344,8 @@ static int64_t pair_block_count(int o, int c) { return ((int64_t)o * c + PAIR_BL
 
 static void transform_weights(const float *w, int o, int c, float *u) {
     pair_blocks r = {w, u, o, c};
-    kn_parallel_for(pair_block_count(o, c), KN_GRAIN_ROWS, weight_blocks_task, &r);
+    const int64_t blocks = (int64_t)((o + GEMM_MR - 1) / GEMM_MR) * ((c + WEIGHT_RUN - 1) / WEIGHT_RUN);
+    kn_parallel_for(blocks, KN_GRAIN_ROWS, weight_blocks_task, &r);
 }
 
 static void transform_filter_gradient(const float *mm, int o, int c, float *dw) {
@@ -336,21 +382,21 @@ static void winograd_forward_chunks(void *context, int worker, int workers) {
     const algorithm *alg = &f4;
     const kn_conv2d_desc *d = r->d;
     const int a2n = alg->a * alg->a, th = r->th, tw = r->tw;
-    const int64_t weights = matrix_stride(d->o, d->c), xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
+    const int64_t weights = packed_weights_stride(d->o, d->c), xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
     int64_t begin, end;
     kn_share(r->chunks, worker, workers, &begin, &end);
     if (begin >= end) return;
     const int64_t max_tiles = (int64_t)r->chunk * th * tw;
-    float *v = kn_scratch(KN_SCRATCH_COLUMNS, a2n * matrix_stride(d->c, max_tiles));
+    float *v = kn_scratch(KN_SCRATCH_COLUMNS, a2n * packed_tiles_stride(d->c, max_tiles));
     float *m = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, max_tiles));
     if (!v || !m) return;
     for (int ci = (int)begin; ci < end; ci++) {
         const int first = ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
         const int64_t tiles = (int64_t)count * th * tw;
-        transform_input(d, r->x + first * xs, count, th, tw, v);
+        transform_input(d, r->x + first * xs, count, th, tw, 1, v);
         for (int k = 0; k < a2n; k++)
-            kn_sgemm(0, 0, d->o, (int)tiles, d->c, 1.0f, r->u + k * weights, d->c,
-                     v + k * matrix_stride(d->c, tiles), (int)tiles, 0.0f, m + k * matrix_stride(d->o, tiles), (int)tiles);
+            gemm_panels_parallel(d->o, (int)tiles, d->c, r->u + k * weights, v + k * packed_tiles_stride(d->c, tiles), 0.0f,
+                                 m + k * matrix_stride(d->o, tiles), (int)tiles);
         transform_output(d, m, r->bias, count, th, tw, r->y + first * ys);
         if (r->epilogue) for (int j = first; j < first + count; j++) r->epilogue(d, r->context, j, r->y + j * ys);
     }
@@ -362,7 +408,7 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     const int a2n = alg->a * alg->a, threads = kn_threads();
     const int th = (d->oh + alg->m - 1) / alg->m, tw = (d->ow + alg->m - 1) / alg->m;
     const int chunk = tile_chunk(d, th * tw, threads), chunks = (d->n + chunk - 1) / chunk;
-    float *u = kn_scratch(KN_SCRATCH_WEIGHTS, a2n * matrix_stride(d->o, d->c));
+    float *u = kn_scratch(KN_SCRATCH_WEIGHTS, a2n * packed_weights_stride(d->o, d->c));
     if (!u) return;
     transform_weights(w, d->o, d->c, u);
     winograd_chunks r = {.d = d, .x = x, .u = u, .bias = bias, .y = y, .epilogue = epilogue, .context = context,
@@ -388,7 +434,7 @@ static void winograd_filter_chunks(void *context, int worker, int workers) {
     for (int ci = (int)begin; ci < end; ci++) {
         const int first = ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
         const int64_t tiles = (int64_t)count * th * tw;
-        transform_input(d, r->x + first * xs, count, th, tw, v);
+        transform_input(d, r->x + first * xs, count, th, tw, 0, v);
         transform_gradient(d, r->dy + first * ys, count, th, tw, g);
         for (int k = 0; k < a2n; k++)
             kn_sgemm(0, 1, d->o, d->c, (int)tiles, 1.0f, g + k * matrix_stride(d->o, tiles), (int)tiles,
