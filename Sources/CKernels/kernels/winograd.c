@@ -213,6 +213,26 @@ INLINE void transform_weight_blocks_impl(const algorithm *alg, const pair_blocks
     }
 }
 
+// The elements j = 0, …, side − 1 of tiles m apart along one row: dst[j][offset + tx] =
+// row[m·tx + j]. All j in one loop, so the compiler sees one interleaved group of strided loads
+// (wide loads and shuffles) rather than a strided scalar copy per j.
+INLINE void gather_row(const float *restrict row, float *const *dst, int64_t offset, int tw, int m, int side) {
+    float *restrict d0 = dst[0] + offset, *restrict d1 = dst[1] + offset, *restrict d2 = dst[2] + offset,
+                    *restrict d3 = dst[3] + offset;
+    if (side == 6) {
+        float *restrict d4 = dst[4] + offset, *restrict d5 = dst[5] + offset;
+        for (int tx = 0; tx < tw; tx++) {
+            const float *t = row + m * tx;
+            d0[tx] = t[0]; d1[tx] = t[1]; d2[tx] = t[2]; d3[tx] = t[3]; d4[tx] = t[4]; d5[tx] = t[5];
+        }
+    } else {
+        for (int tx = 0; tx < tw; tx++) {
+            const float *t = row + m * tx;
+            d0[tx] = t[0]; d1[tx] = t[1]; d2[tx] = t[2]; d3[tx] = t[3];
+        }
+    }
+}
+
 // The α² matrices [α²][channels][T] of `count` images' planes (T = count·th·tw), `side`×`side`
 // tiles a step of m apart, each lifted to α×α by `f` along both axes. Plane by plane: the plane
 // is copied into a zero border (`border` columns and rows in front, zeros past the end, so no tile
@@ -235,13 +255,8 @@ INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, i
             const float *sp = src + ((int64_t)img * channels + ch) * h * w;
             for (int y = 0; y < h; y++) memcpy(b.plane + (int64_t)(y + border) * pw + border, sp + (int64_t)y * w, sizeof(float) * w);
             for (int i = 0; i < side; i++)
-                for (int j = 0; j < side; j++) {
-                    float *dst = b.grid[i * side + j] + img * n;
-                    for (int ty = 0; ty < th; ty++) {
-                        const float *row = b.plane + (int64_t)(m * ty + i) * pw + j;
-                        for (int tx = 0; tx < tw; tx++) dst[ty * tw + tx] = row[m * tx];
-                    }
-                }
+                for (int ty = 0; ty < th; ty++)
+                    gather_row(b.plane + (int64_t)(m * ty + i) * pw, b.grid + i * side, img * n + ty * tw, tw, m, side);
         }
         if (!panels) {
             for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride + (int64_t)ch * tiles;
@@ -258,6 +273,17 @@ INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, i
 INLINE void transform_input_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *x, int count, int th, int tw,
                                  int panels, float *v) {
     transform_planes(alg, alg->input, alg->a, 1, x, d->c, d->h, d->w, count, th, tw, panels, v);
+}
+
+// The inverse of gather_row for F(4×4)'s output tiles: row[4·tx + j] = src[j][offset + tx] + bias
+// for the `full` tiles inside the row, all four j in one loop (one interleaved group of stores).
+INLINE void scatter_row(float *const *src, int64_t offset, int full, float bias, float *restrict row) {
+    const float *restrict s0 = src[0] + offset, *restrict s1 = src[1] + offset, *restrict s2 = src[2] + offset,
+                          *restrict s3 = src[3] + offset;
+    for (int tx = 0; tx < full; tx++) {
+        float *t = row + 4 * tx;
+        t[0] = s0[tx] + bias; t[1] = s1[tx] + bias; t[2] = s2[tx] + bias; t[3] = s3[tx] + bias;
+    }
 }
 
 // y[n][o] from M[α²][o][T]: Aᵀ M A per tile, plus bias, written into the plane (edge tiles clipped).
@@ -278,11 +304,10 @@ INLINE void transform_output_impl(const algorithm *alg, const kn_conv2d_desc *d,
             for (int ty = 0; ty < th; ty++)
                 for (int i = 0; i < m && m * ty + i < d->oh; i++) {
                     float *dst = yp + (int64_t)(m * ty + i) * d->ow;
-                    for (int j = 0; j < m; j++) {
-                        const float *src = b.grid[i * m + j] + img * n + ty * tw;
-                        for (int tx = 0; tx < full; tx++) dst[m * tx + j] = src[tx] + bv;
-                        if (full < tw && m * full + j < d->ow) dst[m * full + j] = src[full] + bv;
-                    }
+                    const int64_t at = img * n + ty * tw;
+                    scatter_row(b.grid + i * m, at, full, bv, dst);
+                    for (int j = 0; j < m && full < tw && m * full + j < d->ow; j++)
+                        dst[m * full + j] = b.grid[i * m + j][at + full] + bv;
                 }
         }
     }
