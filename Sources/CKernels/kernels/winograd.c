@@ -239,7 +239,8 @@ INLINE void gather_row(const float *restrict row, float *const *dst, int64_t off
 // needs bounds checks), its tiles gathered as side² arrays, and `f` applied across all at once.
 // With `panels`, each matrix is written as the GEMM's B panels (zero past the last tile) instead.
 INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, int border, const float *src,
-                             int channels, int h, int w, int count, int th, int tw, int panels, float *out_matrices) {
+                             int channels, int h, int w, int count, int th, int tw, int panels, float *out_matrices,
+                             int64_t first_channel, int64_t end_channel) {
     const int m = alg->m, a = alg->a, ph = m * th + side - m, pw = m * tw + side - m;
     const int64_t tiles = (int64_t)count * th * tw, n = (int64_t)th * tw;
     const int64_t stride = panels ? packed_tiles_stride(channels, tiles) : matrix_stride(channels, tiles);
@@ -250,7 +251,7 @@ INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, i
     // A channel at a time, the tiles of all `count` images side by side (they are adjacent in the
     // output matrices): the 1-D transforms then run over count·th·tw tiles, not th·tw — 4 for a
     // 7×7 map in F(4×4), too few for one vector.
-    for (int ch = 0; ch < channels; ch++) {
+    for (int ch = (int)first_channel; ch < end_channel; ch++) {
         for (int img = 0; img < count; img++) {
             const float *sp = src + ((int64_t)img * channels + ch) * h * w;
             for (int y = 0; y < h; y++) memcpy(b.plane + (int64_t)(y + border) * pw + border, sp + (int64_t)y * w, sizeof(float) * w);
@@ -271,8 +272,8 @@ INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, i
 // V[α²][c][T] = Bᵀ d B for the α×α input tiles (the input padded by 1 on each side), as B panels
 // for the forward GEMMs or row-major for the filter gradient's.
 INLINE void transform_input_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *x, int count, int th, int tw,
-                                 int panels, float *v) {
-    transform_planes(alg, alg->input, alg->a, 1, x, d->c, d->h, d->w, count, th, tw, panels, v);
+                                 int panels, float *v, int64_t first_channel, int64_t end_channel) {
+    transform_planes(alg, alg->input, alg->a, 1, x, d->c, d->h, d->w, count, th, tw, panels, v, first_channel, end_channel);
 }
 
 // The inverse of gather_row for F(4×4)'s output tiles: row[4·tx + j] = src[j][offset + tx] + bias
@@ -288,13 +289,13 @@ INLINE void scatter_row(float *const *src, int64_t offset, int full, float bias,
 
 // y[n][o] from M[α²][o][T]: Aᵀ M A per tile, plus bias, written into the plane (edge tiles clipped).
 INLINE void transform_output_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *mm, const float *bias,
-                             int count, int th, int tw, float *y) {
+                             int count, int th, int tw, float *y, int64_t first_channel, int64_t end_channel) {
     const int m = alg->m, a = alg->a;
     const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(d->o, tiles), n = (int64_t)th * tw;
     plane_buffers b = plane_scratch(alg, tiles, 0);
     if (!b.plane) return;
     const float *in[36];
-    for (int oc = 0; oc < d->o; oc++) {  // a channel of all `count` images at once (as transform_planes)
+    for (int oc = (int)first_channel; oc < end_channel; oc++) {  // a channel of all `count` images at once (as transform_planes)
         for (int k = 0; k < a * a; k++) in[k] = mm + k * stride + (int64_t)oc * tiles;
         transform_2d(alg->output, a, m, in, b.mid, b.grid, (int)tiles);  // grid[i*m + j]: output (i, j) of every tile
         const float bv = bias ? bias[oc] : 0.0f;
@@ -315,7 +316,7 @@ INLINE void transform_output_impl(const algorithm *alg, const kn_conv2d_desc *d,
 
 // Ĝ[α²][o][T] = A dy Aᵀ for the m×m output-gradient tiles of `count` images (zero past the edge).
 INLINE void transform_gradient_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *dy, int count, int th, int tw, float *g) {
-    transform_planes(alg, alg->gradient, alg->m, 0, dy, d->o, d->oh, d->ow, count, th, tw, 0, g);
+    transform_planes(alg, alg->gradient, alg->m, 0, dy, d->o, d->oh, d->ow, count, th, tw, 0, g, 0, d->o);
 }
 
 // dw[o][c] = Gᵀ M[·][o][c] G from the summed products M[α²][o][c], in blocks of pairs.
@@ -344,10 +345,11 @@ INLINE void transform_filter_gradient_blocks_impl(const algorithm *alg, const pa
     static void name params { name##_impl(&f4, args); }
 #define A(...) __VA_ARGS__
 specialise(transform_weight_blocks, (const pair_blocks *r, int64_t begin, int64_t end), A(r, begin, end))
-specialise(transform_input, (const kn_conv2d_desc *d, const float *x, int count, int th, int tw, int panels, float *v),
-           A(d, x, count, th, tw, panels, v))
+specialise(transform_input, (const kn_conv2d_desc *d, const float *x, int count, int th, int tw, int panels, float *v,
+                             int64_t first, int64_t end), A(d, x, count, th, tw, panels, v, first, end))
 specialise(transform_output, (const kn_conv2d_desc *d, const float *mm, const float *bias, int count,
-                              int th, int tw, float *y), A(d, mm, bias, count, th, tw, y))
+                              int th, int tw, float *y, int64_t first, int64_t end),
+           A(d, mm, bias, count, th, tw, y, first, end))
 specialise(transform_gradient, (const kn_conv2d_desc *d, const float *dy, int count, int th, int tw, float *g),
            A(d, dy, count, th, tw, g))
 specialise(transform_filter_gradient_blocks, (const pair_blocks *r, int64_t begin, int64_t end),
@@ -402,6 +404,32 @@ typedef struct {
     int chunk, chunks, th, tw;
 } winograd_chunks;
 
+// A chunk's input and output transforms, over ranges of channels: split across the threads when
+// the chunk is the only one (batch 1), so they do not run on one core while the others wait.
+typedef struct {
+    const kn_conv2d_desc *d;
+    const float *x, *bias, *products;
+    float *tiles, *y;
+    int count, th, tw;
+} chunk_transforms;
+
+static void transform_input_task(void *context, int64_t begin, int64_t end) {
+    const chunk_transforms *t = context;
+    transform_input(t->d, t->x, t->count, t->th, t->tw, 1, t->tiles, begin, end);
+}
+
+static void transform_output_task(void *context, int64_t begin, int64_t end) {
+    const chunk_transforms *t = context;
+    transform_output(t->d, t->products, t->bias, t->count, t->th, t->tw, t->y, begin, end);
+}
+
+static void run_over_channels(int channels, kn_range_task task, void *context) {
+    if (kn_in_parallel())
+        task(context, 0, channels);
+    else
+        kn_parallel_for(channels, KN_GRAIN_ROWS, task, context);
+}
+
 static void winograd_forward_chunks(void *context, int worker, int workers) {
     const winograd_chunks *r = context;
     const algorithm *alg = &f4;
@@ -418,11 +446,12 @@ static void winograd_forward_chunks(void *context, int worker, int workers) {
     for (int ci = (int)begin; ci < end; ci++) {
         const int first = ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
         const int64_t tiles = (int64_t)count * th * tw;
-        transform_input(d, r->x + first * xs, count, th, tw, 1, v);
+        chunk_transforms t = {d, r->x + first * xs, r->bias, m, v, r->y + first * ys, count, th, tw};
+        run_over_channels(d->c, transform_input_task, &t);
         for (int k = 0; k < a2n; k++)
             gemm_panels_parallel(d->o, (int)tiles, d->c, r->u + k * weights, v + k * packed_tiles_stride(d->c, tiles), 0.0f,
                                  m + k * matrix_stride(d->o, tiles), (int)tiles);
-        transform_output(d, m, r->bias, count, th, tw, r->y + first * ys);
+        run_over_channels(d->o, transform_output_task, &t);
         if (r->epilogue) for (int j = first; j < first + count; j++) r->epilogue(d, r->context, j, r->y + j * ys);
     }
 }
@@ -459,7 +488,7 @@ static void winograd_filter_chunks(void *context, int worker, int workers) {
     for (int ci = (int)begin; ci < end; ci++) {
         const int first = ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
         const int64_t tiles = (int64_t)count * th * tw;
-        transform_input(d, r->x + first * xs, count, th, tw, 0, v);
+        transform_input(d, r->x + first * xs, count, th, tw, 0, v, 0, d->c);
         transform_gradient(d, r->dy + first * ys, count, th, tw, g);
         for (int k = 0; k < a2n; k++)
             kn_sgemm(0, 1, d->o, d->c, (int)tiles, 1.0f, g + k * matrix_stride(d->o, tiles), (int)tiles,
