@@ -18,13 +18,14 @@
 // 128-channel 42 → 27 ms, 256-channel 37 → 21 ms, 512-channel 7×7 36 → 28 ms (even with the
 // padded edge tiles); at 128² input (4×4 maps in layer4) training gains 6%. Below 64 channels
 // the K = C GEMMs get too thin.
-// Winograd pays a weight transform per call (α² × o × c floats: 16 MB for a 512-channel conv)
-// that only enough tiles amortise: with fewer than 256 2×2 output tiles in the batch (ResNet-18's
-// layer2–4 at batch 1) im2col + GEMM measured faster (layer4 conv: 2.1 ms against 5–7 ms).
+// Winograd pays a weight transform per call (α² × o × c floats: 38 MB for a 512-channel conv)
+// that only enough tiles amortise, counted as 2×2 output tiles: at batch 1 a 28×28 map (196,
+// ResNet-18's layer2) measured 2.3 → 1.3 ms per conv with Winograd, a 14×14 map (49, layer3)
+// 2.5 → 3.3 ms, so below 196 im2col + GEMM stays.
 int kn_conv2d_winograd_eligible(const kn_conv2d_desc *d) {
     const int64_t tiles = (int64_t)d->n * ((d->oh + 1) / 2) * ((d->ow + 1) / 2);
     return d->kh == 3 && d->kw == 3 && d->sh == 1 && d->sw == 1 && d->groups == 1 && d->pt == 1 && d->pl == 1 &&
-           d->pb == 1 && d->pr == 1 && d->c >= 64 && d->o >= 64 && d->h >= 4 && d->w >= 4 && tiles >= 256;
+           d->pb == 1 && d->pr == 1 && d->c >= 64 && d->o >= 64 && d->h >= 4 && d->w >= 4 && tiles >= 196;
 }
 
 // The transforms below are written once for an algorithm's sizes and transforms and instantiated
