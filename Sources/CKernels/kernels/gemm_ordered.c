@@ -162,7 +162,6 @@ static int gemm_ordered(int trans_a, int trans_b, int m, int n, int k, const flo
 // the same k blocks in the same order as gemm_ordered, so it is bit-equal to it.
 
 static int64_t gemm_panels_a_floats(int m, int k) { return (int64_t)((m + GEMM_MR - 1) / GEMM_MR) * GEMM_MR * k; }
-static int64_t gemm_panels_b_floats(int n, int k) { return (int64_t)((n + GEMM_NR - 1) / GEMM_NR) * GEMM_NR * k; }
 
 // Single-threaded C = A·B + beta·C (beta 0 or 1) from panel-packed A and B.
 static void gemm_panels(int m, int n, int k, const float *ap, const float *bp, float beta, float *c, int ldc) {
