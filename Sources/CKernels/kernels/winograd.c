@@ -133,9 +133,9 @@ INLINE void transform_2d(tile_transform f, int w_in, int w_out, const float *con
 }
 
 // transform_2d whose results go into the GEMM's B panels (gemm_ordered.c): the `n` values of
-// out[k] are channel `row` of matrix k, cut into runs of NR at `panel_stride` apart. The second
-// axis is transformed into `scratch` (α² arrays of n; the caller's grid, free by then) at full
-// vector length and the runs copied from there.
+// out[k] are channel `row` of matrix k, cut into runs of NR at `panel_stride` apart. The result is
+// first written over `in` (the caller's grid, free once the first axis is done), at full vector
+// length, and the runs copied from there.
 INLINE void transform_2d_panels(tile_transform f, int w_in, int w_out, float **in, float **mid,
                                 float *const *out, int64_t panel_stride, int64_t row, int n) {
     transform_2d(f, w_in, w_out, (const float *const *)in, mid, in, n);
