@@ -45,12 +45,17 @@ static void gemm_block(void *context, int t, int workers) {
     }
 }
 
+// Threads for one product: 1 inside a parallel region or below 2·10⁶ multiply-adds (too little to
+// pay for waking the pool).
+static int gemm_threads(int m, int n, int k) {
+    return kn_in_parallel() || (double)m * n * k < 2.0e6 ? 1 : kn_threads();
+}
+
 void kn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc) {
     const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
-    const int threads = kn_in_parallel() ? 1 : kn_threads();
-    const double work = (double)m * n * k;
-    if (threads == 1 || work < 2.0e6) {
+    const int threads = gemm_threads(m, n, k);
+    if (threads == 1) {
         gemm_single(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
@@ -80,7 +85,7 @@ static void gemm_panel_share(void *context, int64_t begin, int64_t end) {
 
 static void gemm_panels_parallel(int m, int n, int k, const float *ap, const float *bp, float beta, float *c, int ldc) {
     const int panels = (n + GEMM_NR - 1) / GEMM_NR;
-    if (kn_in_parallel() || kn_threads() == 1 || (double)m * n * k < 2.0e6 || panels < 2) {
+    if (gemm_threads(m, n, k) == 1 || panels < 2) {
         gemm_panels(m, n, k, ap, bp, beta, c, ldc);
         return;
     }

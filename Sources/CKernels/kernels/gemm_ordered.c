@@ -121,6 +121,16 @@ static void gemm_tile(int kc, const float *ap, const float *bp, float *c, int ld
         for (int r = 0; r < mr; r++) memcpy(c + (int64_t)r * ldc, edge + r * GEMM_NR, sizeof(float) * nr);
 }
 
+// The tiles of an mc×nc block of C over one block of kc: B's panels in the outer loop (one stays
+// in L1 while A's panels stream past it), A's panels `a_step` floats apart, B's `b_step`.
+static void gemm_block_tiles(int mc, int nc, int kc, const float *ap, int64_t a_step, const float *bp, int64_t b_step,
+                             float *c, int ldc, int accumulate) {
+    for (int jr = 0; jr < nc; jr += GEMM_NR)
+        for (int ir = 0; ir < mc; ir += GEMM_MR)
+            gemm_tile(kc, ap + ir / GEMM_MR * a_step, bp + jr / GEMM_NR * b_step, c + (int64_t)ir * ldc + jr, ldc,
+                      mc - ir < GEMM_MR ? mc - ir : GEMM_MR, nc - jr < GEMM_NR ? nc - jr : GEMM_NR, accumulate);
+}
+
 // Single-threaded (the caller splits C between threads). Returns -1, having done nothing, when the
 // packing buffers are refused.
 static int gemm_ordered(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
@@ -143,11 +153,8 @@ static int gemm_ordered(int trans_a, int trans_b, int m, int n, int k, const flo
             for (int ic = 0; ic < m; ic += GEMM_MC) {
                 const int mc = m - ic < GEMM_MC ? m - ic : GEMM_MC;
                 gemm_pack_a(a, lda, trans_a, ic, pc, mc, kc, pack_a);
-                for (int jr = 0; jr < nc; jr += GEMM_NR)
-                    for (int ir = 0; ir < mc; ir += GEMM_MR)
-                        gemm_tile(kc, pack_a + (int64_t)ir * kc, pack_b + (int64_t)jr * kc,
-                                  c + (int64_t)(ic + ir) * ldc + jc + jr, ldc, mc - ir < GEMM_MR ? mc - ir : GEMM_MR,
-                                  nc - jr < GEMM_NR ? nc - jr : GEMM_NR, accumulate);
+                gemm_block_tiles(mc, nc, kc, pack_a, (int64_t)kc * GEMM_MR, pack_b, (int64_t)kc * GEMM_NR,
+                                 c + (int64_t)ic * ldc + jc, ldc, accumulate);
             }
         }
     }
@@ -168,15 +175,10 @@ static void gemm_panels(int m, int n, int k, const float *ap, const float *bp, f
     for (int pc = 0; pc < k; pc += GEMM_KC) {
         const int kc = k - pc < GEMM_KC ? k - pc : GEMM_KC;
         const int accumulate = pc > 0 || beta != 0.0f;
-        for (int ic = 0; ic < m; ic += GEMM_MC) {
+        for (int ic = 0; ic < m; ic += GEMM_MC) {  // MC is a multiple of MR: ic starts a panel
             const int mc = m - ic < GEMM_MC ? m - ic : GEMM_MC;
-            for (int jr = 0; jr < n; jr += GEMM_NR) {
-                const float *b_panel = bp + (int64_t)(jr / GEMM_NR) * k * GEMM_NR + (int64_t)pc * GEMM_NR;
-                for (int ir = 0; ir < mc; ir += GEMM_MR)
-                    gemm_tile(kc, ap + (int64_t)((ic + ir) / GEMM_MR) * k * GEMM_MR + (int64_t)pc * GEMM_MR, b_panel,
-                              c + (int64_t)(ic + ir) * ldc + jr, ldc, mc - ir < GEMM_MR ? mc - ir : GEMM_MR,
-                              n - jr < GEMM_NR ? n - jr : GEMM_NR, accumulate);
-            }
+            gemm_block_tiles(mc, n, kc, ap + (int64_t)ic * k + (int64_t)pc * GEMM_MR, (int64_t)k * GEMM_MR,
+                             bp + (int64_t)pc * GEMM_NR, (int64_t)k * GEMM_NR, c + (int64_t)ic * ldc, ldc, accumulate);
         }
     }
 }

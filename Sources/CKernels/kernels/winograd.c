@@ -406,7 +406,8 @@ typedef struct {
 } winograd_chunks;
 
 // A chunk's input and output transforms, over ranges of channels: split across the threads when
-// the chunk is the only one (batch 1), so they do not run on one core while the others wait.
+// the chunk is the only one (batch 1), so they do not run on one core while the others wait
+// (inside a worker's chunk, kn_parallel_for runs them on that worker).
 typedef struct {
     const kn_conv2d_desc *d;
     const float *x, *bias, *products;
@@ -422,13 +423,6 @@ static void transform_input_task(void *context, int64_t begin, int64_t end) {
 static void transform_output_task(void *context, int64_t begin, int64_t end) {
     const chunk_transforms *t = context;
     transform_output(t->d, t->products, t->bias, t->count, t->th, t->tw, t->y, begin, end);
-}
-
-static void run_over_channels(int channels, kn_range_task task, void *context) {
-    if (kn_in_parallel())
-        task(context, 0, channels);
-    else
-        kn_parallel_for(channels, KN_GRAIN_ROWS, task, context);
 }
 
 static void winograd_forward_chunks(void *context, int worker, int workers) {
@@ -448,11 +442,11 @@ static void winograd_forward_chunks(void *context, int worker, int workers) {
         const int first = ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
         const int64_t tiles = (int64_t)count * th * tw;
         chunk_transforms t = {d, r->x + first * xs, r->bias, m, v, r->y + first * ys, count, th, tw};
-        run_over_channels(d->c, transform_input_task, &t);
+        kn_parallel_for(d->c, KN_GRAIN_ROWS, transform_input_task, &t);
         for (int k = 0; k < a2n; k++)
             gemm_panels_parallel(d->o, (int)tiles, d->c, r->u + k * weights, v + k * packed_tiles_stride(d->c, tiles), 0.0f,
                                  m + k * matrix_stride(d->o, tiles), (int)tiles);
-        run_over_channels(d->o, transform_output_task, &t);
+        kn_parallel_for(d->o, KN_GRAIN_ROWS, transform_output_task, &t);
         if (r->epilogue) for (int j = first; j < first + count; j++) r->epilogue(d, r->context, j, r->y + j * ys);
     }
 }
