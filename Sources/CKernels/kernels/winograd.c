@@ -132,25 +132,6 @@ INLINE void transform_2d(tile_transform f, int w_in, int w_out, const float *con
     for (int p = 0; p < w_out; p++) f((const float *const *)(mid + p * w_in), out + p * w_out, n);
 }
 
-// transform_2d whose results go into the GEMM's B panels (gemm_ordered.c): the `n` values of
-// out[k] are channel `row` of matrix k, cut into runs of NR at `panel_stride` apart. The result is
-// first written over `in` (the caller's grid, free once the first axis is done), at full vector
-// length, and the runs copied from there.
-INLINE void transform_2d_panels(tile_transform f, int w_in, int w_out, float **in, float **mid,
-                                float *const *out, int64_t panel_stride, int64_t row, int n) {
-    transform_2d(f, w_in, w_out, (const float *const *)in, mid, in, n);
-    for (int k = 0; k < w_out * w_out; k++) {
-        const float *src = in[k];
-        float *dst = out[k] + row * GEMM_NR;
-        int t = 0;
-        for (; t + GEMM_NR <= n; t += GEMM_NR, dst += panel_stride) memcpy(dst, src + t, sizeof(float) * GEMM_NR);
-        if (t < n) {
-            memcpy(dst, src + t, sizeof(float) * (n - t));
-            memset(dst + (n - t), 0, sizeof(float) * (GEMM_NR - (n - t)));
-        }
-    }
-}
-
 // Per-thread buffers of one channel's tiles (of a chunk's images): α² grid arrays and α² intermediate arrays of
 // `tiles` floats, plus the zero-padded plane.
 typedef struct { float *grid[36], *mid[36], *plane; } plane_buffers;
@@ -214,59 +195,116 @@ INLINE void transform_weight_blocks_impl(const algorithm *alg, const pair_blocks
     }
 }
 
-// The elements j = 0, …, side − 1 of tiles m apart along one row: dst[j][offset + tx] =
-// row[m·tx + j]. All j in one loop, so the compiler sees one interleaved group of strided loads
-// (wide loads and shuffles) rather than a strided scalar copy per j.
-INLINE void gather_row(const float *restrict row, float *const *dst, int64_t offset, int tw, int m, int side) {
-    float *restrict d0 = dst[0] + offset, *restrict d1 = dst[1] + offset, *restrict d2 = dst[2] + offset,
-                    *restrict d3 = dst[3] + offset;
-    if (side == 6) {
-        float *restrict d4 = dst[4] + offset, *restrict d5 = dst[5] + offset;
-        for (int tx = 0; tx < tw; tx++) {
-            const float *t = row + m * tx;
-            d0[tx] = t[0]; d1[tx] = t[1]; d2[tx] = t[2]; d3[tx] = t[3]; d4[tx] = t[4]; d5[tx] = t[5];
-        }
-    } else {
-        for (int tx = 0; tx < tw; tx++) {
-            const float *t = row + m * tx;
-            d0[tx] = t[0]; d1[tx] = t[1]; d2[tx] = t[2]; d3[tx] = t[3];
+// The zero-bordered planes of `count` images split by column phase: P_r[y][u] = padded[y][m·u + r]
+// for r < m. Element j of a tile row's tiles, padded[y][m·tx + j], is then P_{j mod m}[y][tx + j/m]:
+// one contiguous run per (row, column) of the tile, copied a vector at a time, where gathering it
+// from the padded plane took a strided scalar load per tile.
+typedef struct {
+    float *base;
+    int64_t row, plane, image;  // floats per phase row, per phase plane, per image (m phase planes)
+} phase_planes;
+
+INLINE phase_planes phase_layout(float *base, int m, int rows, int columns) {
+    const int64_t row = (columns + m - 1) / m;
+    return (phase_planes){base, row, rows * row, m * rows * row};
+}
+
+INLINE float *phase_row(const phase_planes *p, int img, int phase, int y) {
+    return p->base + img * p->image + phase * p->plane + y * p->row;
+}
+
+// Copies row y of a plane (w floats) into the phase planes at padded row y + border, column x + border.
+INLINE void split_row(const phase_planes *p, int m, int border, int img, int y, const float *restrict src, int w) {
+    float *dst[4];
+    for (int r = 0; r < m; r++) dst[r] = phase_row(p, img, r, y + border);
+    int x = 0;
+    if (m == 4) {  // an interleaved group of four loads, which the vectoriser turns into shuffles
+        float *restrict q0 = dst[border % 4] + border / 4, *restrict q1 = dst[(1 + border) % 4] + (1 + border) / 4,
+                        *restrict q2 = dst[(2 + border) % 4] + (2 + border) / 4,
+                        *restrict q3 = dst[(3 + border) % 4] + (3 + border) / 4;
+        for (int u = 0; 4 * u + 3 < w; u++, x += 4) {
+            q0[u] = src[4 * u]; q1[u] = src[4 * u + 1]; q2[u] = src[4 * u + 2]; q3[u] = src[4 * u + 3];
         }
     }
+    for (; x < w; x++) dst[(x + border) % m][(x + border) / m] = src[x];
+}
+
+// Vector-sized copies for the tile gather: a run may be over-copied by up to a vector, which the
+// next run (or the tail's zeros) overwrites.
+enum { RUN_STEP = KN_VECTOR_BYTES / 4 };
+
+// The side² arrays grid[i·side + j][lane] for the NR tiles from `first` (fewer at the end, the
+// other lanes zero), gathered from the phase planes.
+INLINE void gather_block(const phase_planes *p, int m, int side, int th, int tw, int64_t first, int n, float **grid) {
+    const int64_t per_image = (int64_t)th * tw;
+    int img = (int)(first / per_image), ty = (int)(first % per_image / tw), tx = (int)(first % tw);
+    for (int lane = 0; lane < n;) {
+        const int run = tw - tx < n - lane ? tw - tx : n - lane;
+        for (int i = 0; i < side; i++)
+            for (int j = 0; j < side; j++) {
+                const float *src = phase_row(p, img, j % m, m * ty + i) + tx + j / m;
+                float *dst = grid[i * side + j] + lane;
+                for (int s = 0; s < run; s += RUN_STEP) memcpy(dst + s, src + s, sizeof(float) * RUN_STEP);
+            }
+        lane += run;
+        tx += run;
+        if (tx == tw) { tx = 0; if (++ty == th) { ty = 0; img++; } }
+    }
+    if (n < GEMM_NR)
+        for (int k = 0; k < side * side; k++) memset(grid[k] + n, 0, sizeof(float) * (GEMM_NR - n));
+}
+
+// Per-thread buffers of the block transforms: side² grid arrays and α·side intermediate arrays
+// of NR lanes (plus a vector of slack for the over-copies), and the images' phase planes.
+typedef struct { float *grid[36], *mid[36]; phase_planes planes; } block_buffers;
+
+INLINE block_buffers block_scratch(const algorithm *alg, int count, int rows, int columns) {
+    const int a2n = alg->a * alg->a, pitch = GEMM_NR + RUN_STEP;
+    phase_planes layout = phase_layout(NULL, alg->m, rows, columns);
+    float *base = kn_scratch(KN_SCRATCH_TILES, 2 * a2n * pitch + count * layout.image + RUN_STEP);
+    block_buffers b = {0};
+    if (!base) return b;  // b.planes.base == NULL: the caller skips its work
+    for (int k = 0; k < a2n; k++) { b.grid[k] = base + k * pitch; b.mid[k] = base + (a2n + k) * pitch; }
+    b.planes = phase_layout(base + 2 * a2n * pitch, alg->m, rows, columns);
+    memset(b.planes.base, 0, sizeof(float) * (count * layout.image + RUN_STEP));
+    return b;
 }
 
 // The α² matrices [α²][channels][T] of `count` images' planes (T = count·th·tw), `side`×`side`
-// tiles a step of m apart, each lifted to α×α by `f` along both axes. Plane by plane: the plane
-// is copied into a zero border (`border` columns and rows in front, zeros past the end, so no tile
-// needs bounds checks), its tiles gathered as side² arrays, and `f` applied across all at once.
-// With `panels`, each matrix is written as the GEMM's B panels (zero past the last tile) instead.
+// tiles a step of m apart, each lifted to α×α by `f` along both axes. Channel by channel: the
+// images' planes are split into phase planes (zero border: `border` columns and rows in front,
+// zeros past the end, so no tile needs bounds checks), then NR tiles at a time gathered and
+// transformed in L1. With `panels`, each matrix is written as the GEMM's B panels (zero past the
+// last tile) instead of row-major.
 INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, int border, const float *src,
                              int channels, int h, int w, int count, int th, int tw, int panels, float *out_matrices,
                              int64_t first_channel, int64_t end_channel) {
     const int m = alg->m, a = alg->a, ph = m * th + side - m, pw = m * tw + side - m;
-    const int64_t tiles = (int64_t)count * th * tw, n = (int64_t)th * tw;
+    const int64_t tiles = (int64_t)count * th * tw;
     const int64_t stride = panels ? packed_tiles_stride(channels, tiles) : matrix_stride(channels, tiles);
-    plane_buffers b = plane_scratch(alg, tiles, (int64_t)ph * pw);
-    if (!b.plane) return;
+    block_buffers b = block_scratch(alg, count, ph, pw);
+    if (!b.planes.base) return;
     float *out[36];
-    memset(b.plane, 0, sizeof(float) * ph * pw);
-    // A channel at a time, the tiles of all `count` images side by side (they are adjacent in the
-    // output matrices): the 1-D transforms then run over count·th·tw tiles, not th·tw — 4 for a
-    // 7×7 map in F(4×4), too few for one vector.
     for (int ch = (int)first_channel; ch < end_channel; ch++) {
         for (int img = 0; img < count; img++) {
             const float *sp = src + ((int64_t)img * channels + ch) * h * w;
-            for (int y = 0; y < h; y++) memcpy(b.plane + (int64_t)(y + border) * pw + border, sp + (int64_t)y * w, sizeof(float) * w);
-            for (int i = 0; i < side; i++)
-                for (int ty = 0; ty < th; ty++)
-                    gather_row(b.plane + (int64_t)(m * ty + i) * pw, b.grid + i * side, img * n + ty * tw, tw, m, side);
+            for (int y = 0; y < h; y++) split_row(&b.planes, m, border, img, y, sp + (int64_t)y * w, w);
         }
-        if (!panels) {
-            for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride + (int64_t)ch * tiles;
-            transform_2d(f, side, a, (const float *const *)b.grid, b.mid, out, (int)tiles);
-            continue;
+        for (int64_t first = 0; first < tiles; first += GEMM_NR) {
+            const int n = tiles - first < GEMM_NR ? (int)(tiles - first) : GEMM_NR;
+            gather_block(&b.planes, m, side, th, tw, first, n, b.grid);
+            if (panels) {  // panel first / NR, row ch: NR floats
+                for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride + (first / GEMM_NR) * channels * GEMM_NR + (int64_t)ch * GEMM_NR;
+                transform_2d(f, side, a, (const float *const *)b.grid, b.mid, out, GEMM_NR);
+            } else if (n == GEMM_NR) {
+                for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride + (int64_t)ch * tiles + first;
+                transform_2d(f, side, a, (const float *const *)b.grid, b.mid, out, GEMM_NR);
+            } else {  // the last, partial block: through the grid, so nothing past the row is written
+                transform_2d(f, side, a, (const float *const *)b.grid, b.mid, b.grid, GEMM_NR);
+                for (int k = 0; k < a * a; k++)
+                    memcpy(out_matrices + k * stride + (int64_t)ch * tiles + first, b.grid[k], sizeof(float) * n);
+            }
         }
-        for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride;
-        transform_2d_panels(f, side, a, b.grid, b.mid, out, (int64_t)channels * GEMM_NR, ch, (int)tiles);
     }
 }
 
