@@ -2,8 +2,8 @@ import CKernels
 import Testing
 @testable import Kiln
 
-/// The fast convolution (im2col + sgemm, pointwise GEMM, depthwise direct) against the naive
-/// seven-loop reference over the configurations the zoo uses and the corner cases around them.
+/// The fast convolution (the GEMM over stride-phase planes, Winograd, grouped im2col, depthwise
+/// direct) against the naive seven-loop reference over the configurations the zoo uses and the corner cases around them.
 struct ConvolutionTests {
     struct Case: CustomStringConvertible, Sendable {
         var n = 2, c = 4, h = 9, w = 7, o = 6, k = 3, stride = 1
@@ -22,6 +22,14 @@ struct ConvolutionTests {
         Case(c: 6, h: 7, w: 7, o: 6, k: 3, stride: 1, padding: .symmetric(1), groups: 6),  // depthwise
         Case(c: 4, h: 6, w: 6, o: 8, k: 3, stride: 1, padding: .symmetric(1), groups: 2),  // grouped
         Case(c: 3, h: 6, w: 9, o: 5, k: 3, stride: 2, padding: Padding(top: 2, left: 0, bottom: 0, right: 1)),
+        // Three stride phases per axis, and a stride past the kernel (one phase, the rest skipped).
+        Case(n: 5, c: 5, h: 11, w: 13, o: 7, k: 5, stride: 3, padding: Padding(top: 1, left: 2, bottom: 0, right: 1)),
+        Case(n: 3, c: 7, h: 10, w: 9, o: 13, k: 1, stride: 3, padding: .symmetric(1)),
+        // K = 360 in two blocks of the GEMM's KC (256); stems wide enough for several bands of
+        // output rows, by image (batch 2) and by channel (batch 1).
+        Case(n: 2, c: 40, h: 70, w: 66, o: 50, k: 3, stride: 2, padding: .symmetric(1)),
+        Case(n: 2, c: 3, h: 160, w: 150, o: 64, k: 7, stride: 2, padding: .symmetric(3)),
+        Case(n: 1, c: 3, h: 224, w: 224, o: 64, k: 7, stride: 2, padding: .symmetric(3), bias: false),
         // Winograd F(4×4, 3×3) (≥ 256 2×2 output tiles): odd sizes leave partial edge tiles; batch 9
         // splits into chunks.
         Case(n: 9, c: 128, h: 9, w: 11, o: 128, k: 3, stride: 1, padding: .symmetric(1)),

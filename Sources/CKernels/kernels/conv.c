@@ -101,6 +101,11 @@ static void conv_chunk_forward(const kn_conv2d_desc *d, const float *x, const fl
 }
 
 
+// The direct path (conv_direct.c, after the GEMM it builds on).
+static int conv_direct_eligible(const kn_conv2d_desc *d);
+static void conv_direct_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
+                                const kn_conv_epilogue *ep);
+
 // The fused epilogue for one image's output y[o, ohw]: either per-channel (sum, sum of squares)
 // for batch statistics, or the residual add and activation, while the image is still in cache.
 static void epilogue_image(const kn_conv2d_desc *d, const kn_conv_epilogue *ep, int image, float *y);
@@ -184,6 +189,10 @@ void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const floa
         return;
     }
     const int threads = kn_threads();
+    if (conv_direct_eligible(d) && !getenv("KILN_NO_DIRECT_CONV")) {
+        conv_direct_forward(d, x, w, bias, y, ep);
+        return;
+    }
     const int cg = d->c / d->groups;
     const int ohw = d->oh * d->ow;
     const int chunk = conv_chunk(d, threads);
