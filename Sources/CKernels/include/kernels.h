@@ -73,7 +73,8 @@ typedef struct {
 /// Fills oh/ow from the other fields; returns 0 when the geometry is valid.
 int kn_conv2d_geometry(kn_conv2d_desc *d);
 /// y[n,o,oh,ow] = sum w[o, c/g, kh, kw] * x[...] + bias[o]. bias may be NULL.
-/// im2col + sgemm (1x1 stride-1 unpadded convs skip im2col), depthwise convs use a direct kernel.
+/// Winograd F(4×4, 3×3) where it pays, a GEMM reading the input's stride phases for other
+/// ungrouped convs, im2col + GEMM for grouped ones, a direct kernel for depthwise convs.
 void kn_conv2d_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y);
 enum { KN_ACT_NONE = 0, KN_ACT_RELU = 1, KN_ACT_RELU6 = 2 };
 

@@ -1,5 +1,6 @@
-// Convolution forward: im2col + OpenBLAS sgemm per image, a direct kernel for depthwise convs,
-// and the naive reference used by tests.
+// Convolution forward: the dispatch (Winograd for 3×3 stride-1 convs with enough tiles, a direct
+// kernel for depthwise convs, the GEMM over stride-phase planes for other ungrouped convs), the
+// im2col + GEMM path that grouped convs take, and the naive reference used by tests.
 #include "kernels.h"
 #include <cblas.h>
 #include <stdlib.h>
