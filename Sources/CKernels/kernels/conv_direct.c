@@ -93,12 +93,16 @@ static void tap_offsets(const kn_conv2d_desc *d, const direct_layout *l, int32_t
                                    (int64_t)(i / d->sh) * l->cols + j / d->sw);
 }
 
-// One MR×NR tile: acc (from C when `accumulate`, else 0) += Σ_k a[:,k] · src[off[k] .. + NR], in k
-// order; rows past `mr` are computed (A's panels are zero there) and not stored.
-static void direct_tile(int kc, const float *ap, const float *src, const int32_t *off, float *c, int64_t ldc, int mr,
-                        int accumulate) {
+// One MR×NR tile: acc (from C when `accumulate`, else 0) += Σ_k w[row][k] · src[off[k] .. + NR],
+// in k order, the filters read where they lie (rows `ldw` apart: no packing copy, which at batch
+// 1 cost as much as the product for 512-channel convs); rows past `mr` repeat the last one and are
+// not stored.
+static void direct_tile(int kc, const float *w, int64_t ldw, const float *src, const int32_t *off, float *c,
+                        int64_t ldc, int mr, int accumulate) {
     gemm_vec acc[GEMM_MR][2];
+    const float *row[GEMM_MR];
     for (int r = 0; r < GEMM_MR; r++) {
+        row[r] = w + (r < mr ? r : mr - 1) * ldw;
         if (accumulate && r < mr) {
             acc[r][0] = *(const gemm_vec_unaligned *)(c + r * ldc);
             acc[r][1] = *(const gemm_vec_unaligned *)(c + r * ldc + GEMM_VL);
@@ -113,11 +117,10 @@ static void direct_tile(int kc, const float *ap, const float *src, const int32_t
         const gemm_vec b0 = *(const gemm_vec_unaligned *)b, b1 = *(const gemm_vec_unaligned *)(b + GEMM_VL);
 #pragma unroll
         for (int r = 0; r < GEMM_MR; r++) {
-            const float s = ap[r];
+            const float s = row[r][k];
             acc[r][0] += b0 * s;
             acc[r][1] += b1 * s;
         }
-        ap += GEMM_MR;
     }
     for (int r = 0; r < mr; r++) {
         *(gemm_vec_unaligned *)(c + r * ldc) = acc[r][0];
@@ -128,7 +131,7 @@ static void direct_tile(int kc, const float *ap, const float *src, const int32_t
 typedef struct {
     const kn_conv2d_desc *d;
     const direct_layout *l;
-    const float *x, *a, *bias;  // a: the filters as A panels (gemm_pack_a over the whole K)
+    const float *x, *w, *bias;
     const int32_t *off;
     float *y;
     const kn_conv_epilogue *ep;
@@ -153,7 +156,7 @@ static void direct_panels(const direct_conv *r, const float *planes, int image, 
             for (int64_t t = 0; t < span; t += GEMM_NR)  // a tile's B rows stay in L1 while A's panels pass
                 for (int64_t p = first; p < end; p++) {
                     const int oc = (int)p * GEMM_MR, mr = d->o - oc < GEMM_MR ? d->o - oc : GEMM_MR;
-                    direct_tile(kc, r->a + p * kdim * GEMM_MR + (int64_t)pc * GEMM_MR, planes + q0 + t, r->off + pc,
+                    direct_tile(kc, r->w + (int64_t)oc * kdim + pc, kdim, planes + q0 + t, r->off + pc,
                                 product + (oc - first * GEMM_MR) * l->band_stride + t, l->band_stride, mr, pc > 0);
                 }
         }
@@ -206,28 +209,15 @@ static void direct_channels_task(void *context, int64_t begin, int64_t end) {
     if (product) direct_panels(r, r->planes, r->image, begin, end, product);
 }
 
-typedef struct { const float *w; float *a; int o, kdim; } filter_panels;
-
-static void filter_panels_task(void *context, int64_t begin, int64_t end) {
-    const filter_panels *f = context;
-    for (int64_t p = begin; p < end; p++) {
-        const int rows = f->o - (int)p * GEMM_MR < GEMM_MR ? f->o - (int)p * GEMM_MR : GEMM_MR;
-        gemm_pack_a(f->w, f->kdim, 0, (int)p * GEMM_MR, 0, rows, f->kdim, f->a + p * f->kdim * GEMM_MR);
-    }
-}
-
 static void conv_direct_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
                                 const kn_conv_epilogue *ep) {
     const int threads = kn_in_parallel() ? 1 : kn_threads(), kdim = d->c * d->kh * d->kw;
     const int64_t panels = (d->o + GEMM_MR - 1) / GEMM_MR;
     const direct_layout l = direct_layout_of(d);
-    float *a = kn_scratch(KN_SCRATCH_WEIGHTS, gemm_panels_a_floats(d->o, kdim) + (kdim + 15) / 16 * 16);
-    if (!a) return;
-    int32_t *off = (int32_t *)(a + gemm_panels_a_floats(d->o, kdim));
-    filter_panels f = {w, a, d->o, kdim};
-    kn_parallel_for(panels, KN_GRAIN_ROWS, filter_panels_task, &f);
+    int32_t *off = (int32_t *)kn_scratch(KN_SCRATCH_WEIGHTS, kdim);
+    if (!off) return;
     tap_offsets(d, &l, off);
-    direct_conv r = {d, &l, x, a, bias, off, y, ep, NULL, 0};
+    direct_conv r = {d, &l, x, w, bias, off, y, ep, NULL, 0};
     if (d->n >= threads) {
         kn_parallel(threads, direct_images_task, &r);
         return;
