@@ -108,6 +108,10 @@ typedef struct {
 
 static const algorithm f4 = {4, 6, b4, a4, at4, g4, gt4};
 
+// Tiles [first, first + count) of a batch whose images have th × tw tiles each, numbered image by
+// image, row by row (a range may start and end inside an image).
+typedef struct { int64_t first, count; int th, tw; } tile_range;
+
 // ---- 2-D transforms ----------------------------------------------------------------------------
 
 // Distance between the α² transformed matrices of `rows` × `cols`. The transforms write (and
@@ -277,22 +281,27 @@ INLINE block_buffers block_scratch(const algorithm *alg, int count, int rows, in
 // transformed in L1. With `panels`, each matrix is written as the GEMM's B panels (zero past the
 // last tile) instead of row-major.
 INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, int border, const float *src,
-                             int channels, int h, int w, int count, int th, int tw, int panels, float *out_matrices,
+                             int channels, int h, int w, const tile_range *range, int panels, float *out_matrices,
                              int64_t first_channel, int64_t end_channel) {
-    const int m = alg->m, a = alg->a, ph = m * th + side - m, pw = m * tw + side - m;
-    const int64_t tiles = (int64_t)count * th * tw;
+    const int m = alg->m, a = alg->a, th = range->th, tw = range->tw, ph = m * th + side - m, pw = m * tw + side - m;
+    const int64_t tiles = range->count, per_image = (int64_t)th * tw;
+    const int first_image = (int)(range->first / per_image), images = (int)((range->first + tiles - 1) / per_image) - first_image + 1;
     const int64_t stride = panels ? packed_tiles_stride(channels, tiles) : matrix_stride(channels, tiles);
-    block_buffers b = block_scratch(alg, count, ph, pw);
+    block_buffers b = block_scratch(alg, images, ph, pw);
     if (!b.planes.base) return;
     float *out[36];
     for (int ch = (int)first_channel; ch < end_channel; ch++) {
-        for (int img = 0; img < count; img++) {
-            const float *sp = src + ((int64_t)img * channels + ch) * h * w;
-            for (int y = 0; y < h; y++) split_row(&b.planes, m, border, img, y, sp + (int64_t)y * w, w);
+        for (int img = 0; img < images; img++) {  // the input rows of the range's tile rows in this image
+            const int64_t base = (int64_t)(first_image + img) * per_image;
+            const int64_t lo = range->first > base ? range->first - base : 0;
+            const int64_t hi = range->first + tiles < base + per_image ? range->first + tiles - base : per_image;
+            const int y0 = m * (int)(lo / tw) - border, y1 = m * (int)((hi - 1) / tw) + side - border;
+            const float *sp = src + ((int64_t)(first_image + img) * channels + ch) * h * w;
+            for (int y = y0 < 0 ? 0 : y0; y < y1 && y < h; y++) split_row(&b.planes, m, border, img, y, sp + (int64_t)y * w, w);
         }
         for (int64_t first = 0; first < tiles; first += GEMM_NR) {
             const int n = tiles - first < GEMM_NR ? (int)(tiles - first) : GEMM_NR;
-            gather_block(&b.planes, m, side, th, tw, first, n, b.grid);
+            gather_block(&b.planes, m, side, th, tw, range->first - first_image * per_image + first, n, b.grid);
             if (panels) {  // panel first / NR, row ch: NR floats
                 for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride + (first / GEMM_NR) * channels * GEMM_NR + (int64_t)ch * GEMM_NR;
                 transform_2d(f, side, a, (const float *const *)b.grid, b.mid, out, GEMM_NR);
@@ -310,9 +319,9 @@ INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, i
 
 // V[α²][c][T] = Bᵀ d B for the α×α input tiles (the input padded by 1 on each side), as B panels
 // for the forward GEMMs or row-major for the filter gradient's.
-INLINE void transform_input_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *x, int count, int th, int tw,
+INLINE void transform_input_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *x, const tile_range *range,
                                  int panels, float *v, int64_t first_channel, int64_t end_channel) {
-    transform_planes(alg, alg->input, alg->a, 1, x, d->c, d->h, d->w, count, th, tw, panels, v, first_channel, end_channel);
+    transform_planes(alg, alg->input, alg->a, 1, x, d->c, d->h, d->w, range, panels, v, first_channel, end_channel);
 }
 
 // The inverse of gather_row for F(4×4)'s output tiles: row[4·tx + j] = src[j][offset + tx] + bias
@@ -328,34 +337,37 @@ INLINE void scatter_row(float *const *src, int64_t offset, int full, float bias,
 
 // y[n][o] from M[α²][o][T]: Aᵀ M A per tile, plus bias, written into the plane (edge tiles clipped).
 INLINE void transform_output_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *mm, const float *bias,
-                             int count, int th, int tw, float *y, int64_t first_channel, int64_t end_channel) {
-    const int m = alg->m, a = alg->a;
-    const int64_t tiles = (int64_t)count * th * tw, stride = matrix_stride(d->o, tiles), n = (int64_t)th * tw;
+                                  const tile_range *range, float *y, int64_t first_channel, int64_t end_channel) {
+    const int m = alg->m, a = alg->a, tw = range->tw;
+    const int64_t tiles = range->count, stride = matrix_stride(d->o, tiles), per_image = (int64_t)range->th * tw;
     plane_buffers b = plane_scratch(alg, tiles, 0);
     if (!b.plane) return;
     const float *in[36];
-    for (int oc = (int)first_channel; oc < end_channel; oc++) {  // a channel of all `count` images at once (as transform_planes)
+    const int full = d->ow / m;  // tiles whose m columns all lie inside the output
+    for (int oc = (int)first_channel; oc < end_channel; oc++) {  // a channel of the whole range at once (as transform_planes)
         for (int k = 0; k < a * a; k++) in[k] = mm + k * stride + (int64_t)oc * tiles;
         transform_2d(alg->output, a, m, in, b.mid, b.grid, (int)tiles);  // grid[i*m + j]: output (i, j) of every tile
         const float bv = bias ? bias[oc] : 0.0f;
-        const int full = d->ow / m;  // tiles whose m columns all lie inside the output
-        for (int img = 0; img < count; img++) {
-            float *yp = y + ((int64_t)img * d->o + oc) * d->oh * d->ow;
-            for (int ty = 0; ty < th; ty++)
-                for (int i = 0; i < m && m * ty + i < d->oh; i++) {
-                    float *dst = yp + (int64_t)(m * ty + i) * d->ow;
-                    const int64_t at = img * n + ty * tw;
-                    scatter_row(b.grid + i * m, at, full, bv, dst);
-                    for (int j = 0; j < m && full < tw && m * full + j < d->ow; j++)
-                        dst[m * full + j] = b.grid[i * m + j][at + full] + bv;
-                }
+        for (int64_t at = 0; at < tiles;) {  // runs of tiles along a tile row
+            const int64_t t = range->first + at, img = t / per_image;
+            const int ty = (int)(t % per_image / tw), tx = (int)(t % tw);
+            const int run = tw - tx < tiles - at ? tw - tx : (int)(tiles - at), end = tx + run;
+            const int inside = (end < full ? end : full) - tx;  // whole tiles of the run
+            float *yp = y + (img * d->o + oc) * d->oh * d->ow;
+            for (int i = 0; i < m && m * ty + i < d->oh; i++) {
+                float *dst = yp + (int64_t)(m * ty + i) * d->ow;
+                if (inside > 0) scatter_row(b.grid + i * m, at, inside, bv, dst + m * tx);
+                for (int c = tx + (inside > 0 ? inside : 0); c < end; c++)  // the clipped tile
+                    for (int j = 0; j < m && m * c + j < d->ow; j++) dst[m * c + j] = b.grid[i * m + j][at + c - tx] + bv;
+            }
+            at += run;
         }
     }
 }
 
 // Ĝ[α²][o][T] = A dy Aᵀ for the m×m output-gradient tiles of `count` images (zero past the edge).
-INLINE void transform_gradient_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *dy, int count, int th, int tw, float *g) {
-    transform_planes(alg, alg->gradient, alg->m, 0, dy, d->o, d->oh, d->ow, count, th, tw, 0, g, 0, d->o);
+INLINE void transform_gradient_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *dy, const tile_range *range, float *g) {
+    transform_planes(alg, alg->gradient, alg->m, 0, dy, d->o, d->oh, d->ow, range, 0, g, 0, d->o);
 }
 
 // dw[o][c] = Gᵀ M[·][o][c] G from the summed products M[α²][o][c], in blocks of pairs.
@@ -384,13 +396,13 @@ INLINE void transform_filter_gradient_blocks_impl(const algorithm *alg, const pa
     static void name params { name##_impl(&f4, args); }
 #define A(...) __VA_ARGS__
 specialise(transform_weight_blocks, (const pair_blocks *r, int64_t begin, int64_t end), A(r, begin, end))
-specialise(transform_input, (const kn_conv2d_desc *d, const float *x, int count, int th, int tw, int panels, float *v,
-                             int64_t first, int64_t end), A(d, x, count, th, tw, panels, v, first, end))
-specialise(transform_output, (const kn_conv2d_desc *d, const float *mm, const float *bias, int count,
-                              int th, int tw, float *y, int64_t first, int64_t end),
-           A(d, mm, bias, count, th, tw, y, first, end))
-specialise(transform_gradient, (const kn_conv2d_desc *d, const float *dy, int count, int th, int tw, float *g),
-           A(d, dy, count, th, tw, g))
+specialise(transform_input, (const kn_conv2d_desc *d, const float *x, const tile_range *range, int panels, float *v,
+                             int64_t first, int64_t end), A(d, x, range, panels, v, first, end))
+specialise(transform_output, (const kn_conv2d_desc *d, const float *mm, const float *bias, const tile_range *range,
+                              float *y, int64_t first, int64_t end),
+           A(d, mm, bias, range, y, first, end))
+specialise(transform_gradient, (const kn_conv2d_desc *d, const float *dy, const tile_range *range, float *g),
+           A(d, dy, range, g))
 specialise(transform_filter_gradient_blocks, (const pair_blocks *r, int64_t begin, int64_t end),
            A(r, begin, end))
 #undef A
@@ -421,9 +433,8 @@ static void transform_filter_gradient(const float *mm, int o, int c, float *dw) 
 
 // ---- drivers -----------------------------------------------------------------------------------
 
-// Images per chunk: about 512 tiles per GEMM (at least one image), chunks spread over the
-// threads. Small chunks keep the α² transformed matrices near the cache; measured on ResNet-18
-// (batch 32) against 2048 tiles: training +5–8%, inference +6%.
+// The filter gradient's chunks are whole images, about 512 tiles (at least one image), spread over
+// the threads; measured on ResNet-18 (batch 32) against 2048 tiles: training +5–8%.
 enum { CHUNK_TILES = 512 };
 
 static int tile_chunk(const kn_conv2d_desc *d, int tiles_per_image, int threads) {
@@ -433,7 +444,25 @@ static int tile_chunk(const kn_conv2d_desc *d, int tiles_per_image, int threads)
     return chunk < 1 ? 1 : chunk;
 }
 
-// One Winograd convolution (or filter gradient) over chunks of images.
+// Tiles per forward chunk: its transformed input and products, α²·(c + o) floats a tile, in
+// about 1.25 MiB so they stay in L2 between the transforms and the GEMMs (64-channel layers: 64
+// tiles, a third of a 56×56 image), at least two B panels and at most 512 tiles. Whole-image
+// chunks of ~512 tiles wrote 5–17 MB of them per chunk, through L3: interleaved in one process
+// at batch 32, 64-channel 56×56 convs 21–24 → 16–22 ms, 128-channel 28×28 24–26 → 15–16 ms,
+// 256-channel 14×14 ≈ 8% faster, 512-channel 7×7 unchanged (its chunks were 64 tiles already).
+enum { CHUNK_FLOATS = 320 * 1024 };
+
+static int64_t forward_chunk_tiles(const kn_conv2d_desc *d, int64_t tiles) {
+    int64_t chunk = CHUNK_FLOATS / (36 * ((int64_t)d->c + d->o)) / GEMM_NR * GEMM_NR;
+    if (chunk < 2 * GEMM_NR) chunk = 2 * GEMM_NR;
+    if (chunk > CHUNK_TILES) chunk = CHUNK_TILES;
+    // As many chunks as that takes, evened out (so the last is not a sliver).
+    const int64_t chunks = (tiles + chunk - 1) / chunk;
+    chunk = (tiles + chunks - 1) / chunks;
+    return (chunk + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+}
+
+// One Winograd convolution (or filter gradient) over chunks of images (forward: of tiles).
 typedef struct {
     const kn_conv2d_desc *d;
     const float *x, *u, *bias, *dy;
@@ -450,42 +479,45 @@ typedef struct {
     const kn_conv2d_desc *d;
     const float *x, *bias, *products;
     float *tiles, *y;
-    int count, th, tw;
+    tile_range range;
 } chunk_transforms;
 
 static void transform_input_task(void *context, int64_t begin, int64_t end) {
     const chunk_transforms *t = context;
-    transform_input(t->d, t->x, t->count, t->th, t->tw, 1, t->tiles, begin, end);
+    transform_input(t->d, t->x, &t->range, 1, t->tiles, begin, end);
 }
 
 static void transform_output_task(void *context, int64_t begin, int64_t end) {
     const chunk_transforms *t = context;
-    transform_output(t->d, t->products, t->bias, t->count, t->th, t->tw, t->y, begin, end);
+    transform_output(t->d, t->products, t->bias, &t->range, t->y, begin, end);
 }
 
+// Worker `worker` takes a share of the images and runs their tiles in chunks of `r->chunk`; an
+// image's epilogue runs once its last tile is written.
 static void winograd_forward_chunks(void *context, int worker, int workers) {
     const winograd_chunks *r = context;
     const algorithm *alg = &f4;
     const kn_conv2d_desc *d = r->d;
-    const int a2n = alg->a * alg->a, th = r->th, tw = r->tw;
-    const int64_t weights = packed_weights_stride(d->o, d->c), xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
+    const int a2n = alg->a * alg->a;
+    const int64_t weights = packed_weights_stride(d->o, d->c), ys = (int64_t)d->o * d->oh * d->ow;
+    const int64_t per_image = (int64_t)r->th * r->tw;
     int64_t begin, end;
-    kn_share(r->chunks, worker, workers, &begin, &end);
+    kn_share(d->n, worker, workers, &begin, &end);
     if (begin >= end) return;
-    const int64_t max_tiles = (int64_t)r->chunk * th * tw;
-    float *v = kn_scratch(KN_SCRATCH_COLUMNS, a2n * packed_tiles_stride(d->c, max_tiles));
-    float *m = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, max_tiles));
+    float *v = kn_scratch(KN_SCRATCH_COLUMNS, a2n * packed_tiles_stride(d->c, r->chunk));
+    float *m = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, r->chunk));
     if (!v || !m) return;
-    for (int ci = (int)begin; ci < end; ci++) {
-        const int first = ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
-        const int64_t tiles = (int64_t)count * th * tw;
-        chunk_transforms t = {d, r->x + first * xs, r->bias, m, v, r->y + first * ys, count, th, tw};
+    int64_t finished = begin;  // images whose epilogue has run: [begin, finished)
+    for (int64_t first = begin * per_image; first < end * per_image; first += r->chunk) {
+        const int64_t tiles = end * per_image - first < r->chunk ? end * per_image - first : r->chunk;
+        chunk_transforms t = {d, r->x, r->bias, m, v, r->y, {first, tiles, r->th, r->tw}};
         kn_parallel_for(d->c, KN_GRAIN_ROWS, transform_input_task, &t);
         for (int k = 0; k < a2n; k++)
             gemm_panels_parallel(d->o, (int)tiles, d->c, r->u + k * weights, v + k * packed_tiles_stride(d->c, tiles), 0.0f,
                                  m + k * matrix_stride(d->o, tiles), (int)tiles);
         kn_parallel_for(d->o, KN_GRAIN_ROWS, transform_output_task, &t);
-        if (r->epilogue) for (int j = first; j < first + count; j++) r->epilogue(d, r->context, j, r->y + j * ys);
+        for (; finished < (first + tiles) / per_image; finished++)
+            if (r->epilogue) r->epilogue(d, r->context, (int)finished, r->y + finished * ys);
     }
 }
 
@@ -494,13 +526,14 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     const algorithm *alg = &f4;
     const int a2n = alg->a * alg->a, threads = kn_threads();
     const int th = (d->oh + alg->m - 1) / alg->m, tw = (d->ow + alg->m - 1) / alg->m;
-    const int chunk = tile_chunk(d, th * tw, threads), chunks = (d->n + chunk - 1) / chunk;
+    const int workers = d->n >= threads ? threads : 1;
+    const int64_t share = (d->n + workers - 1) / workers * (int64_t)th * tw;  // the most tiles a worker gets
     float *u = kn_scratch(KN_SCRATCH_WEIGHTS, a2n * packed_weights_stride(d->o, d->c));
     if (!u) return;
     transform_weights(w, d->o, d->c, u);
     winograd_chunks r = {.d = d, .x = x, .u = u, .bias = bias, .y = y, .epilogue = epilogue, .context = context,
-                         .chunk = chunk, .chunks = chunks, .th = th, .tw = tw};
-    kn_parallel(chunks >= threads ? threads : 1, winograd_forward_chunks, &r);
+                         .chunk = (int)forward_chunk_tiles(d, share), .th = th, .tw = tw};
+    kn_parallel(workers, winograd_forward_chunks, &r);
 }
 
 static void winograd_filter_chunks(void *context, int worker, int workers) {
@@ -508,7 +541,7 @@ static void winograd_filter_chunks(void *context, int worker, int workers) {
     const algorithm *alg = &f4;
     const kn_conv2d_desc *d = r->d;
     const int a2n = alg->a * alg->a, th = r->th, tw = r->tw;
-    const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow, products = matrix_stride(d->o, d->c);
+    const int64_t products = matrix_stride(d->o, d->c);
     float *acc = r->accumulators + worker * a2n * products;
     memset(acc, 0, sizeof(float) * a2n * products);
     int64_t begin, end;
@@ -521,8 +554,9 @@ static void winograd_filter_chunks(void *context, int worker, int workers) {
     for (int ci = (int)begin; ci < end; ci++) {
         const int first = ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
         const int64_t tiles = (int64_t)count * th * tw;
-        transform_input(d, r->x + first * xs, count, th, tw, 0, v, 0, d->c);
-        transform_gradient(d, r->dy + first * ys, count, th, tw, g);
+        const tile_range range = {(int64_t)first * th * tw, tiles, th, tw};
+        transform_input(d, r->x, &range, 0, v, 0, d->c);
+        transform_gradient(d, r->dy, &range, g);
         for (int k = 0; k < a2n; k++)
             kn_sgemm(0, 1, d->o, d->c, (int)tiles, 1.0f, g + k * matrix_stride(d->o, tiles), (int)tiles,
                      v + k * matrix_stride(d->c, tiles), (int)tiles, 1.0f, acc + k * products, d->c);
