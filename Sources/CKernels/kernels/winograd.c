@@ -527,12 +527,14 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     const int a2n = alg->a * alg->a, threads = kn_threads();
     const int th = (d->oh + alg->m - 1) / alg->m, tw = (d->ow + alg->m - 1) / alg->m;
     const int workers = d->n >= threads ? threads : 1;
-    const int64_t share = (d->n + workers - 1) / workers * (int64_t)th * tw;  // the most tiles a worker gets
+    // The most tiles a worker gets; with fewer images than threads (batch 1) one chunk, whose
+    // transforms and GEMMs split across the threads instead.
+    const int64_t share = (d->n + workers - 1) / workers * (int64_t)th * tw;
     float *u = kn_scratch(KN_SCRATCH_WEIGHTS, a2n * packed_weights_stride(d->o, d->c));
     if (!u) return;
     transform_weights(w, d->o, d->c, u);
     winograd_chunks r = {.d = d, .x = x, .u = u, .bias = bias, .y = y, .epilogue = epilogue, .context = context,
-                         .chunk = (int)forward_chunk_tiles(d, share), .th = th, .tw = tw};
+                         .chunk = (int)(workers < threads ? share : forward_chunk_tiles(d, share)), .th = th, .tw = tw};
     kn_parallel(workers, winograd_forward_chunks, &r);
 }
 
