@@ -26,12 +26,44 @@ enum {
     GEMM_NC = 2048,
 };
 
+// Transposes an 8×8 block in registers: r[i][k] → r[k][i] (three rounds of two-source shuffles).
+typedef float pack_vec __attribute__((vector_size(32)));
+typedef float pack_vec_unaligned __attribute__((vector_size(32), aligned(4)));
+
+static inline __attribute__((always_inline)) void transpose8(pack_vec r[8]) {
+    pack_vec t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int h = 0; h < 2; h++) {
+            u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int k = 0; k < 4; k++) {
+        r[k] = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[k + 4] = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
 // Packs op(A)[i0:i0+mc, k0:k0+kc] as panels of MR rows, k-major, zero rows past mc. Stored
-// transposed (K×M), a panel's k-th column is MR adjacent floats.
+// transposed (K×M), a panel's k-th column is MR adjacent floats. A stored as is (M×K) is read
+// eight k at a time from each row and transposed in registers; each column's eight-float store
+// runs two past the MR written, into the next column's place (or the buffer's slack).
 static void gemm_pack_a(const float *a, int lda, int trans, int i0, int k0, int mc, int kc, float *out) {
     for (int i = 0; i < mc; i += GEMM_MR) {
         const int rows = mc - i < GEMM_MR ? mc - i : GEMM_MR;
-        for (int k = 0; k < kc; k++) {
+        int k = 0;
+        if (!trans && rows == GEMM_MR && GEMM_MR <= 8)
+            for (; k + 8 <= kc; k += 8) {
+                pack_vec r[8] = {0};
+                for (int q = 0; q < GEMM_MR; q++) r[q] = *(const pack_vec_unaligned *)(a + (int64_t)(i0 + i + q) * lda + k0 + k);
+                transpose8(r);
+                for (int c = 0; c < 8; c++) *(pack_vec_unaligned *)(out + c * GEMM_MR) = r[c];
+                out += 8 * GEMM_MR;
+            }
+        for (; k < kc; k++) {
             int r = 0;
             if (trans) {
                 const float *column = a + (int64_t)(k0 + k) * lda + i0 + i;
@@ -45,17 +77,27 @@ static void gemm_pack_a(const float *a, int lda, int trans, int i0, int k0, int 
     }
 }
 
-// Packs B stored transposed (N×K): a panel's columns are rows of the stored matrix, read
-// contiguously and written NR apart within the panel (which stays in L1).
+// Packs B stored transposed (N×K): a panel's columns are rows of the stored matrix. Whole panels
+// go in 8×8 blocks transposed in registers (eight contiguous loads, eight contiguous stores),
+// the rest a float at a time.
 static void gemm_pack_b_transposed(const float *b, int ldb, int kc, int nc, float *out) {
     for (int j = 0; j < nc; j += GEMM_NR) {
         const int cols = nc - j < GEMM_NR ? nc - j : GEMM_NR;
+        int k0 = 0;
+        if (cols == GEMM_NR)
+            for (; k0 + 8 <= kc; k0 += 8)
+                for (int c0 = 0; c0 < GEMM_NR; c0 += 8) {
+                    pack_vec r[8];
+                    for (int q = 0; q < 8; q++) r[q] = *(const pack_vec_unaligned *)(b + (int64_t)(j + c0 + q) * ldb + k0);
+                    transpose8(r);
+                    for (int q = 0; q < 8; q++) *(pack_vec_unaligned *)(out + (k0 + q) * GEMM_NR + c0) = r[q];
+                }
         for (int c = 0; c < GEMM_NR; c++) {
             const float *row = b + (int64_t)(j + c) * ldb;
             if (c < cols)
-                for (int k = 0; k < kc; k++) out[k * GEMM_NR + c] = row[k];
+                for (int k = k0; k < kc; k++) out[k * GEMM_NR + c] = row[k];
             else
-                for (int k = 0; k < kc; k++) out[k * GEMM_NR + c] = 0.0f;
+                for (int k = k0; k < kc; k++) out[k * GEMM_NR + c] = 0.0f;
         }
         out += (int64_t)kc * GEMM_NR;
     }
@@ -135,7 +177,7 @@ static void gemm_block_tiles(int mc, int nc, int kc, const float *ap, int64_t a_
 // packing buffers are refused.
 static int gemm_ordered(int trans_a, int trans_b, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                         float beta, float *c, int ldc) {
-    float *pack_a = kn_scratch(KN_SCRATCH_PACK_A, (int64_t)GEMM_MC * GEMM_KC);
+    float *pack_a = kn_scratch(KN_SCRATCH_PACK_A, (int64_t)GEMM_MC * GEMM_KC + 8);  // + 8: gemm_pack_a's overrun
     float *pack_b = kn_scratch(KN_SCRATCH_PACK_B, (int64_t)GEMM_KC * (GEMM_NC + GEMM_NR));
     if (!pack_a || !pack_b) return -1;
     if (beta != 0.0f && beta != 1.0f)
