@@ -433,16 +433,7 @@ static void transform_filter_gradient(const float *mm, int o, int c, float *dw) 
 
 // ---- drivers -----------------------------------------------------------------------------------
 
-// The filter gradient's chunks are whole images, about 512 tiles (at least one image), spread over
-// the threads; measured on ResNet-18 (batch 32) against 2048 tiles: training +5–8%.
-enum { CHUNK_TILES = 512 };
-
-static int tile_chunk(const kn_conv2d_desc *d, int tiles_per_image, int threads) {
-    int chunk = CHUNK_TILES / tiles_per_image;
-    const int per_thread = (d->n + threads - 1) / threads;
-    if (chunk > per_thread) chunk = per_thread;
-    return chunk < 1 ? 1 : chunk;
-}
+enum { CHUNK_TILES = 512 };  // the most tiles in a chunk
 
 // Tiles per forward chunk: its transformed input and products, α²·(c + o) floats a tile, in
 // about 1.25 MiB so they stay in L2 between the transforms and the GEMMs (64-channel layers: 64
@@ -452,8 +443,12 @@ static int tile_chunk(const kn_conv2d_desc *d, int tiles_per_image, int threads)
 // 256-channel 14×14 ≈ 8% faster, 512-channel 7×7 unchanged (its chunks were 64 tiles already).
 enum { CHUNK_FLOATS = 320 * 1024 };
 
-static int64_t forward_chunk_tiles(const kn_conv2d_desc *d, int64_t tiles) {
-    int64_t chunk = CHUNK_FLOATS / (36 * ((int64_t)d->c + d->o)) / GEMM_NR * GEMM_NR;
+// The filter gradient's chunks are as large or larger: each adds its products into the α²·o·c
+// accumulators, whose traffic its tiles must outweigh (at least 2·o·c / (o + c) tiles).
+static int64_t chunk_tiles(const kn_conv2d_desc *d, int64_t tiles, int64_t least) {
+    int64_t chunk = CHUNK_FLOATS / (36 * ((int64_t)d->c + d->o));
+    if (chunk < least) chunk = least;
+    chunk = chunk / GEMM_NR * GEMM_NR;
     if (chunk < 2 * GEMM_NR) chunk = 2 * GEMM_NR;
     if (chunk > CHUNK_TILES) chunk = CHUNK_TILES;
     // As many chunks as that takes, evened out (so the last is not a sliver).
@@ -462,14 +457,14 @@ static int64_t forward_chunk_tiles(const kn_conv2d_desc *d, int64_t tiles) {
     return (chunk + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
 }
 
-// One Winograd convolution (or filter gradient) over chunks of images (forward: of tiles).
+// One Winograd convolution (or filter gradient) over chunks of tiles.
 typedef struct {
     const kn_conv2d_desc *d;
     const float *x, *u, *bias, *dy;
     float *y, *accumulators;  // accumulators: one [α²][o][c] block per worker (filter gradient)
     void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *);
     const void *context;
-    int chunk, chunks, th, tw;
+    int chunk, th, tw;  // tiles per chunk; tiles per image th × tw
 } winograd_chunks;
 
 // A chunk's input and output transforms, over ranges of channels: split across the threads when
@@ -534,7 +529,7 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     if (!u) return;
     transform_weights(w, d->o, d->c, u);
     winograd_chunks r = {.d = d, .x = x, .u = u, .bias = bias, .y = y, .epilogue = epilogue, .context = context,
-                         .chunk = (int)(workers < threads ? share : forward_chunk_tiles(d, share)), .th = th, .tw = tw};
+                         .chunk = (int)(workers < threads ? share : chunk_tiles(d, share, 0)), .th = th, .tw = tw};
     kn_parallel(workers, winograd_forward_chunks, &r);
 }
 
@@ -546,17 +541,16 @@ static void winograd_filter_chunks(void *context, int worker, int workers) {
     const int64_t products = matrix_stride(d->o, d->c);
     float *acc = r->accumulators + worker * a2n * products;
     memset(acc, 0, sizeof(float) * a2n * products);
+    const int64_t per_image = (int64_t)th * tw;
     int64_t begin, end;
-    kn_share(r->chunks, worker, workers, &begin, &end);
+    kn_share(d->n, worker, workers, &begin, &end);
     if (begin >= end) return;
-    const int64_t max_tiles = (int64_t)r->chunk * th * tw;
-    float *v = kn_scratch(KN_SCRATCH_COLUMNS, a2n * matrix_stride(d->c, max_tiles));
-    float *g = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, max_tiles));
+    float *v = kn_scratch(KN_SCRATCH_COLUMNS, a2n * matrix_stride(d->c, r->chunk));
+    float *g = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, r->chunk));
     if (!v || !g) return;
-    for (int ci = (int)begin; ci < end; ci++) {
-        const int first = ci * r->chunk, count = first + r->chunk > d->n ? d->n - first : r->chunk;
-        const int64_t tiles = (int64_t)count * th * tw;
-        const tile_range range = {(int64_t)first * th * tw, tiles, th, tw};
+    for (int64_t first = begin * per_image; first < end * per_image; first += r->chunk) {
+        const int64_t tiles = end * per_image - first < r->chunk ? end * per_image - first : r->chunk;
+        const tile_range range = {first, tiles, th, tw};
         transform_input(d, r->x, &range, 0, v, 0, d->c);
         transform_gradient(d, r->dy, &range, g);
         for (int k = 0; k < a2n; k++)
@@ -569,15 +563,15 @@ void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x,
     const algorithm *alg = &f4;
     const int a2n = alg->a * alg->a, threads = kn_threads();
     const int th = (d->oh + alg->m - 1) / alg->m, tw = (d->ow + alg->m - 1) / alg->m;
-    const int chunk = tile_chunk(d, th * tw, threads), chunks = (d->n + chunk - 1) / chunk;
-    const int workers = chunks >= threads ? threads : 1;
+    const int workers = d->n >= threads ? threads : 1;
+    const int64_t share = (d->n + workers - 1) / workers * (int64_t)th * tw;
     const int64_t products = matrix_stride(d->o, d->c);
     // The workers' accumulators live in the calling thread's scratch, so they stay distinct
     // however the workers are scheduled; summed in worker order.
     float *accumulators = kn_scratch(KN_SCRATCH_ACCUMULATOR, workers * a2n * products);
     if (!accumulators) return;
-    winograd_chunks r = {.d = d, .x = x, .dy = dy, .accumulators = accumulators, .chunk = chunk, .chunks = chunks,
-                         .th = th, .tw = tw};
+    winograd_chunks r = {.d = d, .x = x, .dy = dy, .accumulators = accumulators,
+                         .chunk = (int)chunk_tiles(d, share, 2 * (int64_t)d->o * d->c / (d->o + d->c)), .th = th, .tw = tw};
     kn_parallel(workers, winograd_filter_chunks, &r);
     for (int t = 1; t < workers; t++) {
         const float *p = accumulators + t * a2n * products;
