@@ -1,10 +1,14 @@
 // Per-thread scratch buffers that persist across kernel calls. Large temporaries (im2col
 // columns, Winograd tiles) freshly malloc'ed on every call come from mmap, and their first-touch
 // page faults cost as much as the transform that fills them; reusing them removes that cost.
+// The buffers are mapped and unmapped directly: through malloc, a buffer outgrown in several steps
+// left its earlier sizes in the heap (glibc raises its mmap threshold to every mapping it frees),
+// 44 MiB of a ResNet-18 training step's peak RSS.
 #include "kernels.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 typedef struct {
     float *buffer[KN_SCRATCH_SLOTS];
@@ -14,9 +18,15 @@ typedef struct {
 static pthread_key_t key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+static int64_t mapped_bytes(int64_t floats) { return (floats * (int64_t)sizeof(float) + 4095) / 4096 * 4096; }
+
+static void unmap(float *buffer, int64_t floats) {
+    if (buffer) munmap(buffer, (size_t)mapped_bytes(floats));
+}
+
 static void release(void *p) {
     scratch_set *set = p;
-    for (int i = 0; i < KN_SCRATCH_SLOTS; i++) free(set->buffer[i]);
+    for (int i = 0; i < KN_SCRATCH_SLOTS; i++) unmap(set->buffer[i], set->capacity[i]);
     free(set);
 }
 
@@ -46,11 +56,13 @@ float *kn_scratch(int slot, int64_t floats) {
         pthread_setspecific(key, set);
     }
     if (set->capacity[slot] < floats) {
-        const int64_t bytes = (floats * (int64_t)sizeof(float) + 63) / 64 * 64;
-        free(set->buffer[slot]);
-        set->buffer[slot] = aligned_alloc(64, (size_t)bytes);
-        set->capacity[slot] = set->buffer[slot] ? floats : 0;
-        if (!set->buffer[slot]) return refuse(bytes);
+        unmap(set->buffer[slot], set->capacity[slot]);
+        set->buffer[slot] = NULL;
+        set->capacity[slot] = 0;
+        void *p = mmap(NULL, (size_t)mapped_bytes(floats), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return refuse(mapped_bytes(floats));
+        set->buffer[slot] = p;
+        set->capacity[slot] = floats;
     }
     return set->buffer[slot];
 }

@@ -205,7 +205,7 @@ static int gemm_ordered(int trans_a, int trans_b, int m, int n, int k, const flo
 
 // ---- Operands packed once, in panels ------------------------------------------------------------
 // A caller that multiplies the same operand many times (Winograd's transformed weights, used by
-// every chunk of images) or that can write an operand straight into the kernel's layout (the
+// every chunk of tiles) or that can write an operand straight into the kernel's layout (the
 // transformed input tiles) packs it once as whole panels, independent of the cache blocking: A as
 // ⌈m/MR⌉ panels of k×MR, B as ⌈n/NR⌉ panels of k×NR, k-major, zero past m and n. The product walks
 // the same k blocks in the same order as gemm_ordered, so it is bit-equal to it.

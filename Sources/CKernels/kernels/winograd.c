@@ -2,7 +2,7 @@
 //   U = G g Gᵀ,  V = Bᵀ d B,  Y = Aᵀ (U ⊙ V) A,
 // with α = m + 2: each α×α input tile gives an m×m output tile with α² multiplies per (input,
 // output) channel pair instead of 9m². The α² element-wise products become α² GEMMs over all
-// tiles of a chunk of images, so the arithmetic runs in Kiln's packed GEMM. The filter gradient is
+// tiles of a chunk, so the arithmetic runs in Kiln's packed GEMM. The filter gradient is
 // the same algorithm transposed: Y is linear in g, so
 //   dg = Gᵀ [Σ_tiles (A dY Aᵀ) ⊙ V] G,
 // and the sum over tiles is again α² GEMMs, with the tiles as the reduction axis.
@@ -136,7 +136,7 @@ INLINE void transform_2d(tile_transform f, int w_in, int w_out, const float *con
     for (int p = 0; p < w_out; p++) f((const float *const *)(mid + p * w_in), out + p * w_out, n);
 }
 
-// Per-thread buffers of one channel's tiles (of a chunk's images): α² grid arrays and α² intermediate arrays of
+// Per-thread buffers of one channel's tiles (of a chunk of tiles): α² grid arrays and α² intermediate arrays of
 // `tiles` floats, plus the zero-padded plane.
 typedef struct { float *grid[36], *mid[36], *plane; } plane_buffers;
 
@@ -161,7 +161,7 @@ static int64_t packed_tiles_stride(int channels, int64_t tiles) {
 
 // U[α²][o][c] from w[o][c][3][3], in blocks of (o, c) pairs: each tap gathered into an array,
 // G g Gᵀ applied across the block, the α² results scattered into A panels (packed once per call,
-// not once per chunk of images).
+// not once per chunk of tiles).
 enum { PAIR_BLOCK = 64, WEIGHT_RUN = 32 };  // pairs per filter-gradient block; input channels per weight block
 
 // The weight and filter-gradient transforms run over blocks of (o, c) pairs in parallel.
