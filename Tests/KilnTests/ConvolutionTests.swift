@@ -37,6 +37,9 @@ struct ConvolutionTests {
         Case(n: 4, c: 64, h: 13, w: 30, o: 72, k: 3, stride: 1, padding: .symmetric(1)),
         // Chunks of 64 tiles (L2-sized for 64 channels) that start and end inside images of 110.
         Case(n: 3, c: 64, h: 40, w: 44, o: 64, k: 3, stride: 1, padding: .symmetric(1)),
+        // Transformed weights past 8 MB (256 channels): chunks shared by the threads, products
+        // split by output channel, epilogues of the images each chunk finished.
+        Case(n: 4, c: 256, h: 14, w: 15, o: 256, k: 3, stride: 1, padding: .symmetric(1)),
         // The same shapes with too few tiles: im2col GEMM.
         Case(n: 3, c: 256, h: 9, w: 11, o: 256, k: 3, stride: 1, padding: .symmetric(1)),
         Case(n: 1, c: 256, h: 8, w: 8, o: 264, k: 3, stride: 1, padding: .symmetric(1), bias: false),

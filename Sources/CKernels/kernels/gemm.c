@@ -68,27 +68,3 @@ void kn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
     kn_parallel(threads, gemm_block, &g);
 }
 
-// gemm_panels split across the threads by whole B panels (one share of columns each), or run by
-// the calling thread alone inside a parallel region or for small products.
-typedef struct {
-    int m, n, k, ldc;
-    const float *ap, *bp;
-    float beta;
-    float *c;
-} gemm_panel_shares;
-
-static void gemm_panel_share(void *context, int64_t begin, int64_t end) {
-    const gemm_panel_shares *g = context;
-    const int first = (int)begin * GEMM_NR, last = (int)end * GEMM_NR < g->n ? (int)end * GEMM_NR : g->n;
-    gemm_panels(g->m, last - first, g->k, g->ap, g->bp + (int64_t)begin * g->k * GEMM_NR, g->beta, g->c + first, g->ldc);
-}
-
-static void gemm_panels_parallel(int m, int n, int k, const float *ap, const float *bp, float beta, float *c, int ldc) {
-    const int panels = (n + GEMM_NR - 1) / GEMM_NR;
-    if (gemm_threads(m, n, k) == 1 || panels < 2) {
-        gemm_panels(m, n, k, ap, bp, beta, c, ldc);
-        return;
-    }
-    gemm_panel_shares g = {m, n, k, ldc, ap, bp, beta, c};
-    kn_parallel_for(panels, KN_GRAIN_ROWS, gemm_panel_share, &g);
-}

@@ -441,7 +441,7 @@ enum { CHUNK_TILES = 512 };  // the most tiles in a chunk
 // chunks of ~512 tiles wrote 5–17 MB of them per chunk, through L3: interleaved in one process
 // at batch 32, 64-channel 56×56 convs 21–24 → 16–22 ms, 128-channel 28×28 24–26 → 15–16 ms,
 // 256-channel 14×14 ≈ 8% faster, 512-channel 7×7 unchanged (its chunks were 64 tiles already).
-enum { CHUNK_FLOATS = 320 * 1024 };
+enum { CHUNK_FLOATS = 320 * 1024, SHARED_U_BYTES = 8 << 20 };
 
 // The filter gradient's chunks are as large or larger: each adds its products into the α²·o·c
 // accumulators, whose traffic its tiles must outweigh (at least 2·o·c / (o + c) tiles).
@@ -487,6 +487,38 @@ static void transform_output_task(void *context, int64_t begin, int64_t end) {
     transform_output(t->d, t->products, t->bias, &t->range, t->y, begin, end);
 }
 
+// A chunk's α² products over a range of the weights' A panels (output channels), so that with
+// one chunk across the threads each reads its share of U, not all of it.
+typedef struct {
+    const kn_conv2d_desc *d;
+    const float *u, *v;
+    float *m;
+    int64_t tiles;
+} chunk_products;
+
+static void chunk_products_task(void *context, int64_t begin, int64_t end) {
+    const chunk_products *t = context;
+    const int64_t weights = packed_weights_stride(t->d->o, t->d->c), first = begin * GEMM_MR;
+    const int rows = (int)((end * GEMM_MR < t->d->o ? end * GEMM_MR : t->d->o) - first);
+    for (int k = 0; k < 36; k++)
+        gemm_panels(rows, (int)t->tiles, t->d->c, t->u + k * weights + first * t->d->c,
+                    t->v + k * packed_tiles_stride(t->d->c, t->tiles), 0.0f,
+                    t->m + k * matrix_stride(t->d->o, t->tiles) + first * t->tiles, (int)t->tiles);
+}
+
+// The epilogues of the images a chunk finished.
+typedef struct {
+    const winograd_chunks *r;
+    int64_t first;
+} chunk_epilogues;
+
+static void chunk_epilogues_task(void *context, int64_t begin, int64_t end) {
+    const chunk_epilogues *e = context;
+    const kn_conv2d_desc *d = e->r->d;
+    const int64_t ys = (int64_t)d->o * d->oh * d->ow;
+    for (int64_t i = e->first + begin; i < e->first + end; i++) e->r->epilogue(d, e->r->context, (int)i, e->r->y + i * ys);
+}
+
 // Worker `worker` takes a share of the images and runs their tiles in chunks of `r->chunk`; an
 // image's epilogue runs once its last tile is written.
 static void winograd_forward_chunks(void *context, int worker, int workers) {
@@ -494,7 +526,6 @@ static void winograd_forward_chunks(void *context, int worker, int workers) {
     const algorithm *alg = &f4;
     const kn_conv2d_desc *d = r->d;
     const int a2n = alg->a * alg->a;
-    const int64_t weights = packed_weights_stride(d->o, d->c), ys = (int64_t)d->o * d->oh * d->ow;
     const int64_t per_image = (int64_t)r->th * r->tw;
     int64_t begin, end;
     kn_share(d->n, worker, workers, &begin, &end);
@@ -507,12 +538,13 @@ static void winograd_forward_chunks(void *context, int worker, int workers) {
         const int64_t tiles = end * per_image - first < r->chunk ? end * per_image - first : r->chunk;
         chunk_transforms t = {d, r->x, r->bias, m, v, r->y, {first, tiles, r->th, r->tw}};
         kn_parallel_for(d->c, KN_GRAIN_ROWS, transform_input_task, &t);
-        for (int k = 0; k < a2n; k++)
-            gemm_panels_parallel(d->o, (int)tiles, d->c, r->u + k * weights, v + k * packed_tiles_stride(d->c, tiles), 0.0f,
-                                 m + k * matrix_stride(d->o, tiles), (int)tiles);
+        chunk_products p = {d, r->u, v, m, tiles};
+        kn_parallel_for((d->o + GEMM_MR - 1) / GEMM_MR, KN_GRAIN_ROWS, chunk_products_task, &p);
         kn_parallel_for(d->o, KN_GRAIN_ROWS, transform_output_task, &t);
-        for (; finished < (first + tiles) / per_image; finished++)
-            if (r->epilogue) r->epilogue(d, r->context, (int)finished, r->y + finished * ys);
+        const int64_t done = (first + tiles) / per_image;
+        chunk_epilogues e = {r, finished};
+        if (r->epilogue && done > finished) kn_parallel_for(done - finished, KN_GRAIN_ROWS, chunk_epilogues_task, &e);
+        finished = done;
     }
 }
 
@@ -521,15 +553,20 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     const algorithm *alg = &f4;
     const int a2n = alg->a * alg->a, threads = kn_threads();
     const int th = (d->oh + alg->m - 1) / alg->m, tw = (d->ow + alg->m - 1) / alg->m;
-    const int workers = d->n >= threads ? threads : 1;
-    // The most tiles a worker gets; with fewer images than threads (batch 1) one chunk, whose
-    // transforms and GEMMs split across the threads instead.
+    // Images split between the threads, each running its own chunks — unless there are fewer
+    // images than threads (batch 1: one chunk per image) or the transformed weights are large
+    // (ResNet's 256- and 512-channel layers: 9.4 and 38 MB, which every worker's every chunk read
+    // through L3): then chunks of at least 128 tiles, each shared by the threads — the transforms
+    // split by channel, the products by output channel, so U is read once per chunk in all.
+    const int shared = d->n < threads || (int64_t)a2n * d->o * d->c * (int64_t)sizeof(float) > SHARED_U_BYTES;
+    const int workers = shared ? 1 : threads;
     const int64_t share = (d->n + workers - 1) / workers * (int64_t)th * tw;
     float *u = kn_scratch(KN_SCRATCH_WEIGHTS, a2n * packed_weights_stride(d->o, d->c));
     if (!u) return;
     transform_weights(w, d->o, d->c, u);
     winograd_chunks r = {.d = d, .x = x, .u = u, .bias = bias, .y = y, .epilogue = epilogue, .context = context,
-                         .chunk = (int)(workers < threads ? share : chunk_tiles(d, share, 0)), .th = th, .tw = tw};
+                         .chunk = (int)(d->n < threads ? share : chunk_tiles(d, share, shared ? 4 * GEMM_NR : 0)),
+                         .th = th, .tw = tw};
     kn_parallel(workers, winograd_forward_chunks, &r);
 }
 
