@@ -500,7 +500,7 @@ static void chunk_products_task(void *context, int64_t begin, int64_t end) {
     const chunk_products *t = context;
     const int64_t weights = packed_weights_stride(t->d->o, t->d->c), first = begin * GEMM_MR;
     const int rows = (int)((end * GEMM_MR < t->d->o ? end * GEMM_MR : t->d->o) - first);
-    for (int k = 0; k < 36; k++)
+    for (int k = 0; k < 36; k++)  // α² = 36 for F(4×4)
         gemm_panels(rows, (int)t->tiles, t->d->c, t->u + k * weights + first * t->d->c,
                     t->v + k * packed_tiles_stride(t->d->c, t->tiles), 0.0f,
                     t->m + k * matrix_stride(t->d->o, t->tiles) + first * t->tiles, (int)t->tiles);
@@ -519,8 +519,9 @@ static void chunk_epilogues_task(void *context, int64_t begin, int64_t end) {
     for (int64_t i = e->first + begin; i < e->first + end; i++) e->r->epilogue(d, e->r->context, (int)i, e->r->y + i * ys);
 }
 
-// Worker `worker` takes a share of the images and runs their tiles in chunks of `r->chunk`; an
-// image's epilogue runs once its last tile is written.
+// Worker `worker` takes a share of the images and runs their tiles in chunks of `r->chunk` (a lone
+// worker's chunks are shared: each step below splits across the threads); an image's epilogue
+// runs once its last tile is written.
 static void winograd_forward_chunks(void *context, int worker, int workers) {
     const winograd_chunks *r = context;
     const algorithm *alg = &f4;
