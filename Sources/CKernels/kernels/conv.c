@@ -119,19 +119,26 @@ static inline __attribute__((always_inline)) void activate_span(float *y, int64_
     for (int64_t i = 0; i < count; i++) y[i] = kn_activate(y[i], activation);
 }
 
-static void epilogue_image(const kn_conv2d_desc *d, const kn_conv_epilogue *ep, int image, float *y) {
-    const int ohw = d->oh * d->ow;
+// The epilogue of output channels [first, end) of one image (y: the image's output).
+static void epilogue_channels(const kn_conv2d_desc *d, const kn_conv_epilogue *ep, int image, float *y, int first,
+                              int end) {
+    const int64_t ohw = (int64_t)d->oh * d->ow;
     if (ep->stats) {
         double *st = ep->stats + (int64_t)image * d->o * 2;
-        for (int k = 0; k < d->o; k++) kn_moments(y + (int64_t)k * ohw, ohw, &st[2 * k], &st[2 * k + 1]);
+        for (int k = first; k < end; k++) kn_moments(y + k * ohw, ohw, &st[2 * k], &st[2 * k + 1]);
         return;
     }
-    const int64_t count = (int64_t)d->o * ohw;
+    const int64_t count = (end - first) * ohw;
+    float *span = y + first * ohw;
     if (ep->residual) {
-        const float *r = ep->residual + (int64_t)image * count;
-        for (int64_t i = 0; i < count; i++) y[i] += r[i];
+        const float *r = ep->residual + (int64_t)image * d->o * ohw + first * ohw;
+        for (int64_t i = 0; i < count; i++) span[i] += r[i];
     }
-    if (ep->activation != KN_ACT_NONE) { KN_WITH_ACTIVATION(ep->activation, act, activate_span(y, count, act)) }
+    if (ep->activation != KN_ACT_NONE) { KN_WITH_ACTIVATION(ep->activation, act, activate_span(span, count, act)) }
+}
+
+static void epilogue_image(const kn_conv2d_desc *d, const kn_conv_epilogue *ep, int image, float *y) {
+    epilogue_channels(d, ep, image, y, 0, d->o);
 }
 
 // One forward convolution's buffers, for the parallel loops over images and chunks of images.

@@ -207,10 +207,15 @@ static void split_phases_task(void *context, int64_t begin, int64_t end) {
     split_phases(r->d, r->l, r->x + r->image * xs, r->planes, begin, end);
 }
 
+// A share of the image's output channels, and their epilogue (while they are in this core's cache).
 static void direct_channels_task(void *context, int64_t begin, int64_t end) {
     const direct_conv *r = context;
+    const kn_conv2d_desc *d = r->d;
     float *product = kn_scratch(KN_SCRATCH_GATHER, (end - begin) * DIRECT_MR * r->l->band_stride);
-    if (product) direct_panels(r, r->planes, r->image, begin, end, product);
+    if (!product) return;
+    direct_panels(r, r->planes, r->image, begin, end, product);
+    const int last = (int)(end * DIRECT_MR < d->o ? end * DIRECT_MR : d->o);
+    if (r->ep) epilogue_channels(d, r->ep, r->image, r->y + (int64_t)r->image * d->o * d->oh * d->ow, (int)begin * DIRECT_MR, last);
 }
 
 static void conv_direct_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
@@ -229,10 +234,8 @@ static void conv_direct_forward(const kn_conv2d_desc *d, const float *x, const f
     r.planes = kn_scratch(KN_SCRATCH_COLUMNS, l.floats);
     if (!r.planes) return;
     zero_slack(d, &l, r.planes);
-    const int64_t ys = (int64_t)d->o * d->oh * d->ow;
     for (r.image = 0; r.image < d->n; r.image++) {
         kn_parallel_for(d->c, KN_GRAIN_ROWS, split_phases_task, &r);
         kn_parallel_for(panels, KN_GRAIN_ROWS, direct_channels_task, &r);
-        if (ep) epilogue_image(d, ep, r.image, y + r.image * ys);
     }
 }
