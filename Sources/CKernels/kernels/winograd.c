@@ -136,19 +136,15 @@ INLINE void transform_2d(tile_transform f, int w_in, int w_out, const float *con
     for (int p = 0; p < w_out; p++) f((const float *const *)(mid + p * w_in), out + p * w_out, n);
 }
 
-// Per-thread buffers of one channel's tiles (of a chunk of tiles): α² grid arrays and α² intermediate arrays of
-// `tiles` floats, plus the zero-padded plane.
-typedef struct { float *grid[36], *mid[36], *plane; } plane_buffers;
+// A channel's α² grid arrays and α² intermediate arrays, `pitch` floats each, laid out from `base`
+// (a thread's KN_SCRATCH_TILES): a transform's working set.
+typedef struct { float *grid[36], *mid[36]; } tile_arrays;
 
-INLINE plane_buffers plane_scratch(const algorithm *alg, int64_t tiles, int64_t plane_floats) {
+INLINE tile_arrays lay_tile_arrays(const algorithm *alg, float *base, int64_t pitch) {
     const int a2n = alg->a * alg->a;
-    const int64_t pitch = matrix_stride(1, tiles);  // apart by a cache line more than a multiple of 64 B
-    float *base = kn_scratch(KN_SCRATCH_TILES, 2 * a2n * pitch + plane_floats);
-    plane_buffers b = {0};
-    if (!base) return b;  // b.plane == NULL: the caller skips its work
-    for (int k = 0; k < a2n; k++) { b.grid[k] = base + k * pitch; b.mid[k] = base + (a2n + k) * pitch; }
-    b.plane = base + 2 * a2n * pitch;
-    return b;
+    tile_arrays t;
+    for (int k = 0; k < a2n; k++) { t.grid[k] = base + k * pitch; t.mid[k] = base + (a2n + k) * pitch; }
+    return t;
 }
 
 // Distance between the α² transformed weight matrices, each packed as the GEMM's A panels.
@@ -260,7 +256,7 @@ INLINE void gather_block(const phase_planes *p, int m, int side, int th, int tw,
 
 // Per-thread buffers of the block transforms: side² grid arrays and α·side intermediate arrays
 // of NR lanes (plus a vector of slack for the over-copies), and the images' phase planes.
-typedef struct { float *grid[36], *mid[36]; phase_planes planes; } block_buffers;
+typedef struct { tile_arrays t; phase_planes planes; } block_buffers;
 
 INLINE block_buffers block_scratch(const algorithm *alg, int count, int rows, int columns) {
     const int a2n = alg->a * alg->a, pitch = GEMM_NR + RUN_STEP;
@@ -268,13 +264,13 @@ INLINE block_buffers block_scratch(const algorithm *alg, int count, int rows, in
     float *base = kn_scratch(KN_SCRATCH_TILES, 2 * a2n * pitch + count * layout.image + RUN_STEP);
     block_buffers b = {0};
     if (!base) return b;  // b.planes.base == NULL: the caller skips its work
-    for (int k = 0; k < a2n; k++) { b.grid[k] = base + k * pitch; b.mid[k] = base + (a2n + k) * pitch; }
+    b.t = lay_tile_arrays(alg, base, pitch);
     b.planes = phase_layout(base + 2 * a2n * pitch, alg->m, rows, columns);
     memset(b.planes.base, 0, sizeof(float) * (count * layout.image + RUN_STEP));
     return b;
 }
 
-// The α² matrices [α²][channels][T] of `count` images' planes (T = count·th·tw), `side`×`side`
+// The α² matrices [α²][channels][T] of a range of T tiles of the images' planes, `side`×`side`
 // tiles a step of m apart, each lifted to α×α by `f` along both axes. Channel by channel: the
 // images' planes are split into phase planes (zero border: `border` columns and rows in front,
 // zeros past the end, so no tile needs bounds checks), then NR tiles at a time gathered and
@@ -301,17 +297,17 @@ INLINE void transform_planes(const algorithm *alg, tile_transform f, int side, i
         }
         for (int64_t first = 0; first < tiles; first += GEMM_NR) {
             const int n = tiles - first < GEMM_NR ? (int)(tiles - first) : GEMM_NR;
-            gather_block(&b.planes, m, side, th, tw, range->first - first_image * per_image + first, n, b.grid);
+            gather_block(&b.planes, m, side, th, tw, range->first - first_image * per_image + first, n, b.t.grid);
             if (panels) {  // panel first / NR, row ch: NR floats
                 for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride + (first / GEMM_NR) * channels * GEMM_NR + (int64_t)ch * GEMM_NR;
-                transform_2d(f, side, a, (const float *const *)b.grid, b.mid, out, GEMM_NR);
+                transform_2d(f, side, a, (const float *const *)b.t.grid, b.t.mid, out, GEMM_NR);
             } else if (n == GEMM_NR) {
                 for (int k = 0; k < a * a; k++) out[k] = out_matrices + k * stride + (int64_t)ch * tiles + first;
-                transform_2d(f, side, a, (const float *const *)b.grid, b.mid, out, GEMM_NR);
+                transform_2d(f, side, a, (const float *const *)b.t.grid, b.t.mid, out, GEMM_NR);
             } else {  // the last, partial block: through the grid, so nothing past the row is written
-                transform_2d(f, side, a, (const float *const *)b.grid, b.mid, b.grid, GEMM_NR);
+                transform_2d(f, side, a, (const float *const *)b.t.grid, b.t.mid, b.t.grid, GEMM_NR);
                 for (int k = 0; k < a * a; k++)
-                    memcpy(out_matrices + k * stride + (int64_t)ch * tiles + first, b.grid[k], sizeof(float) * n);
+                    memcpy(out_matrices + k * stride + (int64_t)ch * tiles + first, b.t.grid[k], sizeof(float) * n);
             }
         }
     }
@@ -324,8 +320,8 @@ INLINE void transform_input_impl(const algorithm *alg, const kn_conv2d_desc *d, 
     transform_planes(alg, alg->input, alg->a, 1, x, d->c, d->h, d->w, range, panels, v, first_channel, end_channel);
 }
 
-// The inverse of gather_row for F(4×4)'s output tiles: row[4·tx + j] = src[j][offset + tx] + bias
-// for the `full` tiles inside the row, all four j in one loop (one interleaved group of stores).
+// F(4×4)'s output tiles into an output row: row[4·tx + j] = src[j][offset + tx] + bias for the
+// `full` tiles inside the row, all four j in one loop (one interleaved group of stores).
 INLINE void scatter_row(float *const *src, int64_t offset, int full, float bias, float *restrict row) {
     const float *restrict s0 = src[0] + offset, *restrict s1 = src[1] + offset, *restrict s2 = src[2] + offset,
                           *restrict s3 = src[3] + offset;
@@ -340,8 +336,10 @@ INLINE void transform_output_impl(const algorithm *alg, const kn_conv2d_desc *d,
                                   const tile_range *range, float *y, int64_t first_channel, int64_t end_channel) {
     const int m = alg->m, a = alg->a, tw = range->tw;
     const int64_t tiles = range->count, stride = matrix_stride(d->o, tiles), per_image = (int64_t)range->th * tw;
-    plane_buffers b = plane_scratch(alg, tiles, 0);
-    if (!b.plane) return;
+    const int64_t pitch = matrix_stride(1, tiles);  // apart by a cache line more than a multiple of 64 B
+    float *base = kn_scratch(KN_SCRATCH_TILES, 2 * a * a * pitch);
+    if (!base) return;
+    tile_arrays b = lay_tile_arrays(alg, base, pitch);
     const float *in[36];
     const int full = d->ow / m;  // tiles whose m columns all lie inside the output
     for (int oc = (int)first_channel; oc < end_channel; oc++) {  // a channel of the whole range at once (as transform_planes)
@@ -365,7 +363,7 @@ INLINE void transform_output_impl(const algorithm *alg, const kn_conv2d_desc *d,
     }
 }
 
-// Ĝ[α²][o][T] = A dy Aᵀ for the m×m output-gradient tiles of `count` images (zero past the edge).
+// Ĝ[α²][o][T] = A dy Aᵀ for a range of the m×m output-gradient tiles (zero past the edge).
 INLINE void transform_gradient_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *dy, const tile_range *range, float *g) {
     transform_planes(alg, alg->gradient, alg->m, 0, dy, d->o, d->oh, d->ow, range, 0, g, 0, d->o);
 }
@@ -468,8 +466,8 @@ typedef struct {
 } winograd_chunks;
 
 // A chunk's input and output transforms, over ranges of channels: split across the threads when
-// the chunk is the only one (batch 1), so they do not run on one core while the others wait
-// (inside a worker's chunk, kn_parallel_for runs them on that worker).
+// the chunk is shared (batch 1, large weights), so they do not run on one core while the others
+// wait (inside a worker's chunk, kn_parallel_for runs them on that worker).
 typedef struct {
     const kn_conv2d_desc *d;
     const float *x, *bias, *products;
@@ -500,7 +498,7 @@ static void chunk_products_task(void *context, int64_t begin, int64_t end) {
     const chunk_products *t = context;
     const int64_t weights = packed_weights_stride(t->d->o, t->d->c), first = begin * GEMM_MR;
     const int rows = (int)((end * GEMM_MR < t->d->o ? end * GEMM_MR : t->d->o) - first);
-    for (int k = 0; k < 36; k++)  // α² = 36 for F(4×4)
+    for (int k = 0; k < f4.a * f4.a; k++)
         gemm_panels(rows, (int)t->tiles, t->d->c, t->u + k * weights + first * t->d->c,
                     t->v + k * packed_tiles_stride(t->d->c, t->tiles), 0.0f,
                     t->m + k * matrix_stride(t->d->o, t->tiles) + first * t->tiles, (int)t->tiles);
