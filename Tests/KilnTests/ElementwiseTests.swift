@@ -91,6 +91,40 @@ struct PoolingTests {
         #expect((0..<z.count).filter { z.floats[$0].isNaN } == [6, 7, 11, 12])
     }
 
+    /// Max-pool gradients go to each window's first maximum, NaN winning, on rows wider than the
+    /// vectorised 3×3 stride-2 path's runs (ties from coarse values, NaNs planted).
+    @Test(arguments: [(3, 2, 1), (3, 1, 1), (2, 2, 0)])
+    func maxPoolGradientGoesToTheFirstMaximum(_ config: (Int, Int, Int)) throws {
+        let (k, s, p) = config
+        let x = randomTensor([2, 2, 11, 157], seed: 8, low: 0, high: 4)
+        for i in 0..<x.count { x.floats[i] = x.floats[i].rounded(.down) }  // ties in most windows
+        for i in stride(from: 5, to: x.count, by: 389) { x.floats[i] = .nan }
+        let pool = Pool2DOp(.max, kernel: (k, k), stride: (s, s), padding: (p, p))
+        let ys = try pool.outputShape(for: [x.shape])
+        let dy = randomTensor(ys, seed: 9)
+        let dx = try apply(Pool2DBackwardOp(forward: pool), [x, dy])
+        var expected = [Double](repeating: 0, count: x.count)
+        for n in 0..<2 {
+            for c in 0..<2 {
+                for oy in 0..<ys[2] {
+                    for ox in 0..<ys[3] {
+                        var best = -1
+                        for i in 0..<k {
+                            for j in 0..<k {
+                                let y = oy * s - p + i, xx = ox * s - p + j
+                                guard y >= 0, y < 11, xx >= 0, xx < 157 else { continue }
+                                let v = x.floats[at(x.shape, n, c, y, xx)]
+                                if best < 0 || v > x.floats[best] || v.isNaN { best = at(x.shape, n, c, y, xx) }
+                            }
+                        }
+                        expected[best] += Double(dy.floats[at(ys, n, c, oy, ox)])
+                    }
+                }
+            }
+        }
+        #expect(relativeError(dx.scalars, expected) < 1e-6)
+    }
+
     @Test func globalAveragePoolIsThePlaneMean() throws {
         let x = randomTensor([2, 3, 5, 4], seed: 6)
         let y = try apply(GlobalAvgPoolOp(), [x])

@@ -146,6 +146,36 @@ static inline __attribute__((always_inline)) void maxpool_backward_inner_row(con
     for (int ox = ox0; ox < ox1; ox++) o[window_argmax(xp, row + ox * d->sw, d->w, kh, kw)] += g[ox];
 }
 
+// The same for ResNet's stem pool (3×3, stride 2), a run of windows at a time: the argmax of each
+// as an offset from its corner, found with the same selects across the run (so vectorised), then
+// the gradients added at the offsets. The one-window-at-a-time scan ran at a third of memory speed.
+static void maxpool_backward_inner_row_3x3s2(const kn_pool2d_desc *d, const float *xp, const float *g, float *o,
+                                             int oy, int ox0, int ox1) {
+    enum { RUN = 64 };
+    const int w = d->w;
+    const int32_t row = (oy * 2 - d->ph) * w - d->pw;
+    for (int start = ox0; start < ox1; start += RUN) {
+        const int n = ox1 - start < RUN ? ox1 - start : RUN;
+        const float *corner = xp + row + 2 * start;
+        float best[RUN];
+        int32_t where[RUN];
+        for (int t = 0; t < n; t++) { best[t] = corner[2 * t]; where[t] = 0; }
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) {
+                const float *restrict tap = corner + i * w + j;
+                const int32_t at = i * w + j;
+                for (int t = 0; t < n; t++) {
+                    const float v = tap[2 * t];
+                    const int take = (v > best[t]) | (v != v);  // as window_argmax
+                    where[t] = take ? at : where[t];
+                    best[t] = take ? v : best[t];
+                }
+            }
+        float *oc = o + row + 2 * start;
+        for (int t = 0; t < n; t++) oc[2 * t + where[t]] += g[start + t];
+    }
+}
+
 // Windows [from, to) of one output row that reach past the input's edge: the clipped scan.
 static void maxpool_backward_edge_windows(const kn_pool2d_desc *d, const float *xp, const float *g, float *o, int oy,
                                           int from, int to) {
