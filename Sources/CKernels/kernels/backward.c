@@ -206,7 +206,9 @@ static void maxpool_backward_planes(void *context, int64_t begin, int64_t end) {
             }
             // Left edge, inner windows, right edge: the windows in order, as the forward scans them.
             maxpool_backward_edge_windows(d, xp, gr, o, oy, 0, ox0);
-            if (three)
+            if (three && d->sw == 2 && d->sh == 2)
+                maxpool_backward_inner_row_3x3s2(d, xp, gr, o, oy, ox0, ox1);
+            else if (three)
                 maxpool_backward_inner_row(d, xp, gr, o, oy, ox0, ox1, 3, 3);
             else
                 maxpool_backward_inner_row(d, xp, gr, o, oy, ox0, ox1, d->kh, d->kw);
