@@ -3,6 +3,7 @@
 #ifndef KILN_PARALLEL_H
 #define KILN_PARALLEL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 /// One worker's part of a parallel region: `worker` in [0, workers).
@@ -29,6 +30,13 @@ static inline void kn_share(int64_t count, int worker, int workers, int64_t *beg
     *begin = worker * base + (worker < extra ? worker : extra);
     *end = *begin + base + (worker < extra);
 }
+
+/// Dynamic scheduling inside one region: each worker claims the next item of a shared counter
+/// until none is left, so a core that the host slows (other tenants, interrupts) takes fewer items
+/// instead of making the others wait for its fixed share. Use it only where an item's result does
+/// not depend on which worker computes it (items write disjoint outputs), so results stay the same.
+typedef struct { _Atomic int64_t next; } kn_counter;
+static inline int64_t kn_claim(kn_counter *c) { return atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed); }
 
 /// Grains for kn_parallel_for: elementwise float work, and loops whose iterations are rows or planes.
 enum { KN_GRAIN_ELEMENTS = 1 << 14, KN_GRAIN_ROWS = 1 };

@@ -141,6 +141,7 @@ typedef struct {
     const kn_conv_epilogue *ep;
     float *planes;              // the shared image's planes (one image at a time across the threads)
     int image;
+    kn_counter *next_image;     // images claimed by the workers (a batch at least as large as the threads)
 } direct_conv;
 
 // Output channels of A panels [first, end) of one image, band by band: the tiles' products into
@@ -181,18 +182,16 @@ static void direct_panels(const direct_conv *r, const float *planes, int image, 
 }
 
 static void direct_images_task(void *context, int worker, int workers) {
+    (void)worker, (void)workers;
     const direct_conv *r = context;
     const kn_conv2d_desc *d = r->d;
-    int64_t begin, end;
-    kn_share(d->n, worker, workers, &begin, &end);
-    if (begin >= end) return;
     const int64_t panels = (d->o + DIRECT_MR - 1) / DIRECT_MR;
     float *planes = kn_scratch(KN_SCRATCH_COLUMNS, r->l->floats);
     float *product = kn_scratch(KN_SCRATCH_GATHER, panels * DIRECT_MR * r->l->band_stride);
     if (!planes || !product) return;
     zero_slack(d, r->l, planes);
     const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
-    for (int64_t image = begin; image < end; image++) {
+    for (int64_t image; (image = kn_claim(r->next_image)) < d->n;) {
         split_phases(d, r->l, r->x + image * xs, planes, 0, d->c);
         direct_panels(r, planes, (int)image, 0, panels, product);
         if (r->ep) epilogue_image(d, r->ep, (int)image, r->y + image * ys);
@@ -226,7 +225,8 @@ static void conv_direct_forward(const kn_conv2d_desc *d, const float *x, const f
     int32_t *off = (int32_t *)kn_scratch(KN_SCRATCH_WEIGHTS, kdim);
     if (!off) return;
     tap_offsets(d, &l, off);
-    direct_conv r = {d, &l, x, w, bias, off, y, ep, NULL, 0};
+    kn_counter next_image = {0};
+    direct_conv r = {d, &l, x, w, bias, off, y, ep, NULL, 0, &next_image};
     if (d->n >= threads) {
         kn_parallel(threads, direct_images_task, &r);
         return;

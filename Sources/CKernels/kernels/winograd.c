@@ -463,6 +463,8 @@ typedef struct {
     void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *);
     const void *context;
     int chunk, th, tw;  // tiles per chunk; tiles per image th × tw
+    kn_counter *next_chunk;           // forward: chunks claimed by the workers
+    _Atomic int32_t *tiles_written;   // forward: per image, how many of its tiles are in y
 } winograd_chunks;
 
 // A chunk's input and output transforms, over ranges of channels: split across the threads when
@@ -504,7 +506,7 @@ static void chunk_products_task(void *context, int64_t begin, int64_t end) {
                     t->m + k * matrix_stride(t->d->o, t->tiles) + first * t->tiles, (int)t->tiles);
 }
 
-// The epilogues of the images a chunk finished.
+// The epilogues of the images [first, first + count) a chunk finished.
 typedef struct {
     const winograd_chunks *r;
     int64_t first;
@@ -517,33 +519,46 @@ static void chunk_epilogues_task(void *context, int64_t begin, int64_t end) {
     for (int64_t i = e->first + begin; i < e->first + end; i++) e->r->epilogue(d, e->r->context, (int)i, e->r->y + i * ys);
 }
 
-// Worker `worker` takes a share of the images and runs their tiles in chunks of `r->chunk` (a lone
-// worker's chunks are shared: each step below splits across the threads); an image's epilogue
-// runs once its last tile is written.
+// Counts the tiles [first, first + count) as written; returns the images they completed (a
+// contiguous range: the images inside the range are complete, those at its ends when the other
+// chunks that share them are done) through *begin and *end.
+static void images_completed(const winograd_chunks *r, int64_t first, int64_t count, int64_t *begin, int64_t *end) {
+    const int64_t per_image = (int64_t)r->th * r->tw;
+    *begin = *end = -1;
+    for (int64_t img = first / per_image; img * per_image < first + count; img++) {
+        const int64_t lo = img * per_image > first ? img * per_image : first;
+        const int64_t hi = (img + 1) * per_image < first + count ? (img + 1) * per_image : first + count;
+        const int32_t covered = (int32_t)(hi - lo);
+        if (atomic_fetch_add_explicit(&r->tiles_written[img], covered, memory_order_acq_rel) + covered != per_image) continue;
+        if (*begin < 0) *begin = img;
+        *end = img + 1;
+    }
+}
+
+// The workers claim chunks of tiles (which may cross images) one after another; a lone worker's
+// chunks are shared (each step below splits across the threads). An image's epilogue runs on the
+// worker that writes its last tiles, once all are in y.
 static void winograd_forward_chunks(void *context, int worker, int workers) {
+    (void)worker, (void)workers;
     const winograd_chunks *r = context;
     const algorithm *alg = &f4;
     const kn_conv2d_desc *d = r->d;
     const int a2n = alg->a * alg->a;
-    const int64_t per_image = (int64_t)r->th * r->tw;
-    int64_t begin, end;
-    kn_share(d->n, worker, workers, &begin, &end);
-    if (begin >= end) return;
+    const int64_t total = (int64_t)d->n * r->th * r->tw;
     float *v = kn_scratch(KN_SCRATCH_COLUMNS, a2n * packed_tiles_stride(d->c, r->chunk));
     float *m = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, r->chunk));
     if (!v || !m) return;
-    int64_t finished = begin;  // images whose epilogue has run: [begin, finished)
-    for (int64_t first = begin * per_image; first < end * per_image; first += r->chunk) {
-        const int64_t tiles = end * per_image - first < r->chunk ? end * per_image - first : r->chunk;
+    for (int64_t first; (first = kn_claim(r->next_chunk) * r->chunk) < total;) {
+        const int64_t tiles = total - first < r->chunk ? total - first : r->chunk;
         chunk_transforms t = {d, r->x, r->bias, m, v, r->y, {first, tiles, r->th, r->tw}};
         kn_parallel_for(d->c, KN_GRAIN_ROWS, transform_input_task, &t);
         chunk_products p = {d, r->u, v, m, tiles};
         kn_parallel_for((d->o + GEMM_MR - 1) / GEMM_MR, KN_GRAIN_ROWS, chunk_products_task, &p);
         kn_parallel_for(d->o, KN_GRAIN_ROWS, transform_output_task, &t);
-        const int64_t done = (first + tiles) / per_image;
-        chunk_epilogues e = {r, finished};
-        if (r->epilogue && done > finished) kn_parallel_for(done - finished, KN_GRAIN_ROWS, chunk_epilogues_task, &e);
-        finished = done;
+        int64_t begin, end;
+        images_completed(r, first, tiles, &begin, &end);
+        chunk_epilogues e = {r, begin};
+        if (r->epilogue && end > begin) kn_parallel_for(end - begin, KN_GRAIN_ROWS, chunk_epilogues_task, &e);
     }
 }
 
@@ -559,13 +574,17 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     // split by channel, the products by output channel, so U is read once per chunk in all.
     const int shared = d->n < threads || (int64_t)a2n * d->o * d->c * (int64_t)sizeof(float) > SHARED_U_BYTES;
     const int workers = shared ? 1 : threads;
-    const int64_t share = (d->n + workers - 1) / workers * (int64_t)th * tw;
-    float *u = kn_scratch(KN_SCRATCH_WEIGHTS, a2n * packed_weights_stride(d->o, d->c));
+    const int64_t share = (d->n + workers - 1) / workers * (int64_t)th * tw, weights = a2n * packed_weights_stride(d->o, d->c);
+    // U, then the images' written-tile counts (int32 in float-sized slots).
+    float *u = kn_scratch(KN_SCRATCH_WEIGHTS, weights + d->n);
     if (!u) return;
+    _Atomic int32_t *tiles_written = (_Atomic int32_t *)(u + weights);
+    for (int i = 0; i < d->n; i++) atomic_init(&tiles_written[i], 0);
     transform_weights(w, d->o, d->c, u);
+    kn_counter next_chunk = {0};
     winograd_chunks r = {.d = d, .x = x, .u = u, .bias = bias, .y = y, .epilogue = epilogue, .context = context,
                          .chunk = (int)(d->n < threads ? share : chunk_tiles(d, share, shared ? 4 * GEMM_NR : 0)),
-                         .th = th, .tw = tw};
+                         .th = th, .tw = tw, .next_chunk = &next_chunk, .tiles_written = tiles_written};
     kn_parallel(workers, winograd_forward_chunks, &r);
 }
 
