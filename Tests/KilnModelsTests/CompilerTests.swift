@@ -196,10 +196,12 @@ struct CompilerTests {
 
     /// An executor told its weights are constant folds BN into the convs once and reuses it: the
     /// same logits as folding per run, on every run; a change to the store after the first run is
-    /// (by contract) not seen, which shows the folded filters really are kept.
-    @Test func constantWeightsFoldOnceAndComputeTheSame() throws {
-        let input: Shape = [2, 3, 32, 32]
-        let graph = try Compiler.inference(ResNet18(classes: 7, width: 8), input: input)
+    /// (by contract) not seen, which shows the folded filters really are kept. At width 64 on 64²
+    /// inputs the 3×3 convs of layer1–2 take Winograd, whose transformed filters are kept too.
+    @Test(arguments: [(8, 2, 32), (64, 4, 64)])
+    func constantWeightsFoldOnceAndComputeTheSame(_ config: (width: Int, batch: Int, side: Int)) throws {
+        let input: Shape = [config.batch, 3, config.side, config.side]
+        let graph = try Compiler.inference(ResNet18(classes: 7, width: config.width), input: input)
         let store = ParameterStore(graph: graph, seed: 6)
         randomizeRunningStatistics(store)
         let folding = try Executor(graph: graph, parameters: store)

@@ -57,6 +57,36 @@ struct ConvolutionTests {
         #expect(kn_conv2d_geometry(&thin) == 0 && kn_conv2d_winograd_eligible(&thin) == 0)
     }
 
+    /// Filters prepared once (Winograd's transform) give the same output as transforming per call;
+    /// a buffer whose header names another layout is ignored, and one with the right header is
+    /// really read (garbage behind it changes the output).
+    @Test func preparedWeightsComputeTheSameAndAForeignLayoutIsIgnored() throws {
+        let x = randomTensor([3, 64, 20, 21], seed: 1), w = randomTensor([72, 64, 3, 3], seed: 2)
+        let bias = randomTensor([72], seed: 3)
+        var d = Conv2DOp(padding: .symmetric(1)).descriptor(x.shape, w.shape)
+        #expect(kn_conv2d_geometry(&d) == 0 && kn_conv2d_winograd_eligible(&d) == 1)
+        let count = Int(kn_conv2d_prepared_floats(&d))
+        #expect(count > 4 * w.count)
+        let prepared = Tensor(zeros: [count])
+        kn_conv2d_prepare_weights(&d, w.floats, prepared.floats)
+        func run(_ p: UnsafeMutablePointer<Float>?) -> [Float] {
+            let y = Tensor(zeros: [3, 72, 20, 21])
+            kn_conv2d_forward_prepared(&d, x.floats, w.floats, p, bias.floats, y.floats, nil)
+            return y.scalars
+        }
+        let perCall = run(nil)
+        #expect(run(prepared.floats) == perCall)
+        let other = Tensor(zeros: [count])  // prepared for 64 → 64 channels: another layout
+        var narrower = Conv2DOp(padding: .symmetric(1)).descriptor(x.shape, [64, 64, 3, 3])
+        #expect(kn_conv2d_geometry(&narrower) == 0)
+        kn_conv2d_prepare_weights(&narrower, w.floats, other.floats)
+        #expect(run(other.floats) == perCall)
+        for i in 64..<count { prepared.floats[i] = 0 }
+        #expect(run(prepared.floats) != perCall)
+        var strided = Conv2DOp(stride: (2, 2), padding: .symmetric(1)).descriptor(x.shape, w.shape)
+        #expect(kn_conv2d_geometry(&strided) == 0 && kn_conv2d_prepared_floats(&strided) == 0)
+    }
+
     /// Batches of 1 take the serial path (threaded sgemm), larger ones the image-parallel path.
     @Test(arguments: cases)
     func matchesNaiveReference(_ t: Case) throws {

@@ -93,6 +93,15 @@ void kn_moments(const float *x, int64_t n, double *sum, double *sum_squares);
 /// Convolution with a fused epilogue (ep may be NULL).
 void kn_conv2d_forward_fused(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
                              const kn_conv_epilogue *ep);
+/// Weights prepared once for many forward calls (a deployed model's constant filters): the floats
+/// kn_conv2d_prepare_weights writes for d's convolution, 0 when its path keeps nothing (today:
+/// Winograd's transformed filters, 4× the 3×3 weights). A buffer records the layout it holds
+/// (instruction set, channels); kn_conv2d_forward_prepared ignores one that does not match.
+int64_t kn_conv2d_prepared_floats(const kn_conv2d_desc *d);
+void kn_conv2d_prepare_weights(const kn_conv2d_desc *d, const float *w, float *prepared);
+/// kn_conv2d_forward_fused with weights from kn_conv2d_prepare_weights (may be NULL).
+void kn_conv2d_forward_prepared(const kn_conv2d_desc *d, const float *x, const float *w, const float *prepared,
+                                const float *bias, float *y, const kn_conv_epilogue *ep);
 /// Folds inference BN into conv weights: w'[o] = w[o]·γ/σ, b' = β + (b − μ)·γ/σ. bias may be NULL.
 void kn_fold_batchnorm(const float *w, const float *bias, const float *gamma, const float *beta, const float *mean,
                        const float *var, float eps, int o, int64_t per_output, float *w_out, float *b_out);
@@ -126,9 +135,13 @@ void kn_fused_bn_backward_finish(const double *moments, const double *totals, do
 /// Whether the Winograd path applies (3×3, stride 1, pad 1, ungrouped, ≥ 64 channels, maps ≥ 4×4).
 int kn_conv2d_winograd_eligible(const kn_conv2d_desc *d);
 /// Winograd F(4×4, 3×3) convolution; `epilogue(d, context, image, y_image)` runs per image after
-/// its output is written.
-void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
-                        void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *), const void *context);
+/// its output is written. `prepared`: the transformed filters (kn_conv2d_winograd_prepare), or NULL
+/// to transform w in this call.
+void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *prepared, const float *bias,
+                        float *y, void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *), const void *context);
+/// The floats of a prepared buffer of d's transformed filters, and writing one.
+int64_t kn_conv2d_winograd_prepared_floats(const kn_conv2d_desc *d);
+void kn_conv2d_winograd_prepare(const kn_conv2d_desc *d, const float *w, float *prepared);
 /// dw of a Winograd-eligible convolution by the transposed algorithm (per-thread accumulators
 /// summed in a fixed order).
 void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw);

@@ -22,7 +22,7 @@ static void winograd_backward_data(const kn_conv2d_desc *d, const float *dy, con
     kn_conv2d_desc t = *d;
     t.c = d->o; t.h = d->oh; t.w = d->ow;
     t.o = d->c; t.oh = d->h; t.ow = d->w;
-    kn_conv2d_winograd(&t, dy, rotated, NULL, dx, NULL, NULL);
+    kn_conv2d_winograd(&t, dy, rotated, NULL, NULL, dx, NULL, NULL);
 }
 
 // One backward convolution's buffers, for the parallel loops over chunks of images.

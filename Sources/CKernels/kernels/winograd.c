@@ -562,8 +562,36 @@ static void winograd_forward_chunks(void *context, int worker, int workers) {
     }
 }
 
-void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
-                        void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *), const void *context) {
+// A prepared buffer: a header naming its layout (the GEMM's panel shape, which differs between
+// instruction sets, and the channels), then U.
+enum { PREPARED_HEADER = 16 };  // floats: keeps U on the buffer's alignment
+
+static void prepared_tag(const kn_conv2d_desc *d, int32_t tag[PREPARED_HEADER]) {
+    memset(tag, 0, sizeof(int32_t) * PREPARED_HEADER);
+    tag[0] = 0x4b574e31;  // "KWN1"
+    tag[1] = KN_VECTOR_BYTES, tag[2] = GEMM_MR, tag[3] = GEMM_NR, tag[4] = d->o, tag[5] = d->c;
+}
+
+int64_t kn_conv2d_winograd_prepared_floats(const kn_conv2d_desc *d) {
+    return PREPARED_HEADER + (int64_t)f4.a * f4.a * packed_weights_stride(d->o, d->c);
+}
+
+void kn_conv2d_winograd_prepare(const kn_conv2d_desc *d, const float *w, float *prepared) {
+    int32_t tag[PREPARED_HEADER];
+    prepared_tag(d, tag);
+    memcpy(prepared, tag, sizeof tag);
+    transform_weights(w, d->o, d->c, prepared + PREPARED_HEADER);
+}
+
+// U from a prepared buffer whose layout is this code's for d, else NULL.
+static const float *prepared_weights(const kn_conv2d_desc *d, const float *prepared) {
+    int32_t tag[PREPARED_HEADER];
+    prepared_tag(d, tag);
+    return prepared && memcmp(prepared, tag, sizeof tag) == 0 ? prepared + PREPARED_HEADER : NULL;
+}
+
+void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *prepared, const float *bias,
+                        float *y, void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *), const void *context) {
     const algorithm *alg = &f4;
     const int a2n = alg->a * alg->a, threads = kn_threads();
     const int th = (d->oh + alg->m - 1) / alg->m, tw = (d->ow + alg->m - 1) / alg->m;
@@ -575,12 +603,14 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     const int shared = d->n < threads || (int64_t)a2n * d->o * d->c * (int64_t)sizeof(float) > SHARED_U_BYTES;
     const int workers = shared ? 1 : threads;
     const int64_t share = (d->n + workers - 1) / workers * (int64_t)th * tw, weights = a2n * packed_weights_stride(d->o, d->c);
-    // U, then the images' written-tile counts (int32 in float-sized slots).
-    float *u = kn_scratch(KN_SCRATCH_WEIGHTS, weights + d->n);
-    if (!u) return;
-    _Atomic int32_t *tiles_written = (_Atomic int32_t *)(u + weights);
+    // U (unless prepared), then the images' written-tile counts (int32 in float-sized slots).
+    const float *kept = prepared_weights(d, prepared);
+    float *scratch = kn_scratch(KN_SCRATCH_WEIGHTS, (kept ? 0 : weights) + d->n);
+    if (!scratch) return;
+    _Atomic int32_t *tiles_written = (_Atomic int32_t *)(scratch + (kept ? 0 : weights));
     for (int i = 0; i < d->n; i++) atomic_init(&tiles_written[i], 0);
-    transform_weights(w, d->o, d->c, u);
+    if (!kept) transform_weights(w, d->o, d->c, scratch);
+    const float *u = kept ? kept : scratch;
     kn_counter next_chunk = {0};
     winograd_chunks r = {.d = d, .x = x, .u = u, .bias = bias, .y = y, .epilogue = epilogue, .context = context,
                          .chunk = (int)(d->n < threads ? share : chunk_tiles(d, share, shared ? 4 * GEMM_NR : 0)),

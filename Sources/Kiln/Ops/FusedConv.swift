@@ -45,13 +45,16 @@ public struct FusedConvBNOp: Primitive {
         let y = call.output
         if bn.usesRunningStatistics || call.mode == .inference {
             // The folded filters and bias: kept by an executor whose weights are constant (folded on
-            // its first run), else folded per call into scratch (every element is written: no zeroing).
+            // its first run, with the filters the conv's path prepares from them: Winograd's
+            // transformed filters), else folded per call into scratch (every element is written).
             let count = w.count + w.shape[0]
             var scratch: UnsafeMutablePointer<Float>? = nil
             defer { scratch?.deallocate() }
             let folded: UnsafeMutablePointer<Float>
-            if let kept = call.derived?.tensors.first {
-                folded = kept.floats
+            var prepared: UnsafeMutablePointer<Float>? = nil
+            if let kept = call.derived?.tensors, !kept.isEmpty {
+                folded = kept[0].floats
+                prepared = kept.count > 1 ? kept[1].floats : nil
             } else {
                 if let derived = call.derived {
                     guard let kept = Tensor(allocating: [count]) else {
@@ -66,9 +69,16 @@ public struct FusedConvBNOp: Primitive {
                 kn_fold_batchnorm(
                     w.floats, bias, gamma.floats, beta.floats, mean.floats, variance.floats, bn.eps,
                     Int32(w.shape[0]), Int64(w.shape.count / w.shape[0]), folded, folded + w.count)
+                // Past memory for it, the conv prepares its filters per call as without an executor.
+                let preparedCount = Int(kn_conv2d_prepared_floats(&d))
+                if let derived = call.derived, preparedCount > 0, let kept = Tensor(allocating: [preparedCount]) {
+                    kn_conv2d_prepare_weights(&d, folded, kept.floats)
+                    derived.tensors.append(kept)
+                    prepared = kept.floats
+                }
             }
             var epilogue = kn_conv_epilogue(stats: nil, residual: residual, activation: activation.kernelCode)
-            kn_conv2d_forward_fused(&d, x.floats, folded, folded + w.count, y.floats, &epilogue)
+            kn_conv2d_forward_prepared(&d, x.floats, folded, prepared, folded + w.count, y.floats, &epilogue)
             return
         }
         let z = call.outputs[1]
