@@ -93,8 +93,11 @@ struct KilnBench: ParsableCommand {
                 trainOnly: [.resnet18Frozen, .mobileNetFrozen].contains(workload) ? [workload.classifier] : nil,
                 fuse: !unfused)
             configuration.rematerialize = !noRematerialize
+            configuration.frozenWeightsConstant = true  // as landuse's trainer runs its steps
             let graph = try Compiler.training(model, input: shape, configuration)
-            let executor = try Executor(graph: graph, parameters: ParameterStore(graph: graph, seed: 1), mode: .training)
+            let executor = try Executor(
+                graph: graph, parameters: ParameterStore(graph: graph, seed: 1), mode: .training,
+                constantWeights: configuration.frozenWeightsConstant)
             if profile { executor.stepTimes = [:]; profiled = executor }
             var count: Int64 = 0
             step = {

@@ -138,6 +138,7 @@ public final class Trainer {
         let feeder = try featureFeeder(model, shape: shape, store: store, configuration: stepConfiguration, trainIDs: trainIDs)
         stepConfiguration.startAt = feeder?.boundary.values
         stepConfiguration.dataParallel = job.dataParallel
+        stepConfiguration.frozenWeightsConstant = true  // weights and a resumed checkpoint load before the first step
         let step = try TrainStep(model: model, inputShape: shape, parameters: store, configuration: stepConfiguration)
 
         var history: [EpochRecord] = []

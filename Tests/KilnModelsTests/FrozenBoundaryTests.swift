@@ -85,4 +85,32 @@ struct FrozenBoundaryTests {
         let evalHead = try head.evaluate(features: extractor.run(["input": x]).mapValues { $0.clone() }).scalars
         #expect(relativeError(evalHead, evalWhole.map(Double.init)) < 1e-6)
     }
+
+    /// A step told its frozen weights stay constant folds and transforms the frozen convs once
+    /// (their 64-channel 3×3 convs take Winograd at this size) and takes the same steps, bit for
+    /// bit, as one deriving them every step, with layer4 frozen or training. A frozen weight
+    /// changed after the first steps is (by contract) not seen: the derived filters are kept.
+    @Test(arguments: [["fc"], ["layer4", "fc"]])
+    func constantFrozenWeightsTakeTheSameSteps(_ trainOnly: [String]) throws {
+        let shape: Shape = [4, 3, 64, 64]
+        func losses(constant: Bool) throws -> [Float] {
+            var config = configuration(trainOnly: trainOnly)
+            config.frozenWeightsConstant = constant
+            let step = try TrainStep(model: ResNet18(classes: 5, width: 64), inputShape: shape, configuration: config)
+            var losses: [Float] = []
+            for i in 0..<4 {
+                if i == 3 {
+                    let gamma = step.parameters["layer1.0.bn1.weight"]!
+                    for j in 0..<gamma.count { gamma.floats[j] *= 3 }
+                }
+                let x = Tensor(zeros: shape)
+                for j in 0..<x.count { x.floats[j] = Float((j * 7919 + i * 104_729) % 1000) / 500 - 1 }
+                losses.append(try step.run(images: x, labels: Tensor(shape: [4], int64s: [0, 1, 2, Int64(i % 3)])).loss)
+            }
+            return losses
+        }
+        let (perStep, kept) = (try losses(constant: false), try losses(constant: true))
+        #expect(perStep.prefix(3) == kept.prefix(3))
+        #expect(perStep[3] != kept[3])
+    }
 }

@@ -35,8 +35,10 @@ public final class Executor {
     ///   - verify: run `PlanVerifier` first (on by default in debug builds).
     ///   - constantWeights: the parameters will not change while this executor lives (a deployed
     ///     model, a frozen feature extractor): ops may derive from them once (fold BN into the
-    ///     convs) and reuse it on every run. Inference executors only; not for one that shares its
-    ///     store with training.
+    ///     convs, transform filters) and reuse it on every run. In a training executor: the
+    ///     parameters and buffers it does not train (a frozen backbone's) will not change, so the
+    ///     nodes that read no trainable parameter derive once. Not for an inference executor that
+    ///     shares its store with training.
     public init(
         graph: Graph, parameters: ParameterStore, mode: Mode = .inference,
         keep: Set<String> = [], seed: UInt64 = 0, verify: Bool = Executor.verifyByDefault, constantWeights: Bool = false
@@ -46,7 +48,10 @@ public final class Executor {
         self.mode = mode
         self.parameters = parameters
         self.seed = seed
-        derived = graph.nodes.map { _ in constantWeights && mode == .inference ? DerivedWeights() : nil }
+        derived = graph.nodes.map { node in
+            let readsTrainable = node.inputs.contains { graph.isTrainable(graph[$0]) }
+            return constantWeights && (mode == .inference || !readsTrainable) ? DerivedWeights() : nil
+        }
         plan = Plan(graph, keep: keep)
         if verify { try PlanVerifier.verify(plan) }
         guard let arena = Arena(bytes: plan.arenaBytes) else { throw ExecutionError.outOfMemory(node: "arena", bytes: plan.arenaBytes) }

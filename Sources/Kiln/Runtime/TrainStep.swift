@@ -28,6 +28,10 @@ public final class TrainStep {
         /// Train as one rank of a data-parallel job (see `DataParallel`); each rank runs its share
         /// of the global batch.
         public var dataParallel: DataParallel? = nil
+        /// The parameters and buffers the step does not train stay as they are while it lives (no
+        /// checkpoint loaded into them after the first step): the frozen convs then fold their BN
+        /// and transform their filters once, not every step (`Executor(constantWeights:)`).
+        public var frozenWeightsConstant = false
 
         public init(
             optimizer: Optimizer, schedule: LRSchedule = .constant, freeze: [String] = [],
@@ -161,7 +165,9 @@ public final class TrainStep {
     private func trainExecutor(batch: Int, graph compiled: Graph? = nil) throws -> Executor {
         if let executor = trainExecutors[batch] { return executor }
         let graph = try compiled ?? Self.compile(model, input: Shape([batch] + sampleShape.dims), configuration)
-        let executor = try Executor(graph: graph, parameters: parameters, mode: .training, seed: configuration.seed)
+        let executor = try Executor(
+            graph: graph, parameters: parameters, mode: .training, seed: configuration.seed,
+            constantWeights: configuration.frozenWeightsConstant)
         if let parallel = configuration.dataParallel { executor.join(parallel) }
         trainExecutors[batch] = executor
         return executor
