@@ -17,6 +17,10 @@ struct ConvolutionTests {
         Case(n: 1, bias: false),
         Case(n: 3, c: 3, h: 16, w: 16, o: 8, k: 7, stride: 2, padding: .symmetric(3), bias: false),  // ResNet stem
         Case(c: 8, h: 5, w: 5, o: 16, k: 1, stride: 1, padding: .zero),  // pointwise GEMM
+        // Pointwise convs read their input in place: several bands of rows whose last tile runs
+        // past the image (through the zero-padded tail), by image and (batch 1) by channel; K past KC.
+        Case(n: 2, c: 24, h: 56, w: 57, o: 520, k: 1, stride: 1, padding: .zero),
+        Case(n: 1, c: 300, h: 30, w: 31, o: 300, k: 1, stride: 1, padding: .zero, bias: false),
         Case(c: 8, h: 6, w: 6, o: 4, k: 1, stride: 2, padding: .zero, bias: false),  // downsample
         Case(c: 6, h: 8, w: 8, o: 6, k: 3, stride: 2, padding: Padding(top: 0, left: 0, bottom: 1, right: 1), groups: 6, bias: false),
         Case(c: 6, h: 7, w: 7, o: 6, k: 3, stride: 1, padding: .symmetric(1), groups: 6),  // depthwise
