@@ -47,6 +47,21 @@ static float *refuse(int64_t bytes) {
 
 int64_t kn_take_allocation_failure(void) { return atomic_exchange(&refused_bytes, 0); }
 
+// Activations and scratch are read a channel plane apart (conv tiles gather one row per input
+// channel), so 4 KiB pages spend the TLB on a few rows each; 2 MiB pages cover a whole image.
+enum { HUGE_PAGE = 2 << 20 };
+
+void kn_advise_huge_pages(void *memory, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (bytes < 2 * HUGE_PAGE || getenv("KILN_NO_HUGE_PAGES")) return;
+    const uintptr_t begin = ((uintptr_t)memory + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    const uintptr_t end = ((uintptr_t)memory + (uintptr_t)bytes) / HUGE_PAGE * HUGE_PAGE;
+    if (end > begin) madvise((void *)begin, end - begin, MADV_HUGEPAGE);  // advice: failure changes nothing
+#else
+    (void)memory, (void)bytes;
+#endif
+}
+
 float *kn_scratch(int slot, int64_t floats) {
     pthread_once(&once, make_key);
     scratch_set *set = pthread_getspecific(key);
@@ -61,6 +76,7 @@ float *kn_scratch(int slot, int64_t floats) {
         set->capacity[slot] = 0;
         void *p = mmap(NULL, (size_t)mapped_bytes(floats), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) return refuse(mapped_bytes(floats));
+        kn_advise_huge_pages(p, mapped_bytes(floats));
         set->buffer[slot] = p;
         set->capacity[slot] = floats;
     }

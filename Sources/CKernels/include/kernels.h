@@ -49,6 +49,9 @@ float *kn_scratch(int slot, int64_t floats);
 void kn_allocation_failed(int64_t bytes);
 /// The largest scratch request refused since the last call (0 if none), and clears it.
 int64_t kn_take_allocation_failure(void);
+/// Asks the OS to back the 2 MiB-aligned interior of [memory, memory + bytes) with huge pages
+/// (Linux transparent huge pages in `madvise` mode); call before first touching it. No-op elsewhere.
+void kn_advise_huge_pages(void *memory, int64_t bytes);
 
 /// Multiply-add peak of the active instruction-set path on every Kiln thread, in GFLOP/s:
 /// `iterations` rounds of 12 independent vector FMA chains per thread (kiln-bench's yardstick).

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// A dense tensor owning 64-byte-aligned memory. A reference type: the executor hands the same
@@ -77,6 +78,7 @@ public final class Tensor: @unchecked Sendable {
 func alignedZeroedMemory(_ bytes: Int) -> UnsafeMutableRawPointer? {
     var memory: UnsafeMutableRawPointer?
     guard posix_memalign(&memory, 64, bytes) == 0, let memory else { return nil }
+    kn_advise_huge_pages(memory, Int64(bytes))
     memory.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
     return memory
 }
