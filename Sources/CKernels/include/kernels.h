@@ -138,13 +138,10 @@ void kn_fused_bn_backward_finish(const double *moments, const double *totals, do
 /// Whether the Winograd path applies (3×3, stride 1, pad 1, ungrouped, ≥ 64 channels, maps ≥ 4×4).
 int kn_conv2d_winograd_eligible(const kn_conv2d_desc *d);
 /// Winograd F(4×4, 3×3) convolution; `epilogue(d, context, image, y_image)` runs per image after
-/// its output is written. `prepared`: the transformed filters (kn_conv2d_winograd_prepare), or NULL
+/// its output is written. `prepared`: the transformed filters (kn_conv2d_prepare_weights), or NULL
 /// to transform w in this call.
 void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w, const float *prepared, const float *bias,
                         float *y, void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *), const void *context);
-/// The floats of a prepared buffer of d's transformed filters, and writing one.
-int64_t kn_conv2d_winograd_prepared_floats(const kn_conv2d_desc *d);
-void kn_conv2d_winograd_prepare(const kn_conv2d_desc *d, const float *w, float *prepared);
 /// dw of a Winograd-eligible convolution by the transposed algorithm (per-thread accumulators
 /// summed in a fixed order).
 void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x, const float *dy, float *dw);

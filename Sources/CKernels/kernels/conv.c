@@ -102,6 +102,10 @@ static void conv_chunk_forward(const kn_conv2d_desc *d, const float *x, const fl
 }
 
 
+// Winograd's prepared filters (winograd.c, compiled after this file).
+static int64_t winograd_prepared_floats(const kn_conv2d_desc *d);
+static void winograd_prepare(const kn_conv2d_desc *d, const float *w, float *prepared);
+
 // The direct path (conv_direct.c, after the GEMM it builds on).
 static int conv_direct_eligible(const kn_conv2d_desc *d);
 static void conv_direct_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
@@ -187,11 +191,11 @@ static int winograd_taken(const kn_conv2d_desc *d) {
 }
 
 int64_t kn_conv2d_prepared_floats(const kn_conv2d_desc *d) {
-    return winograd_taken(d) ? kn_conv2d_winograd_prepared_floats(d) : 0;
+    return winograd_taken(d) ? winograd_prepared_floats(d) : 0;
 }
 
 void kn_conv2d_prepare_weights(const kn_conv2d_desc *d, const float *w, float *prepared) {
-    if (winograd_taken(d)) kn_conv2d_winograd_prepare(d, w, prepared);
+    if (winograd_taken(d)) winograd_prepare(d, w, prepared);
 }
 
 void kn_conv2d_forward_prepared(const kn_conv2d_desc *d, const float *x, const float *w, const float *prepared,

@@ -232,11 +232,8 @@ static void direct_images_task(void *context, int worker, int workers) {
     if (planes) zero_slack(d, r->l, planes);
     const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
     for (int64_t image; (image = kn_claim(r->next_image)) < d->n;) {
-        if (r->pointwise)
-            planes = (float *)(r->x + image * xs);
-        else
-            split_phases(d, r->l, r->x + image * xs, planes, 0, d->c);
-        direct_panels(r, planes, (int)image, 0, panels, product);
+        if (!r->pointwise) split_phases(d, r->l, r->x + image * xs, planes, 0, d->c);
+        direct_panels(r, r->pointwise ? r->x + image * xs : planes, (int)image, 0, panels, product);
         if (r->ep) epilogue_image(d, r->ep, (int)image, r->y + image * ys);
     }
 }

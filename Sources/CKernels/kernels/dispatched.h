@@ -22,8 +22,6 @@ KN_VOID(kn_fused_bn_backward_totals, (const float *z, const float *y, const floa
 KN_VOID(kn_fused_bn_backward_finish, (const double *moments, const double *totals, double count, float eps, int c, float *out), (moments, totals, count, eps, c, out))
 KN_RETURNS(int, kn_conv2d_winograd_eligible, (const kn_conv2d_desc *d), (d))
 KN_VOID(kn_conv2d_winograd, (const kn_conv2d_desc *d, const float *x, const float *w, const float *prepared, const float *bias, float *y, void (*epilogue)(const kn_conv2d_desc *, const void *, int, float *), const void *context), (d, x, w, prepared, bias, y, epilogue, context))
-KN_RETURNS(int64_t, kn_conv2d_winograd_prepared_floats, (const kn_conv2d_desc *d), (d))
-KN_VOID(kn_conv2d_winograd_prepare, (const kn_conv2d_desc *d, const float *w, float *prepared), (d, w, prepared))
 KN_VOID(kn_conv2d_winograd_backward_filter, (const kn_conv2d_desc *d, const float *x, const float *dy, float *dw), (d, x, dy, dw))
 KN_VOID(kn_conv2d_depthwise_forward, (const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y), (d, x, w, bias, y))
 KN_VOID(kn_conv2d_depthwise_backward_data, (const kn_conv2d_desc *d, const float *dy, const float *w, float *dx), (d, dy, w, dx))

@@ -2,8 +2,6 @@
 // (kn_relu → kn_relu_avx2 with KN_ISA_SUFFIX _avx2), in declarations, definitions and calls
 // alike, so kernels call their own variants directly. Included by kernels/isa_prelude.h only.
 #define kn_conv2d_winograd KN_ISA_NAME(kn_conv2d_winograd)
-#define kn_conv2d_winograd_prepared_floats KN_ISA_NAME(kn_conv2d_winograd_prepared_floats)
-#define kn_conv2d_winograd_prepare KN_ISA_NAME(kn_conv2d_winograd_prepare)
 #define kn_conv2d_prepared_floats KN_ISA_NAME(kn_conv2d_prepared_floats)
 #define kn_conv2d_prepare_weights KN_ISA_NAME(kn_conv2d_prepare_weights)
 #define kn_conv2d_forward_prepared KN_ISA_NAME(kn_conv2d_forward_prepared)

@@ -572,11 +572,11 @@ static void prepared_tag(const kn_conv2d_desc *d, int32_t tag[PREPARED_HEADER]) 
     tag[1] = KN_VECTOR_BYTES, tag[2] = GEMM_MR, tag[3] = GEMM_NR, tag[4] = d->o, tag[5] = d->c;
 }
 
-int64_t kn_conv2d_winograd_prepared_floats(const kn_conv2d_desc *d) {
+static int64_t winograd_prepared_floats(const kn_conv2d_desc *d) {
     return PREPARED_HEADER + (int64_t)f4.a * f4.a * packed_weights_stride(d->o, d->c);
 }
 
-void kn_conv2d_winograd_prepare(const kn_conv2d_desc *d, const float *w, float *prepared) {
+static void winograd_prepare(const kn_conv2d_desc *d, const float *w, float *prepared) {
     int32_t tag[PREPARED_HEADER];
     prepared_tag(d, tag);
     memcpy(prepared, tag, sizeof tag);
@@ -595,7 +595,7 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     const algorithm *alg = &f4;
     const int a2n = alg->a * alg->a, threads = kn_threads();
     const int th = (d->oh + alg->m - 1) / alg->m, tw = (d->ow + alg->m - 1) / alg->m;
-    // Images split between the threads, each running its own chunks — unless there are fewer
+    // Every thread claims chunks sized from its share of the images — unless there are fewer
     // images than threads (batch 1: one chunk per image) or the transformed weights are large
     // (ResNet's 256- and 512-channel layers: 9.4 and 38 MB, which every worker's every chunk read
     // through L3): then chunks of at least 128 tiles, each shared by the threads — the transforms
@@ -605,9 +605,10 @@ void kn_conv2d_winograd(const kn_conv2d_desc *d, const float *x, const float *w,
     const int64_t share = (d->n + workers - 1) / workers * (int64_t)th * tw, weights = a2n * packed_weights_stride(d->o, d->c);
     // U (unless prepared), then the images' written-tile counts (int32 in float-sized slots).
     const float *kept = prepared_weights(d, prepared);
-    float *scratch = kn_scratch(KN_SCRATCH_WEIGHTS, (kept ? 0 : weights) + d->n);
+    const int64_t u_floats = kept ? 0 : weights;
+    float *scratch = kn_scratch(KN_SCRATCH_WEIGHTS, u_floats + d->n);
     if (!scratch) return;
-    _Atomic int32_t *tiles_written = (_Atomic int32_t *)(scratch + (kept ? 0 : weights));
+    _Atomic int32_t *tiles_written = (_Atomic int32_t *)(scratch + u_floats);
     for (int i = 0; i < d->n; i++) atomic_init(&tiles_written[i], 0);
     if (!kept) transform_weights(w, d->o, d->c, scratch);
     const float *u = kept ? kept : scratch;

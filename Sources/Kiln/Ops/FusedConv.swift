@@ -69,7 +69,7 @@ public struct FusedConvBNOp: Primitive {
                 kn_fold_batchnorm(
                     w.floats, bias, gamma.floats, beta.floats, mean.floats, variance.floats, bn.eps,
                     Int32(w.shape[0]), Int64(w.shape.count / w.shape[0]), folded, folded + w.count)
-                // Past memory for it, the conv prepares its filters per call as without an executor.
+                // Without memory for them, the conv prepares its filters per call, as without an executor.
                 let preparedCount = Int(kn_conv2d_prepared_floats(&d))
                 if let derived = call.derived, preparedCount > 0, let kept = Tensor(allocating: [preparedCount]) {
                     kn_conv2d_prepare_weights(&d, folded, kept.floats)
