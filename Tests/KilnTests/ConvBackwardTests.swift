@@ -15,6 +15,13 @@ struct ConvBackwardTests {
         (2, 8, 9, 12, 3, 2, 1, 1),  // im2col GEMM, strided
         (4, 8, 6, 8, 1, 1, 0, 1),  // pointwise
         (2, 8, 8, 8, 3, 1, 1, 8),  // depthwise
+        // Depthwise: stride 2 on odd maps, rows wide enough to be written in place (stride 1 and
+        // 2), 5×5 taps (past the unrolled nine), a stride past the kernel (input phases no tap reads).
+        (3, 6, 13, 6, 3, 2, 1, 6),
+        (1, 3, 70, 3, 3, 1, 1, 3),
+        (1, 2, 133, 2, 3, 2, 1, 2),
+        (2, 4, 11, 4, 5, 2, 2, 4),
+        (2, 3, 10, 3, 2, 3, 0, 3),
         (2, 8, 6, 12, 3, 1, 1, 2),  // grouped
     ]
 

@@ -24,6 +24,13 @@ struct ConvolutionTests {
         Case(c: 8, h: 6, w: 6, o: 4, k: 1, stride: 2, padding: .zero, bias: false),  // downsample
         Case(c: 6, h: 8, w: 8, o: 6, k: 3, stride: 2, padding: Padding(top: 0, left: 0, bottom: 1, right: 1), groups: 6, bias: false),
         Case(c: 6, h: 7, w: 7, o: 6, k: 3, stride: 1, padding: .symmetric(1), groups: 6),  // depthwise
+        // Depthwise rows wide enough to be written in place (stride 1, and stride 2 with TF's
+        // padding), odd maps at stride 2, 5×5 taps with asymmetric padding, a stride past the kernel.
+        Case(n: 3, c: 3, h: 5, w: 70, o: 3, k: 3, stride: 1, padding: .symmetric(1), groups: 3),
+        Case(c: 2, h: 6, w: 135, o: 2, k: 3, stride: 2, padding: Padding(top: 0, left: 0, bottom: 1, right: 1), groups: 2),
+        Case(n: 3, c: 5, h: 13, w: 11, o: 5, k: 3, stride: 2, padding: .symmetric(1), groups: 5, bias: false),
+        Case(c: 4, h: 9, w: 12, o: 4, k: 5, stride: 1, padding: Padding(top: 2, left: 1, bottom: 0, right: 3), groups: 4),
+        Case(c: 3, h: 10, w: 11, o: 3, k: 2, stride: 3, padding: .zero, groups: 3),
         Case(c: 4, h: 6, w: 6, o: 8, k: 3, stride: 1, padding: .symmetric(1), groups: 2),  // grouped
         Case(c: 3, h: 6, w: 9, o: 5, k: 3, stride: 2, padding: Padding(top: 2, left: 0, bottom: 0, right: 1)),
         // Three stride phases per axis, and a stride past the kernel (one phase, the rest skipped).

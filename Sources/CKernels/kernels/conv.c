@@ -111,6 +111,10 @@ static int conv_direct_eligible(const kn_conv2d_desc *d);
 static void conv_direct_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
                                 const kn_conv_epilogue *ep);
 
+// The depthwise kernel (depthwise.c), with the epilogue run plane by plane.
+static void depthwise_forward_fused(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
+                                    const kn_conv_epilogue *ep);
+
 // The fused epilogue for one image's output y[o, ohw]: either per-channel (sum, sum of squares)
 // for batch statistics, or the residual add and activation, while the image is still in cache.
 static void epilogue_image(const kn_conv2d_desc *d, const kn_conv_epilogue *ep, int image, float *y);
@@ -155,12 +159,6 @@ typedef struct {
     int64_t col_size, tmp_size;
 } conv_forward_args;
 
-static void epilogue_images(void *context, int64_t begin, int64_t end) {
-    const conv_forward_args *r = context;
-    const int64_t ys = (int64_t)r->d->o * r->d->oh * r->d->ow;
-    for (int64_t i = begin; i < end; i++) epilogue_image(r->d, r->ep, (int)i, r->y + i * ys);
-}
-
 static void forward_chunks(void *context, int worker, int workers) {
     const conv_forward_args *r = context;
     const kn_conv2d_desc *d = r->d;
@@ -201,11 +199,7 @@ void kn_conv2d_prepare_weights(const kn_conv2d_desc *d, const float *w, float *p
 void kn_conv2d_forward_prepared(const kn_conv2d_desc *d, const float *x, const float *w, const float *prepared,
                                 const float *bias, float *y, const kn_conv_epilogue *ep) {
     if (d->groups == d->c && d->o == d->c && d->groups > 1) {
-        kn_conv2d_depthwise_forward(d, x, w, bias, y);
-        if (ep) {
-            conv_forward_args r = {.d = d, .y = y, .ep = ep};
-            kn_parallel_for(d->n, KN_GRAIN_ROWS, epilogue_images, &r);
-        }
+        depthwise_forward_fused(d, x, w, bias, y, ep);
         return;
     }
     if (winograd_taken(d)) {
