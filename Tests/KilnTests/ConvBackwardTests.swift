@@ -1,3 +1,4 @@
+import CKernels
 import Testing
 @testable import Kiln
 
@@ -39,5 +40,28 @@ struct ConvBackwardTests {
         let reference = dot(y, dy)
         #expect(abs(dot(x, dx) - reference) < 1e-4 * abs(reference) + 1e-3, "\(c)")
         #expect(abs(dot(w, dw) - reference) < 1e-4 * abs(reference) + 1e-3, "\(c)")
+    }
+
+    /// Filter gradients element by element against the float64 reference, where few outputs take
+    /// the dot-product GEMM (pointwise and 3-channel stems; rows, columns and pixels off its
+    /// blocks) and where the packed GEMM stays.
+    @Test(arguments: [
+        (4, 8, 23, 29, 13, 1, 1, 0),  // pointwise, 13 × 8 outputs, 667 pixels
+        (3, 3, 33, 35, 16, 3, 2, 1),  // MobileNetV2's stem, 16 × 27
+        (4, 40, 11, 37, 70, 1, 1, 0),  // 70 × 40 outputs: still dot products
+        (2, 24, 9, 9, 200, 1, 1, 0),  // 200 × 24: the packed GEMM
+    ])
+    func filterGradientMatchesTheFloat64Reference(_ c: (n: Int, c: Int, h: Int, w: Int, o: Int, k: Int, stride: Int, pad: Int)) throws {
+        let x = randomTensor([c.n, c.c, c.h, c.w], seed: 4)
+        let op = Conv2DOp(stride: (c.stride, c.stride), padding: .symmetric(c.pad))
+        let wShape: Shape = [c.o, c.c, c.k, c.k]
+        let y = try op.outputShape(for: [x.shape, wShape])
+        let dy = randomTensor(y, seed: 5)
+        let dw = try apply(Conv2DBackwardFilterOp(forward: op, weightShape: wShape), [x, dy])
+        var d = op.descriptor(x.shape, wShape)
+        #expect(kn_conv2d_geometry(&d) == 0)
+        var reference = [Double](repeating: 0, count: wShape.count)
+        kr_conv2d_backward_filter(&d, x.scalars.map(Double.init), dy.scalars.map(Double.init), &reference)
+        #expect(relativeError(dw.scalars, reference) < 1e-5, "\(c)")
     }
 }

@@ -28,7 +28,8 @@ struct GradientCheckTests {
             try Conv2d(4, 4, kernel: 3, stride: 2, padding: 1, groups: 4, bias: false).build(x, in: g)
         },
         Case(name: "depthwise conv 5x4 stride 2, asymmetric pad", input: [2, 3, 7, 8]) { g, x in
-            try Conv2d(3, 3, kernel: (5, 4), stride: (2, 2), padding: Padding(top: 2, left: 0, bottom: 1, right: 3), groups: 3).build(x, in: g)
+            try Conv2d(3, 3, kernel: (5, 4), stride: (2, 2), padding: Padding(top: 2, left: 0, bottom: 1, right: 3), groups: 3).build(
+                x, in: g)
         },
         Case(name: "pointwise conv", input: [2, 5, 3, 3]) { g, x in try Conv2d(5, 3, kernel: 1).build(x, in: g) },
         Case(name: "batchnorm, batch statistics", input: [3, 3, 4, 4]) { g, x in try BatchNorm2d(3).build(x, in: g) },

@@ -11,6 +11,7 @@
 #include "fused.c"
 #include "gemm_ordered.c"
 #include "gemm.c"
+#include "gemm_dot.c"
 #include "conv_direct.c"
 #include "peak.c"
 #include "optim.c"

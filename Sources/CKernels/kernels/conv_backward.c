@@ -8,6 +8,22 @@
 #include "conv_common.h"
 #include "../parallel.h"
 
+// The dot-product GEMM (gemm_dot.c, compiled after this file).
+static void gemm_dot_nt(int m, int n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb, float *c,
+                        int64_t ldc);
+static int gemm_dot_pays(int m, int n);
+
+// acc [m][n] += g [m][k] · bᵀ (b [n][k]): a filter gradient's product over one chunk of pixels. By
+// dot products when the outputs are few (no packing) — chosen by the shape alone, so a batch split
+// across data-parallel ranks sums each gradient the way one process does (single-threaded in a
+// lone chunk, where kn_sgemm would split: still faster at these shapes).
+static void filter_product(int m, int n, int k, const float *g, int ldg, const float *b, int ldb, float *acc, int ldc) {
+    if (gemm_dot_pays(m, n))
+        gemm_dot_nt(m, n, k, g, ldg, b, ldb, acc, ldc);
+    else
+        kn_sgemm(0, 1, m, n, k, 1.0f, g, ldg, b, ldb, 1.0f, acc, ldc);
+}
+
 // Gradients take Winograd F(4×4, 3×3) like the forward passes: its rounding error stays well
 // inside the 1e-4 gradient tolerance (Float64EvaluatorTests).
 
@@ -115,8 +131,7 @@ static void backward_filter_chunks(void *context, int t, int workers) {
                 for (int oy = 0; oy < d->oh; oy += rows) {
                     const int stop = oy + rows < d->oh ? oy + rows : d->oh, n = (stop - oy) * d->ow;
                     conv_im2col_rows(d, xg, cg, oy, stop, col, n);
-                    kn_sgemm(0, 1, og, kdim, n, 1.0f, gg + (int64_t)oy * d->ow, ohw, col, n, 1.0f,
-                             acc + (int64_t)gi * og * kdim, kdim);
+                    filter_product(og, kdim, n, gg + (int64_t)oy * d->ow, ohw, col, n, acc + (int64_t)gi * og * kdim, kdim);
                 }
                 continue;
             } else {
@@ -124,8 +139,8 @@ static void backward_filter_chunks(void *context, int t, int workers) {
                     conv_im2col(d, x + (first + j) * xs + (int64_t)gi * cg * d->h * d->w, cg, col + (int64_t)j * ohw, cols);
                 b = col;
             }
-            kn_sgemm(0, 1, og, kdim, (int)cols, 1.0f, g + (int64_t)gi * og * cols, (int)cols, b, (int)cols, 1.0f,
-                     acc + (int64_t)gi * og * kdim, kdim);
+            filter_product(og, kdim, (int)cols, g + (int64_t)gi * og * cols, (int)cols, b, (int)cols,
+                           acc + (int64_t)gi * og * kdim, kdim);
         }
     }
 }
