@@ -13,6 +13,10 @@ struct ConvBackwardTests {
         (2, 256, 8, 256, 3, 1, 1, 1),  // too few tiles for Winograd: im2col GEMM with K = 2304
         (2, 32, 10, 64, 3, 1, 1, 1),  // below: im2col GEMM, 3×3
         (11, 128, 9, 136, 3, 1, 1, 1),  // Winograd, odd size, chunks
+        // Winograd filter gradients with one accumulator for all threads (α²·o·c floats past 8 MB):
+        // one chunk of tiles, and 540 tiles in two.
+        (4, 256, 14, 256, 3, 1, 1, 1),
+        (15, 256, 22, 256, 3, 1, 1, 1),
         (2, 8, 9, 12, 3, 2, 1, 1),  // im2col GEMM, strided
         (4, 8, 6, 8, 1, 1, 0, 1),  // pointwise
         (2, 8, 8, 8, 3, 1, 1, 8),  // depthwise
@@ -50,6 +54,7 @@ struct ConvBackwardTests {
         (3, 3, 33, 35, 16, 3, 2, 1),  // MobileNetV2's stem, 16 × 27
         (4, 40, 11, 37, 70, 1, 1, 0),  // 70 × 40 outputs: still dot products
         (2, 24, 9, 9, 200, 1, 1, 0),  // 200 × 24: the packed GEMM
+        (4, 256, 14, 14, 256, 3, 1, 1),  // Winograd with one accumulator shared by the threads
     ])
     func filterGradientMatchesTheFloat64Reference(_ c: (n: Int, c: Int, h: Int, w: Int, o: Int, k: Int, stride: Int, pad: Int)) throws {
         let x = randomTensor([c.n, c.c, c.h, c.w], seed: 4)

@@ -363,9 +363,11 @@ INLINE void transform_output_impl(const algorithm *alg, const kn_conv2d_desc *d,
     }
 }
 
-// Ĝ[α²][o][T] = A dy Aᵀ for a range of the m×m output-gradient tiles (zero past the edge).
-INLINE void transform_gradient_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *dy, const tile_range *range, float *g) {
-    transform_planes(alg, alg->gradient, alg->m, 0, dy, d->o, d->oh, d->ow, range, 0, g, 0, d->o);
+// Ĝ[α²][o][T] = A dy Aᵀ for a range of the m×m output-gradient tiles (zero past the edge), output
+// channels [first, end).
+INLINE void transform_gradient_impl(const algorithm *alg, const kn_conv2d_desc *d, const float *dy, const tile_range *range, float *g,
+                                    int64_t first, int64_t end) {
+    transform_planes(alg, alg->gradient, alg->m, 0, dy, d->o, d->oh, d->ow, range, 0, g, first, end);
 }
 
 // dw[o][c] = Gᵀ M[·][o][c] G from the summed products M[α²][o][c], in blocks of pairs.
@@ -399,8 +401,9 @@ specialise(transform_input, (const kn_conv2d_desc *d, const float *x, const tile
 specialise(transform_output, (const kn_conv2d_desc *d, const float *mm, const float *bias, const tile_range *range,
                               float *y, int64_t first, int64_t end),
            A(d, mm, bias, range, y, first, end))
-specialise(transform_gradient, (const kn_conv2d_desc *d, const float *dy, const tile_range *range, float *g),
-           A(d, dy, range, g))
+specialise(transform_gradient, (const kn_conv2d_desc *d, const float *dy, const tile_range *range, float *g, int64_t first,
+                                int64_t end),
+           A(d, dy, range, g, first, end))
 specialise(transform_filter_gradient_blocks, (const pair_blocks *r, int64_t begin, int64_t end),
            A(r, begin, end))
 #undef A
@@ -440,6 +443,9 @@ enum { CHUNK_TILES = 512 };  // the most tiles in a chunk
 // at batch 32, 64-channel 56×56 convs 21–24 → 16–22 ms, 128-channel 28×28 24–26 → 15–16 ms,
 // 256-channel 14×14 ≈ 8% faster, 512-channel 7×7 unchanged (its chunks were 64 tiles already).
 enum { CHUNK_FLOATS = 320 * 1024, SHARED_U_BYTES = 8 << 20 };
+// The filter gradient shares one accumulator between the threads past this size of it, taking
+// chunks of at most this many tiles.
+enum { SHARED_FILTER_BYTES = 8 << 20, SHARED_FILTER_TILES = 512 };
 
 // The filter gradient's chunks are as large or larger: each adds its products into the α²·o·c
 // accumulators, whose traffic its tiles must outweigh (at least 2·o·c / (o + c) tiles).
@@ -638,10 +644,66 @@ static void winograd_filter_chunks(void *context, int worker, int workers) {
         const int64_t tiles = end * per_image - first < r->chunk ? end * per_image - first : r->chunk;
         const tile_range range = {first, tiles, th, tw};
         transform_input(d, r->x, &range, 0, v, 0, d->c);
-        transform_gradient(d, r->dy, &range, g);
+        transform_gradient(d, r->dy, &range, g, 0, d->o);
         for (int k = 0; k < a2n; k++)
             kn_sgemm(0, 1, d->o, d->c, (int)tiles, 1.0f, g + k * matrix_stride(d->o, tiles), (int)tiles,
                      v + k * matrix_stride(d->c, tiles), (int)tiles, 1.0f, acc + k * products, d->c);
+    }
+}
+
+// One chunk of the shared-accumulator filter gradient: its tiles' transforms (split by channel)
+// and products (split by output channel).
+typedef struct {
+    const kn_conv2d_desc *d;
+    const float *x, *dy;
+    float *v, *g, *acc;
+    tile_range range;
+    float beta;  // 0 for the first chunk (acc is not cleared first), then 1
+} shared_filter_chunk;
+
+static void shared_input_task(void *context, int64_t begin, int64_t end) {
+    const shared_filter_chunk *t = context;
+    transform_input(t->d, t->x, &t->range, 0, t->v, begin, end);
+}
+
+static void shared_gradient_task(void *context, int64_t begin, int64_t end) {
+    const shared_filter_chunk *t = context;
+    transform_gradient(t->d, t->dy, &t->range, t->g, begin, end);
+}
+
+enum { SHARED_FILTER_ROWS = 16 };  // output channels per block of the products
+
+// acc[k][o][c] (+)= Ĝ[k][o][T] · V[k][c][T]ᵀ for the worker's output channels, k outermost (each
+// V[k] read once per worker).
+static void shared_products_task(void *context, int64_t begin, int64_t end) {
+    const shared_filter_chunk *t = context;
+    const kn_conv2d_desc *d = t->d;
+    const int64_t tiles = t->range.count, first = begin * SHARED_FILTER_ROWS;
+    const int rows = (int)((end * SHARED_FILTER_ROWS < d->o ? end * SHARED_FILTER_ROWS : d->o) - first);
+    for (int k = 0; k < f4.a * f4.a; k++)
+        kn_sgemm(0, 1, rows, d->c, (int)tiles, 1.0f, t->g + k * matrix_stride(d->o, tiles) + first * tiles, (int)tiles,
+                 t->v + k * matrix_stride(d->c, tiles), (int)tiles, t->beta,
+                 t->acc + k * matrix_stride(d->o, d->c) + first * d->c, d->c);
+}
+
+// The filter gradient with one accumulator for all threads, chunk after chunk of tiles. Per-worker
+// accumulators (one α²·o·c set each, summed at the end) cost more than the products when o·c is
+// large against the tiles: ResNet-18's layer4 at batch 32, 128 tiles against 2 × 38 MB to clear,
+// accumulate into and sum (24 → 14–15 ms; layer3 16 → 15–16 ms; layer1's 64 channels were slower
+// shared, 20 → 24 ms).
+static void winograd_filter_shared(const kn_conv2d_desc *d, const float *x, const float *dy, float *acc, int th, int tw) {
+    const int a2n = f4.a * f4.a;
+    const int64_t total = (int64_t)d->n * th * tw;
+    const int64_t chunk = total < SHARED_FILTER_TILES ? total : SHARED_FILTER_TILES;
+    float *v = kn_scratch(KN_SCRATCH_COLUMNS, a2n * matrix_stride(d->c, chunk));
+    float *g = kn_scratch(KN_SCRATCH_GATHER, a2n * matrix_stride(d->o, chunk));
+    if (!v || !g) return;
+    for (int64_t first = 0; first < total; first += chunk) {
+        const int64_t tiles = total - first < chunk ? total - first : chunk;
+        shared_filter_chunk t = {d, x, dy, v, g, acc, {first, tiles, th, tw}, first == 0 ? 0.0f : 1.0f};
+        kn_parallel_for(d->c, KN_GRAIN_ROWS, shared_input_task, &t);
+        kn_parallel_for(d->o, KN_GRAIN_ROWS, shared_gradient_task, &t);
+        kn_parallel_for((d->o + SHARED_FILTER_ROWS - 1) / SHARED_FILTER_ROWS, KN_GRAIN_ROWS, shared_products_task, &t);
     }
 }
 
@@ -649,6 +711,14 @@ void kn_conv2d_winograd_backward_filter(const kn_conv2d_desc *d, const float *x,
     const algorithm *alg = &f4;
     const int a2n = alg->a * alg->a, threads = kn_threads();
     const int th = (d->oh + alg->m - 1) / alg->m, tw = (d->ow + alg->m - 1) / alg->m;
+    if (threads > 1 && (int64_t)a2n * matrix_stride(d->o, d->c) * (int64_t)sizeof(float) > SHARED_FILTER_BYTES &&
+        !getenv("KILN_NO_SHARED_FILTER")) {
+        float *acc = kn_scratch(KN_SCRATCH_ACCUMULATOR, a2n * matrix_stride(d->o, d->c));
+        if (!acc) return;
+        winograd_filter_shared(d, x, dy, acc, th, tw);
+        transform_filter_gradient(acc, d->o, d->c, dw);
+        return;
+    }
     const int workers = d->n >= threads ? threads : 1;
     const int64_t share = (d->n + workers - 1) / workers * (int64_t)th * tw;
     const int64_t products = matrix_stride(d->o, d->c);
