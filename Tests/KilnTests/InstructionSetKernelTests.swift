@@ -52,7 +52,7 @@ struct InstructionSetKernelTests {
             var y = [Float](repeating: 0, count: n * c * hw), mean = [Float](repeating: 0, count: c),
                 variance = [Float](repeating: 1, count: c)
             kn_batchnorm_apply_training(
-                z, &y, stats, gamma, beta, &mean, &variance, 0.1, 1e-5, residual, activation, Int32(n), Int32(c), Int32(hw))
+                z, &y, stats, gamma, beta, &mean, &variance, 0.1, 1e-5, residual, activation, Int32(n), Int32(c), Int32(hw), nil)
             var yTrain = [Float](repeating: 0, count: n * c * hw)
             kn_batchnorm_training(z, &yTrain, gamma, beta, nil, nil, 0.1, 1e-5, Int32(n), Int32(c), Int32(hw))
             // The masks come from a y computed once (on this path), so no kink can flip between paths.

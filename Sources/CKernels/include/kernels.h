@@ -109,15 +109,21 @@ void kn_conv2d_forward_prepared(const kn_conv2d_desc *d, const float *x, const f
 void kn_fold_batchnorm(const float *w, const float *bias, const float *gamma, const float *beta, const float *mean,
                        const float *var, float eps, int o, int64_t per_output, float *w_out, float *b_out);
 /// Training BN after a fused conv: reduces the per-image stats (image order), updates the running
-/// statistics (momentum, unbiased variance), then y = act(γ·(z − μ)/σ + β [+ residual]).
+/// statistics (momentum, unbiased variance), then y = act(γ·(z − μ)/σ + β [+ residual]). When
+/// scale_shift is not NULL, the per-channel floats applied, y = act(z·scale + shift [+ residual]),
+/// are written there as [2][c] (scale, then shift).
 void kn_batchnorm_apply_training(const float *z, float *y, const double *stats, const float *gamma, const float *beta,
                                  float *running_mean, float *running_var, float momentum, float eps,
-                                 const float *residual, int activation, int n, int c, int hw);
+                                 const float *residual, int activation, int n, int c, int hw, float *scale_shift);
 /// Training BN from per-channel moments [c][2] = (Σz, Σz²) over `count` elements (this batch's, or
-/// summed over ranks for synchronised BN): running statistics updated, y = act(γ·ẑ + β [+ residual]).
+/// summed over ranks for synchronised BN): running statistics updated, y = act(γ·ẑ + β [+ residual]);
+/// scale_shift as for kn_batchnorm_apply_training.
 void kn_batchnorm_apply_moments(const float *z, float *y, const double *moments, double count, const float *gamma,
                                 const float *beta, float *running_mean, float *running_var, float momentum, float eps,
-                                const float *residual, int activation, int n, int c, int hw);
+                                const float *residual, int activation, int n, int c, int hw, float *scale_shift);
+/// y = act(z·scale + shift) with the [2][c] floats a training step's apply wrote: its y again, bit
+/// for bit, without the moments.
+void kn_batchnorm_apply_scale_shift(const float *z, float *y, const float *scale_shift, int activation, int n, int c, int hw);
 /// Per-image stats [n][c][2] of the fused conv's epilogue summed per channel, in image order.
 void kn_batchnorm_sum_image_stats(const double *stats, int n, int c, double *moments);
 /// One pass over z, y and dy: out [4, c] = (Σg, Σg·ẑ, μ, 1/σ) with g = dy masked by the activation

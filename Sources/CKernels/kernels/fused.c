@@ -11,7 +11,7 @@ typedef struct {
     const float *w, *bias, *gamma, *beta, *mean, *var, *z, *y_mask, *dy, *residual, *reduced;
     const double *stats;
     double *totals;
-    float *w_out, *b_out, *y, *running_mean, *running_var, *out;
+    float *w_out, *b_out, *y, *running_mean, *running_var, *out, *scale_shift;
     float eps, momentum;
     double count;
     int64_t per_output;
@@ -72,6 +72,7 @@ static void apply_moments_channels(void *context, int64_t begin, int64_t end) {
         if (var < 0.0) var = 0.0;
         const float invstd = (float)(1.0 / sqrt(var + eps));
         const float scale = gamma[ch] * invstd, shift = beta[ch] - (float)mean * scale;
+        if (r->scale_shift) r->scale_shift[ch] = scale, r->scale_shift[c + ch] = shift;
         for (int i = 0; i < n; i++) {
             const int64_t base = ((int64_t)i * c + ch) * hw;
             apply_plane(z + base, residual ? residual + base : NULL, y + base, scale, shift, activation, hw);
@@ -86,11 +87,26 @@ static void apply_moments_channels(void *context, int64_t begin, int64_t end) {
 
 void kn_batchnorm_apply_moments(const float *z, float *y, const double *moments, double count, const float *gamma,
                                 const float *beta, float *running_mean, float *running_var, float momentum, float eps,
-                                const float *residual, int activation, int n, int c, int hw) {
+                                const float *residual, int activation, int n, int c, int hw, float *scale_shift) {
     channel_args r = {.z = z, .y = y, .stats = moments, .count = count, .gamma = gamma, .beta = beta,
                       .running_mean = running_mean, .running_var = running_var, .momentum = momentum, .eps = eps,
-                      .residual = residual, .activation = activation, .n = n, .c = c, .hw = hw};
+                      .residual = residual, .activation = activation, .n = n, .c = c, .hw = hw, .scale_shift = scale_shift};
     kn_parallel_for(c, KN_GRAIN_ROWS, apply_moments_channels, &r);
+}
+
+static void apply_scale_shift_channels(void *context, int64_t begin, int64_t end) {
+    const channel_args *r = context;
+    const int n = r->n, c = r->c, hw = r->hw;
+    for (int ch = (int)begin; ch < end; ch++)
+        for (int i = 0; i < n; i++) {
+            const int64_t base = ((int64_t)i * c + ch) * hw;
+            apply_plane(r->z + base, NULL, r->y + base, r->reduced[ch], r->reduced[c + ch], r->activation, hw);
+        }
+}
+
+void kn_batchnorm_apply_scale_shift(const float *z, float *y, const float *scale_shift, int activation, int n, int c, int hw) {
+    channel_args r = {.z = z, .y = y, .reduced = scale_shift, .activation = activation, .n = n, .c = c, .hw = hw};
+    kn_parallel_for(c, KN_GRAIN_ROWS, apply_scale_shift_channels, &r);
 }
 
 void kn_batchnorm_sum_image_stats(const double *stats, int n, int c, double *moments) {
@@ -104,12 +120,12 @@ void kn_batchnorm_sum_image_stats(const double *stats, int n, int c, double *mom
 
 void kn_batchnorm_apply_training(const float *z, float *y, const double *stats, const float *gamma, const float *beta,
                                  float *running_mean, float *running_var, float momentum, float eps,
-                                 const float *residual, int activation, int n, int c, int hw) {
+                                 const float *residual, int activation, int n, int c, int hw, float *scale_shift) {
     double *moments = malloc(sizeof(double) * 2 * (size_t)(c > 0 ? c : 1));
     if (!moments) { kn_allocation_failed((int64_t)sizeof(double) * 2 * c); return; }
     kn_batchnorm_sum_image_stats(stats, n, c, moments);
     kn_batchnorm_apply_moments(z, y, moments, (double)n * hw, gamma, beta, running_mean, running_var, momentum, eps,
-                               residual, activation, n, c, hw);
+                               residual, activation, n, c, hw, scale_shift);
     free(moments);
 }
 

@@ -58,6 +58,7 @@
 #define kn_conv2d_winograd_eligible KN_ISA_NAME(kn_conv2d_winograd_eligible)
 #define kn_fma_peak_gflops KN_ISA_NAME(kn_fma_peak_gflops)
 #define kn_batchnorm_apply_moments KN_ISA_NAME(kn_batchnorm_apply_moments)
+#define kn_batchnorm_apply_scale_shift KN_ISA_NAME(kn_batchnorm_apply_scale_shift)
 #define kn_batchnorm_sum_image_stats KN_ISA_NAME(kn_batchnorm_sum_image_stats)
 #define kn_fused_bn_backward_totals KN_ISA_NAME(kn_fused_bn_backward_totals)
 #define kn_fused_bn_backward_finish KN_ISA_NAME(kn_fused_bn_backward_finish)

@@ -36,7 +36,7 @@ enum FusionPass {
             if let bn = chain.bn {
                 let fused = fusedOp(chain, graph, bn: bn)
                 inputs += bn.inputs.dropFirst()
-                if !fused.bn.usesRunningStatistics { names.append(chain.conv.name) }
+                if !fused.bn.usesRunningStatistics { names += [chain.conv.name, "\(chain.conv.name):scale_shift"] }
                 op = fused
             } else {
                 op = FusedConvActivationOp(

@@ -1,6 +1,6 @@
 /// Rematerialization: the output y = act(BN(z)) of a batch-statistics conv+BN(+activation) step
-/// without a residual is recomputed in the backward pass from the saved z (one pass for the
-/// moments, one to normalise) instead of being kept alive from the forward pass. The backward pass
+/// without a residual is recomputed in the backward pass from the saved z and the step's saved scale
+/// and shift (one pass) instead of being kept alive from the forward pass. The backward pass
 /// reads y late (the next layer's filter gradient, the activation mask, a max pool's argmax), so
 /// without this every such y is live at the forward/backward boundary, where the arena peaks; the
 /// recomputed y lives only from just before its first backward reader to its last, a sub-interval
@@ -27,8 +27,8 @@ enum RematerializationPass {
             for site in sites[node.index] ?? [] {
                 let fused = site.op as! FusedConvBNOp
                 let recomputed = try rewrite.result.addNode(
-                    name: "\(site.name).recompute", op: FusedBNRecomputeOp(activation: fused.activation, eps: fused.bn.eps),
-                    inputs: [site.outputs[1], site.inputs[fused.bnOffset], site.inputs[fused.bnOffset + 1]].map(rewrite.mapped),
+                    name: "\(site.name).recompute", op: FusedBNRecomputeOp(activation: fused.activation),
+                    inputs: [site.outputs[1], site.outputs[2]].map(rewrite.mapped),
                     phase: .backward)
                 // Every later reader (all of them backward or update nodes) takes the recomputed y.
                 rewrite.map[site.output.index] = recomputed

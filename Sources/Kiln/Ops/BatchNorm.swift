@@ -48,7 +48,7 @@ public struct BatchNormOp: Primitive {
                 try sync.sum(&moments)
                 kn_batchnorm_apply_moments(
                     x.floats, call.output.floats, moments, sync.count(hw: Int(hw)), gamma.floats, beta.floats,
-                    mean.floats, variance.floats, momentum, eps, nil, 0, n, c, hw)
+                    mean.floats, variance.floats, momentum, eps, nil, 0, n, c, hw, nil)
                 call.inputs[5].int64s.pointee += 1
                 return
             }

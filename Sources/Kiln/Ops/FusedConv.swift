@@ -7,8 +7,10 @@ import CKernels
 ///   bias at the start of the call (one pass over the weights), and the residual add and the
 ///   activation run in the GEMM's epilogue: one pass over the output, nothing saved.
 /// * On batch statistics: the conv output z is written with per-image channel sums taken in the
-///   epilogue (cache-hot), then one pass normalises, adds the residual and activates. Outputs: y and
-///   the saved z (what BN backward needs; y gives the activation mask and is the next layer's input).
+///   epilogue (cache-hot), then one pass normalises, adds the residual and activates. Outputs: y, the
+///   saved z (what BN backward needs; y gives the activation mask and is the next layer's input),
+///   and the [2, c] scale and shift that pass applied (y = act(z·scale + shift [+ residual]), so a
+///   recomputation of y needs no second look at the moments).
 public struct FusedConvBNOp: Primitive {
     public typealias Activation = EpilogueActivation
 
@@ -29,7 +31,7 @@ public struct FusedConvBNOp: Primitive {
         if hasResidual, inputs[bnOffset + 5] != z {
             throw ShapeRuleError("residual \(inputs[bnOffset + 5]) does not match the conv output \(z)")
         }
-        return bn.usesRunningStatistics ? [z] : [z, z]
+        return bn.usesRunningStatistics ? [z] : [z, z, [2, z[1]]]
     }
 
     public func outputShape(for inputs: [Shape]) throws -> Shape { try outputShapes(for: inputs)[0] }
@@ -81,7 +83,7 @@ public struct FusedConvBNOp: Primitive {
             kn_conv2d_forward_prepared(&d, x.floats, folded, prepared, folded + w.count, y.floats, &epilogue)
             return
         }
-        let z = call.outputs[1]
+        let z = call.outputs[1], scaleShift = call.outputs[2].floats
         let n = Int(d.n), c = Int(d.o), hw = Int(d.oh * d.ow)
         let stats = UnsafeMutablePointer<Double>.allocate(capacity: n * c * 2)
         defer { stats.deallocate() }
@@ -93,13 +95,13 @@ public struct FusedConvBNOp: Primitive {
             try sync.sum(&moments)
             kn_batchnorm_apply_moments(
                 z.floats, y.floats, moments, sync.count(hw: hw), gamma.floats, beta.floats, mean.floats, variance.floats,
-                bn.momentum, bn.eps, residual, activation.kernelCode, Int32(n), Int32(c), Int32(hw))
+                bn.momentum, bn.eps, residual, activation.kernelCode, Int32(n), Int32(c), Int32(hw), scaleShift)
             call.inputs[bnOffset + 4].int64s.pointee += 1
             return
         }
         kn_batchnorm_apply_training(
             z.floats, y.floats, stats, gamma.floats, beta.floats, mean.floats, variance.floats,
-            bn.momentum, bn.eps, residual, activation.kernelCode, Int32(n), Int32(c), Int32(hw))
+            bn.momentum, bn.eps, residual, activation.kernelCode, Int32(n), Int32(c), Int32(hw), scaleShift)
         call.inputs[bnOffset + 4].int64s.pointee += 1
     }
 
@@ -178,27 +180,23 @@ public struct FusedBNBackwardInputOp: Primitive {
     }
 }
 
-/// y = act(BN(z)) of a batch-statistics fused step, recomputed in the backward pass from the saved
-/// z (built by the rematerialization pass). Inputs: z, gamma, beta. The moments are taken plane by
-/// plane in image order, as the forward epilogue took them, so y is bit-equal to the forward's;
-/// running statistics are not touched.
+/// y = act(z·scale + shift) of a batch-statistics fused step without a residual, recomputed in the
+/// backward pass from the saved z and the step's saved [2, c] scale and shift (built by the
+/// rematerialization pass): the floats the forward applied, so y is bit-equal to the forward's, in
+/// one pass and with no collective under synchronised BN. Inputs: z, scale and shift.
 public struct FusedBNRecomputeOp: Primitive {
     public let activation: EpilogueActivation
-    public let eps: Float
     public var kind: String { "FusedBNRecompute" + activation.kindSuffix }
-    public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
+    public func outputShape(for inputs: [Shape]) throws -> Shape {
+        guard inputs.count == 2, inputs[1] == [2, inputs[0][1]] else {
+            throw ShapeRuleError("a recompute takes z and its [2, channels] scale and shift, got \(inputs)")
+        }
+        return inputs[0]
+    }
     public func forward(_ call: KernelCall) throws {
         let z = call.inputs[0], s = z.shape
-        let n = Int32(s[0]), c = Int32(s[1]), hw = s[2] * s[3]
-        var moments = [Double](repeating: 0, count: 2 * s[1])
-        kn_channel_moments(z.floats, n, c, Int32(hw), &moments)
-        var count = Double(s[0] * hw)
-        if let sync = call.batchNormSynchronization {
-            try sync.sum(&moments)
-            count = sync.count(hw: hw)
-        }
-        kn_batchnorm_apply_moments(
-            z.floats, call.output.floats, moments, count, call.inputs[1].floats, call.inputs[2].floats, nil, nil, 0, eps,
-            nil, activation.kernelCode, n, c, Int32(hw))
+        kn_batchnorm_apply_scale_shift(
+            z.floats, call.output.floats, call.inputs[1].floats, activation.kernelCode, Int32(s[0]), Int32(s[1]),
+            Int32(s[2] * s[3]))
     }
 }
