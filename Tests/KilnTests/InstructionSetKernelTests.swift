@@ -58,8 +58,9 @@ struct InstructionSetKernelTests {
             // The masks come from a y computed once (on this path), so no kink can flip between paths.
             let mask = y
             var reduced = [Float](repeating: 0, count: 4 * c), dz = [Float](repeating: 0, count: n * c * hw)
-            kn_fused_bn_backward_reduce(z, mask, dy, activation, 1e-5, Int32(n), Int32(c), Int32(hw), &reduced)
-            kn_fused_bn_backward_input(z, mask, dy, activation, gamma, reduced, Double(n * hw), Int32(n), Int32(c), Int32(hw), &dz)
+            kn_fused_bn_backward_reduce(z, mask, nil, dy, activation, 1e-5, Int32(n), Int32(c), Int32(hw), &reduced)
+            kn_fused_bn_backward_input(
+                z, mask, nil, dy, activation, gamma, reduced, Double(n * hw), Int32(n), Int32(c), Int32(hw), &dz)
             return [y, yTrain, mean, variance, reduced, dz]
         }
     }

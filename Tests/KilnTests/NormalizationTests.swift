@@ -1,3 +1,4 @@
+import CKernels
 import Testing
 @testable import Kiln
 
@@ -63,6 +64,47 @@ struct BatchNormTests {
     @Test func channelMismatchIsAShapeError() {
         #expect(throws: ShapeRuleError.self) {
             try BatchNormOp().outputShape(for: [[1, 3, 4, 4], [4], [4], [4], [4], []])
+        }
+    }
+}
+
+/// The fused BN backward's activation mask taken from z·scale + shift (the saved scale and shift of
+/// a step without residual) equals the one taken from the forward's y, bit for bit, with runs of z
+/// straddling the kinks (y = 0, y = 6) float by float.
+struct FusedBatchNormMaskTests {
+    @Test(arguments: [Int32(KN_ACT_RELU), Int32(KN_ACT_RELU6)])
+    func masksFromScaleAndShiftEqualMasksFromY(activation: Int32) {
+        let (n, c, hw) = (3, 5, 37)
+        var z = randomTensor([n * c * hw], seed: 21, low: -4, high: 4).scalars
+        let gamma = randomTensor([c], seed: 22, low: 0.5, high: 2).scalars, dy = randomTensor([n * c * hw], seed: 24).scalars
+        let scaleShift = randomTensor([c], seed: 25, low: 0.3, high: 3).scalars + randomTensor([c], seed: 26).scalars
+        for ch in 0..<c {  // z = (k − shift)/scale for k = 0 and 6, and its neighbours up to 6 ulps either way
+            for (j, kink) in [Float(0), 6].enumerated() {
+                var value = (kink - scaleShift[c + ch]) / scaleShift[ch]
+                for _ in 0..<6 { value = value.nextDown }
+                for k in 0..<13 {
+                    z[ch * hw + 13 * j + k] = value
+                    value = value.nextUp
+                }
+            }
+        }
+        var y = [Float](repeating: 0, count: z.count)
+        kn_batchnorm_apply_scale_shift(z, &y, scaleShift, activation, Int32(n), Int32(c), Int32(hw))  // the forward's apply
+        var fromY = [Float](repeating: 0, count: 4 * c), fromZ = fromY
+        kn_fused_bn_backward_reduce(z, y, nil, dy, activation, 1e-5, Int32(n), Int32(c), Int32(hw), &fromY)
+        kn_fused_bn_backward_reduce(z, nil, scaleShift, dy, activation, 1e-5, Int32(n), Int32(c), Int32(hw), &fromZ)
+        #expect(fromZ == fromY)
+        var dzFromY = [Float](repeating: 0, count: z.count), dzFromZ = dzFromY
+        kn_fused_bn_backward_input(z, y, nil, dy, activation, gamma, fromY, Double(n * hw), Int32(n), Int32(c), Int32(hw), &dzFromY)
+        kn_fused_bn_backward_input(
+            z, nil, scaleShift, dy, activation, gamma, fromY, Double(n * hw), Int32(n), Int32(c), Int32(hw), &dzFromZ)
+        #expect(dzFromZ == dzFromY)
+        // Both runs straddle their kink (so a mask off by a rounding would show).
+        for ch in 0..<c {
+            for j in 0..<(activation == Int32(KN_ACT_RELU6) ? 2 : 1) {
+                let run = y[(ch * hw + 13 * j)..<(ch * hw + 13 * j + 13)], kink = Float(6 * j)
+                #expect(run.contains { $0 == kink } && run.contains { $0 != kink }, "channel \(ch), kink \(kink): \(Array(run))")
+            }
         }
     }
 }

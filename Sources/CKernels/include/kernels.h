@@ -126,19 +126,21 @@ void kn_batchnorm_apply_moments(const float *z, float *y, const double *moments,
 void kn_batchnorm_apply_scale_shift(const float *z, float *y, const float *scale_shift, int activation, int n, int c, int hw);
 /// Per-image stats [n][c][2] of the fused conv's epilogue summed per channel, in image order.
 void kn_batchnorm_sum_image_stats(const double *stats, int n, int c, double *moments);
-/// One pass over z, y and dy: out [4, c] = (Σg, Σg·ẑ, μ, 1/σ) with g = dy masked by the activation
-/// (from y; y may be NULL for no activation).
-void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *dy, int activation, float eps,
-                                 int n, int c, int hw, float *out);
-/// dz = γ/σ/M · (M·g − Σg − ẑ·Σg·ẑ), g masked on the fly; M = `count`, the elements per channel of
-/// the whole batch (n·hw, or the sum over ranks with synchronised BN).
-void kn_fused_bn_backward_input(const float *z, const float *y, const float *dy, int activation, const float *gamma,
-                                const float *reduced, double count, int n, int c, int hw, float *dz);
+/// One pass over z, y and dy: out [4, c] = (Σg, Σg·ẑ, μ, 1/σ) with g = dy masked by the activation,
+/// taken from y, or when scale_shift is not NULL (a step without residual) from z·scale + shift, the
+/// value the forward activated (y is then not read: one stream fewer); both may be NULL for no
+/// activation.
+void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *scale_shift, const float *dy, int activation,
+                                 float eps, int n, int c, int hw, float *out);
+/// dz = γ/σ/M · (M·g − Σg − ẑ·Σg·ẑ), g masked on the fly (as for the reduce); M = `count`, the
+/// elements per channel of the whole batch (n·hw, or the sum over ranks with synchronised BN).
+void kn_fused_bn_backward_input(const float *z, const float *y, const float *scale_shift, const float *dy, int activation,
+                                const float *gamma, const float *reduced, double count, int n, int c, int hw, float *dz);
 /// Synchronised BN, backward in two halves: per channel `totals` [c][4] = (Σz, Σz², Σg, Σg·z) of this
 /// rank; then, from moments [c][2] (Σz, Σz²) summed over all ranks and this rank's totals, `out` as
 /// kn_fused_bn_backward_reduce's (local Σg and Σg·ẑ, global μ and 1/σ).
-void kn_fused_bn_backward_totals(const float *z, const float *y, const float *dy, int activation, int n, int c, int hw,
-                                 double *totals);
+void kn_fused_bn_backward_totals(const float *z, const float *y, const float *scale_shift, const float *dy, int activation,
+                                 int n, int c, int hw, double *totals);
 void kn_fused_bn_backward_finish(const double *moments, const double *totals, double count, float eps, int c, float *out);
 
 /// Whether the Winograd path applies (3×3, stride 1, pad 1, ungrouped, ≥ 64 channels, maps ≥ 4×4).

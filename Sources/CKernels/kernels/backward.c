@@ -49,7 +49,7 @@ void kn_batchnorm_backward_reduce(const float *x, const float *dy, float eps, in
 
 void kn_batchnorm_backward_input(const float *x, const float *dy, const float *gamma, const float *reduced,
                                  double count, int n, int c, int hw, float *dx) {
-    kn_fused_bn_backward_input(x, NULL, dy, KN_ACT_NONE, gamma, reduced, count, n, c, hw, dx);  // no activation to mask
+    kn_fused_bn_backward_input(x, NULL, NULL, dy, KN_ACT_NONE, gamma, reduced, count, n, c, hw, dx);  // no activation to mask
 }
 
 static void bn_frozen_backward_planes(void *context, int64_t begin, int64_t end) {

@@ -8,7 +8,7 @@
 
 // What the per-channel loops below need; each kernel fills the fields it uses.
 typedef struct {
-    const float *w, *bias, *gamma, *beta, *mean, *var, *z, *y_mask, *dy, *residual, *reduced;
+    const float *w, *bias, *gamma, *beta, *mean, *var, *z, *y_mask, *scale_shift_mask, *dy, *residual, *reduced;
     const double *stats;
     double *totals;
     float *w_out, *b_out, *y, *running_mean, *running_var, *out, *scale_shift;
@@ -41,10 +41,14 @@ void kn_fold_batchnorm(const float *w, const float *bias, const float *gamma, co
 // presence, with the choice a constant inside, so each vectorises without testing it per element.
 #define INLINE static inline __attribute__((always_inline))
 
+// The value a training step activates (before any residual): written once, so the backward's
+// masks from z·scale + shift round exactly as the forward's y did.
+INLINE float bn_affine(float z, float scale, float shift) { return z * scale + shift; }
+
 INLINE void apply_plane_as(const float *restrict z, const float *restrict residual, float *restrict y, float scale, float shift,
                            const int activation, const int has_residual, int hw) {
     for (int p = 0; p < hw; p++) {
-        float v = z[p] * scale + shift;
+        float v = bn_affine(z[p], scale, shift);
         if (has_residual) v += residual[p];
         y[p] = kn_activate(v, activation);
     }
@@ -151,27 +155,46 @@ void kn_moments(const float *restrict x, int64_t n, double *sum, double *sum_squ
     *sum_squares = sq;
 }
 
-// Σz, Σz², Σg and Σg·z over one plane (g = dy masked by the activation of y), added to totals.
-INLINE void plane_sums_as(const float *restrict z, const float *restrict y, const float *restrict dy, const int activation,
-                          int64_t hw, double totals[4]) {
+// The activation's mask at element p: from y, or (from_z) from z·scale + shift, which the forward
+// activated — the same mask, since each activation passes exactly where its input does.
+INLINE float mask_at(const float *restrict z, const float *restrict y, int64_t p, float scale, float shift, const int from_z,
+                     const int activation) {
+    return kn_activation_mask(from_z ? bn_affine(z[p], scale, shift) : y[p], activation);
+}
+
+// Σz, Σz², Σg and Σg·z over one plane (g = dy masked by the activation), added to totals.
+INLINE void plane_sums_as(const float *restrict z, const float *restrict y, float scale, float shift, const int from_z,
+                          const float *restrict dy, const int activation, int64_t hw, double totals[4]) {
     double lz[MOMENT_LANES] = {0}, lzz[MOMENT_LANES] = {0}, lg[MOMENT_LANES] = {0}, lgz[MOMENT_LANES] = {0};
     int64_t p = 0;
     for (; p + MOMENT_LANES <= hw; p += MOMENT_LANES)
         for (int l = 0; l < MOMENT_LANES; l++) {
             const double zv = z[p + l];
-            const double g = activation == KN_ACT_NONE ? dy[p + l] : dy[p + l] * kn_activation_mask(y[p + l], activation);
+            const double g = activation == KN_ACT_NONE ? dy[p + l] : dy[p + l] * mask_at(z, y, p + l, scale, shift, from_z, activation);
             lz[l] += zv; lzz[l] += zv * zv; lg[l] += g; lgz[l] += g * zv;
         }
     for (; p < hw; p++) {
         const double zv = z[p];
-        const double g = activation == KN_ACT_NONE ? dy[p] : dy[p] * kn_activation_mask(y[p], activation);
+        const double g = activation == KN_ACT_NONE ? dy[p] : dy[p] * mask_at(z, y, p, scale, shift, from_z, activation);
         lz[0] += zv; lzz[0] += zv * zv; lg[0] += g; lgz[0] += g * zv;
     }
     for (int l = 0; l < MOMENT_LANES; l++) { totals[0] += lz[l]; totals[1] += lzz[l]; totals[2] += lg[l]; totals[3] += lgz[l]; }
 }
 
-static void plane_sums(const float *z, const float *y, const float *dy, int activation, int64_t hw, double totals[4]) {
-    KN_WITH_ACTIVATION(y ? activation : KN_ACT_NONE, act, plane_sums_as(z, y, dy, act, hw, totals))
+// The mask's source for channel ch: y, or the step's scale and shift.
+typedef struct { const float *y; float scale, shift; int from_z, activation; } mask_source;
+
+static mask_source mask_of(const channel_args *r, int64_t base, int ch) {
+    if (r->scale_shift_mask) return (mask_source){NULL, r->scale_shift_mask[ch], r->scale_shift_mask[r->c + ch], 1, r->activation};
+    return (mask_source){r->y_mask ? r->y_mask + base : NULL, 0.0f, 0.0f, 0, r->y_mask ? r->activation : KN_ACT_NONE};
+}
+
+static void plane_sums(const float *z, mask_source m, const float *dy, int64_t hw, double totals[4]) {
+    if (m.from_z) {
+        KN_WITH_ACTIVATION(m.activation, act, plane_sums_as(z, NULL, m.scale, m.shift, 1, dy, act, hw, totals))
+    } else {
+        KN_WITH_ACTIVATION(m.activation, act, plane_sums_as(z, m.y, 0.0f, 0.0f, 0, dy, act, hw, totals))
+    }
 }
 
 // Σz, Σz², Σg, Σg·z of channel ch, over the images in order.
@@ -180,7 +203,7 @@ static void channel_totals(const channel_args *r, int ch, double totals[4]) {
     totals[0] = totals[1] = totals[2] = totals[3] = 0.0;
     for (int i = 0; i < n; i++) {
         const int64_t base = ((int64_t)i * c + ch) * hw;
-        plane_sums(r->z + base, r->y_mask ? r->y_mask + base : NULL, r->dy + base, r->activation, hw, totals);
+        plane_sums(r->z + base, mask_of(r, base, ch), r->dy + base, hw, totals);
     }
 }
 
@@ -205,9 +228,10 @@ static void backward_reduce_channels(void *context, int64_t begin, int64_t end) 
     }
 }
 
-void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *dy, int activation, float eps,
-                                 int n, int c, int hw, float *out) {
-    channel_args r = {.z = z, .y_mask = y, .dy = dy, .activation = activation, .eps = eps, .n = n, .c = c, .hw = hw, .out = out};
+void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *scale_shift, const float *dy, int activation,
+                                 float eps, int n, int c, int hw, float *out) {
+    channel_args r = {.z = z, .y_mask = y, .scale_shift_mask = scale_shift, .dy = dy, .activation = activation, .eps = eps,
+                      .n = n, .c = c, .hw = hw, .out = out};
     kn_parallel_for(c, KN_GRAIN_ROWS, backward_reduce_channels, &r);
 }
 
@@ -216,9 +240,10 @@ static void backward_totals_channels(void *context, int64_t begin, int64_t end) 
     for (int ch = (int)begin; ch < end; ch++) channel_totals(r, ch, r->totals + 4 * (int64_t)ch);
 }
 
-void kn_fused_bn_backward_totals(const float *z, const float *y, const float *dy, int activation, int n, int c, int hw,
-                                 double *totals) {
-    channel_args r = {.z = z, .y_mask = y, .dy = dy, .activation = activation, .n = n, .c = c, .hw = hw, .totals = totals};
+void kn_fused_bn_backward_totals(const float *z, const float *y, const float *scale_shift, const float *dy, int activation,
+                                 int n, int c, int hw, double *totals) {
+    channel_args r = {.z = z, .y_mask = y, .scale_shift_mask = scale_shift, .dy = dy, .activation = activation, .n = n, .c = c,
+                      .hw = hw, .totals = totals};
     kn_parallel_for(c, KN_GRAIN_ROWS, backward_totals_channels, &r);
 }
 
@@ -229,10 +254,11 @@ void kn_fused_bn_backward_finish(const double *moments, const double *totals, do
     }
 }
 
-INLINE void input_plane_as(const float *restrict z, const float *restrict y, const float *restrict dy, const int activation,
-                           float scale, double count, float sum_g, float sum_gx, float mean, float invstd, int hw, float *restrict dz) {
+INLINE void input_plane_as(const float *restrict z, const float *restrict y, float mask_scale, float mask_shift, const int from_z,
+                           const float *restrict dy, const int activation, float scale, double count, float sum_g, float sum_gx,
+                           float mean, float invstd, int hw, float *restrict dz) {
     for (int p = 0; p < hw; p++) {
-        const float g = activation == KN_ACT_NONE ? dy[p] : dy[p] * kn_activation_mask(y[p], activation);
+        const float g = activation == KN_ACT_NONE ? dy[p] : dy[p] * mask_at(z, y, p, mask_scale, mask_shift, from_z, activation);
         const float xhat = (z[p] - mean) * invstd;
         dz[p] = scale * ((float)count * g - sum_g - xhat * sum_gx);
     }
@@ -240,9 +266,9 @@ INLINE void input_plane_as(const float *restrict z, const float *restrict y, con
 
 static void backward_input_planes(void *context, int64_t begin, int64_t end) {
     const channel_args *r = context;
-    const int c = r->c, hw = r->hw, activation = r->activation;
+    const int c = r->c, hw = r->hw;
     const double count = r->count;
-    const float *z = r->z, *y = r->y_mask, *dy = r->dy, *gamma = r->gamma, *reduced = r->reduced;
+    const float *z = r->z, *dy = r->dy, *gamma = r->gamma, *reduced = r->reduced;
     float *dz = r->out;
     for (int64_t plane = begin; plane < end; plane++) {
         const int i = (int)(plane / c), ch = (int)(plane % c);
@@ -250,15 +276,22 @@ static void backward_input_planes(void *context, int64_t begin, int64_t end) {
         const float mean = reduced[2 * c + ch], invstd = reduced[3 * c + ch];
         const float scale = (float)(gamma[ch] * invstd / count);
         const int64_t base = ((int64_t)i * c + ch) * hw;
-        const float *yp = y ? y + base : NULL;
-        KN_WITH_ACTIVATION(yp ? activation : KN_ACT_NONE, act,
-                           input_plane_as(z + base, yp, dy + base, act, scale, count, sum_g, sum_gx, mean, invstd, hw, dz + base))
+        const mask_source m = mask_of(r, base, ch);
+        if (m.from_z) {
+            KN_WITH_ACTIVATION(m.activation, act,
+                               input_plane_as(z + base, NULL, m.scale, m.shift, 1, dy + base, act, scale, count, sum_g, sum_gx,
+                                              mean, invstd, hw, dz + base))
+        } else {
+            KN_WITH_ACTIVATION(m.activation, act,
+                               input_plane_as(z + base, m.y, 0.0f, 0.0f, 0, dy + base, act, scale, count, sum_g, sum_gx, mean,
+                                              invstd, hw, dz + base))
+        }
     }
 }
 
-void kn_fused_bn_backward_input(const float *z, const float *y, const float *dy, int activation, const float *gamma,
-                                const float *reduced, double count, int n, int c, int hw, float *dz) {
-    channel_args r = {.z = z, .y_mask = y, .dy = dy, .activation = activation, .gamma = gamma, .reduced = reduced,
-                      .count = count, .n = n, .c = c, .hw = hw, .out = dz};
+void kn_fused_bn_backward_input(const float *z, const float *y, const float *scale_shift, const float *dy, int activation,
+                                const float *gamma, const float *reduced, double count, int n, int c, int hw, float *dz) {
+    channel_args r = {.z = z, .y_mask = y, .scale_shift_mask = scale_shift, .dy = dy, .activation = activation, .gamma = gamma,
+                      .reduced = reduced, .count = count, .n = n, .c = c, .hw = hw, .out = dz};
     kn_parallel_for((int64_t)n * c, KN_GRAIN_ROWS, backward_input_planes, &r);
 }

@@ -92,7 +92,8 @@ public struct BatchNormBackwardReduceOp: Primitive {
         let s = call.inputs[0].shape
         if let sync = call.batchNormSynchronization {
             try synchronizedBackwardReduce(
-                z: call.inputs[0], y: nil, dy: call.inputs[1], activation: .none, eps: eps, sync, into: call.output)
+                z: call.inputs[0], y: nil, scaleShift: nil, dy: call.inputs[1], activation: .none, eps: eps, sync,
+                into: call.output)
             return
         }
         kn_batchnorm_backward_reduce(
@@ -134,13 +135,14 @@ public struct BatchNormFrozenBackwardOp: Primitive {
 /// BN backward's reduction over every rank's batch: this rank's totals, the moments summed over
 /// the ranks, then (local Σg and Σg·ẑ, global μ and 1/σ) as the unsynchronised kernels give.
 func synchronizedBackwardReduce(
-    z: Tensor, y: Tensor?, dy: Tensor, activation: EpilogueActivation, eps: Float, _ sync: BatchNormSynchronization,
-    into out: Tensor
+    z: Tensor, y: UnsafeMutablePointer<Float>?, scaleShift: UnsafeMutablePointer<Float>?, dy: Tensor, activation: EpilogueActivation,
+    eps: Float, _ sync: BatchNormSynchronization, into out: Tensor
 ) throws {
     let s = z.shape
     let (n, c, hw) = (s[0], s[1], s.count / (s[0] * s[1]))
     var totals = [Double](repeating: 0, count: 4 * c)
-    kn_fused_bn_backward_totals(z.floats, y?.floats, dy.floats, activation.kernelCode, Int32(n), Int32(c), Int32(hw), &totals)
+    kn_fused_bn_backward_totals(
+        z.floats, y, scaleShift, dy.floats, activation.kernelCode, Int32(n), Int32(c), Int32(hw), &totals)
     var moments = (0..<c).flatMap { [totals[4 * $0], totals[4 * $0 + 1]] }
     try sync.sum(&moments)
     kn_fused_bn_backward_finish(moments, totals, sync.count(hw: hw), eps, Int32(c), out.floats)

@@ -124,9 +124,14 @@ public struct FusedConvBNOp: Primitive {
             dz = try g.emit("grad_bn", BatchNormFrozenBackwardOp(eps: bn.eps), [maskedGradient(), gamma, g.input(bnOffset + 3)])
         } else {
             let z = g.node.outputs[1]
-            let maskInputs = activation == .none ? [z, dy] : [z, y, dy]
-            let reduced = try g.emit("grad_reduce", FusedBNBackwardReduceOp(activation: activation, eps: bn.eps), maskInputs)
-            dz = try g.emit("grad_bn", FusedBNBackwardInputOp(activation: activation), maskInputs + [gamma, reduced])
+            // Without a residual, the activation's mask follows from z and the saved scale and shift
+            // (what the forward activated), so the two passes need not read y as well.
+            let fromZ = activation != .none && !hasResidual
+            let maskInputs = activation == .none ? [z, dy] : [z, fromZ ? g.node.outputs[2] : y, dy]
+            let reduced = try g.emit(
+                "grad_reduce", FusedBNBackwardReduceOp(activation: activation, eps: bn.eps, masksFromScaleShift: fromZ), maskInputs)
+            dz = try g.emit(
+                "grad_bn", FusedBNBackwardInputOp(activation: activation, masksFromScaleShift: fromZ), maskInputs + [gamma, reduced])
             grads[bnOffset] = try g.gradient(bnOffset) { try g.emit("grad_weight_bn", SelectRowOp(row: 1), [reduced]) }
             grads[bnOffset + 1] = try g.gradient(bnOffset + 1) { try g.emit("grad_bias_bn", SelectRowOp(row: 0), [reduced]) }
         }
@@ -138,30 +143,42 @@ public struct FusedConvBNOp: Primitive {
     }
 }
 
-/// (Σg, Σg·ẑ, μ, 1/σ) in one pass; inputs z, [y], dy (g = dy masked by the activation of y).
+/// The activation-mask input of the fused backward ops (inputs[1], when there is an activation):
+/// y, or the step's [2, c] scale and shift (the mask then from z·scale + shift).
+private func maskPointers(_ call: KernelCall, _ activation: EpilogueActivation, fromScaleShift: Bool)
+    -> (y: UnsafeMutablePointer<Float>?, scaleShift: UnsafeMutablePointer<Float>?)
+{
+    guard activation != .none else { return (nil, nil) }
+    return fromScaleShift ? (nil, call.inputs[1].floats) : (call.inputs[1].floats, nil)
+}
+
+/// (Σg, Σg·ẑ, μ, 1/σ) in one pass; inputs z, [y or scale and shift], dy (g = dy masked by the
+/// activation).
 public struct FusedBNBackwardReduceOp: Primitive {
     public let activation: EpilogueActivation
     public let eps: Float
+    public var masksFromScaleShift = false
     public var kind: String { "FusedBNBackwardReduce" }
     public func outputShape(for inputs: [Shape]) throws -> Shape { [4, inputs[0][1]] }
     public func forward(_ call: KernelCall) throws {
         let s = call.inputs[0].shape
+        let mask = maskPointers(call, activation, fromScaleShift: masksFromScaleShift)
         if let sync = call.batchNormSynchronization {
             try synchronizedBackwardReduce(
-                z: call.inputs[0], y: activation == .none ? nil : call.inputs[1], dy: call.inputs.last!, activation: activation,
+                z: call.inputs[0], y: mask.y, scaleShift: mask.scaleShift, dy: call.inputs.last!, activation: activation,
                 eps: eps, sync, into: call.output)
             return
         }
-        let y = activation == .none ? nil : call.inputs[1].floats
         kn_fused_bn_backward_reduce(
-            call.inputs[0].floats, y, call.inputs.last!.floats, activation.kernelCode, eps,
+            call.inputs[0].floats, mask.y, mask.scaleShift, call.inputs.last!.floats, activation.kernelCode, eps,
             Int32(s[0]), Int32(s[1]), Int32(s[2] * s[3]), call.output.floats)
     }
 }
 
-/// dz of the fused step; inputs z, [y], dy, gamma, reduced.
+/// dz of the fused step; inputs z, [y or scale and shift], dy, gamma, reduced.
 public struct FusedBNBackwardInputOp: Primitive {
     public let activation: EpilogueActivation
+    public var masksFromScaleShift = false
     public var kind: String { "FusedBNBackwardInput" }
     public func outputShape(for inputs: [Shape]) throws -> Shape { inputs[0] }
     /// dz may overwrite dy.
@@ -169,11 +186,11 @@ public struct FusedBNBackwardInputOp: Primitive {
     public func forward(_ call: KernelCall) throws {
         let s = call.inputs[0].shape
         let k = activation == .none ? 1 : 2
-        let y = activation == .none ? nil : call.inputs[1].floats
+        let mask = maskPointers(call, activation, fromScaleShift: masksFromScaleShift)
         let hw = s[2] * s[3]
         let reduced = try call.batchNormSynchronization?.globalReduction(call.inputs[k + 2])
         kn_fused_bn_backward_input(
-            call.inputs[0].floats, y, call.inputs[k].floats, activation.kernelCode,
+            call.inputs[0].floats, mask.y, mask.scaleShift, call.inputs[k].floats, activation.kernelCode,
             call.inputs[k + 1].floats, (reduced ?? call.inputs[k + 2]).floats,
             call.batchNormSynchronization?.count(hw: hw) ?? Double(s[0] * hw),
             Int32(s[0]), Int32(s[1]), Int32(hw), call.output.floats)
