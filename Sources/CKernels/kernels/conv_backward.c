@@ -14,9 +14,8 @@ static void gemm_dot_nt(int m, int n, int64_t k, const float *a, int64_t lda, co
 static int gemm_dot_pays(int m, int n);
 
 // acc [m][n] += g [m][k] · bᵀ (b [n][k]): a filter gradient's product over one chunk of pixels. By
-// dot products when the outputs are few (no packing) — chosen by the shape alone, so a batch split
-// across data-parallel ranks sums each gradient the way one process does (single-threaded in a
-// lone chunk, where kn_sgemm would split: still faster at these shapes).
+// dot products when the outputs are few (no packing; single-threaded in a lone chunk, where
+// kn_sgemm would split: still faster at these shapes), chosen by the shape alone.
 static void filter_product(int m, int n, int k, const float *g, int ldg, const float *b, int ldb, float *acc, int ldc) {
     if (gemm_dot_pays(m, n))
         gemm_dot_nt(m, n, k, g, ldg, b, ldb, acc, ldc);

@@ -107,6 +107,16 @@ typedef struct {
     dw_layout layout;
 } depthwise_args;
 
+// The worker's phase planes and flat buffer (per-thread scratch) and where each tap starts in the
+// phases; 0 when the memory cannot be had.
+static int plane_buffers(const kn_conv2d_desc *d, const dw_layout *l, float **phases, float **flat, const float **runs) {
+    *phases = kn_scratch(KN_SCRATCH_COLUMNS, l->phase_floats * l->phases);
+    *flat = kn_scratch(KN_SCRATCH_GATHER, round_to_lanes(l->outputs));
+    if (!*phases || !*flat) return 0;
+    tap_runs(d, l, *phases, runs);
+    return 1;
+}
+
 // Output rows at least this wide are written in place (the flat layout's dropped columns and the
 // copy out cost more than a row's partial last vector).
 enum { DW_WIDE_ROW = 4 * DW_LANES };
@@ -122,11 +132,9 @@ static void forward_task(void *context, int worker, int workers) {
     int64_t begin, end;
     kn_share((int64_t)d->n * d->c, worker, workers, &begin, &end);
     if (begin >= end) return;
-    float *phases = kn_scratch(KN_SCRATCH_COLUMNS, l->phase_floats * l->phases);
-    float *flat = kn_scratch(KN_SCRATCH_GATHER, round_to_lanes(l->outputs));
-    if (!phases || !flat) return;
+    float *phases, *flat;
     const float *runs[taps];
-    tap_runs(d, l, phases, runs);
+    if (!plane_buffers(d, l, &phases, &flat, runs)) return;
     for (int64_t p = begin; p < end; p++) {
         const int image = (int)(p / d->c), ch = (int)(p % d->c);
         split_plane_phases(d, l, r->x + p * d->h * d->w, phases);
@@ -270,11 +278,9 @@ static void backward_filter_task(void *context, int worker, int workers) {
     int64_t begin, end;
     kn_share(d->c, worker, workers, &begin, &end);
     if (begin >= end) return;
-    float *phases = kn_scratch(KN_SCRATCH_COLUMNS, l->phase_floats * l->phases);
-    float *flat = kn_scratch(KN_SCRATCH_GATHER, round_to_lanes(l->outputs));
-    if (!phases || !flat) return;
+    float *phases, *flat;
     const float *runs[taps];
-    tap_runs(d, l, phases, runs);
+    if (!plane_buffers(d, l, &phases, &flat, runs)) return;
     // The dropped columns and the slack stay zero.
     memset(flat, 0, sizeof(float) * round_to_lanes(l->outputs));
     for (int ch = (int)begin; ch < end; ch++) {

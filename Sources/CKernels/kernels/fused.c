@@ -8,10 +8,10 @@
 
 // What the per-channel loops below need; each kernel fills the fields it uses.
 typedef struct {
-    const float *w, *bias, *gamma, *beta, *mean, *var, *z, *y_mask, *scale_shift_mask, *dy, *residual, *reduced;
+    const float *w, *bias, *gamma, *beta, *mean, *var, *z, *y_mask, *saved_scale_shift, *dy, *residual, *reduced;
     const double *stats;
     double *totals;
-    float *w_out, *b_out, *y, *running_mean, *running_var, *out, *scale_shift;
+    float *w_out, *b_out, *y, *running_mean, *running_var, *out, *scale_shift_out;
     float eps, momentum;
     double count;
     int64_t per_output;
@@ -76,7 +76,7 @@ static void apply_moments_channels(void *context, int64_t begin, int64_t end) {
         if (var < 0.0) var = 0.0;
         const float invstd = (float)(1.0 / sqrt(var + eps));
         const float scale = gamma[ch] * invstd, shift = beta[ch] - (float)mean * scale;
-        if (r->scale_shift) r->scale_shift[ch] = scale, r->scale_shift[c + ch] = shift;
+        if (r->scale_shift_out) r->scale_shift_out[ch] = scale, r->scale_shift_out[c + ch] = shift;
         for (int i = 0; i < n; i++) {
             const int64_t base = ((int64_t)i * c + ch) * hw;
             apply_plane(z + base, residual ? residual + base : NULL, y + base, scale, shift, activation, hw);
@@ -94,7 +94,7 @@ void kn_batchnorm_apply_moments(const float *z, float *y, const double *moments,
                                 const float *residual, int activation, int n, int c, int hw, float *scale_shift) {
     channel_args r = {.z = z, .y = y, .stats = moments, .count = count, .gamma = gamma, .beta = beta,
                       .running_mean = running_mean, .running_var = running_var, .momentum = momentum, .eps = eps,
-                      .residual = residual, .activation = activation, .n = n, .c = c, .hw = hw, .scale_shift = scale_shift};
+                      .residual = residual, .activation = activation, .n = n, .c = c, .hw = hw, .scale_shift_out = scale_shift};
     kn_parallel_for(c, KN_GRAIN_ROWS, apply_moments_channels, &r);
 }
 
@@ -104,12 +104,12 @@ static void apply_scale_shift_channels(void *context, int64_t begin, int64_t end
     for (int ch = (int)begin; ch < end; ch++)
         for (int i = 0; i < n; i++) {
             const int64_t base = ((int64_t)i * c + ch) * hw;
-            apply_plane(r->z + base, NULL, r->y + base, r->reduced[ch], r->reduced[c + ch], r->activation, hw);
+            apply_plane(r->z + base, NULL, r->y + base, r->saved_scale_shift[ch], r->saved_scale_shift[c + ch], r->activation, hw);
         }
 }
 
 void kn_batchnorm_apply_scale_shift(const float *z, float *y, const float *scale_shift, int activation, int n, int c, int hw) {
-    channel_args r = {.z = z, .y = y, .reduced = scale_shift, .activation = activation, .n = n, .c = c, .hw = hw};
+    channel_args r = {.z = z, .y = y, .saved_scale_shift = scale_shift, .activation = activation, .n = n, .c = c, .hw = hw};
     kn_parallel_for(c, KN_GRAIN_ROWS, apply_scale_shift_channels, &r);
 }
 
@@ -185,7 +185,7 @@ INLINE void plane_sums_as(const float *restrict z, const float *restrict y, floa
 typedef struct { const float *y; float scale, shift; int from_z, activation; } mask_source;
 
 static mask_source mask_of(const channel_args *r, int64_t base, int ch) {
-    if (r->scale_shift_mask) return (mask_source){NULL, r->scale_shift_mask[ch], r->scale_shift_mask[r->c + ch], 1, r->activation};
+    if (r->saved_scale_shift) return (mask_source){NULL, r->saved_scale_shift[ch], r->saved_scale_shift[r->c + ch], 1, r->activation};
     return (mask_source){r->y_mask ? r->y_mask + base : NULL, 0.0f, 0.0f, 0, r->y_mask ? r->activation : KN_ACT_NONE};
 }
 
@@ -230,7 +230,7 @@ static void backward_reduce_channels(void *context, int64_t begin, int64_t end) 
 
 void kn_fused_bn_backward_reduce(const float *z, const float *y, const float *scale_shift, const float *dy, int activation,
                                  float eps, int n, int c, int hw, float *out) {
-    channel_args r = {.z = z, .y_mask = y, .scale_shift_mask = scale_shift, .dy = dy, .activation = activation, .eps = eps,
+    channel_args r = {.z = z, .y_mask = y, .saved_scale_shift = scale_shift, .dy = dy, .activation = activation, .eps = eps,
                       .n = n, .c = c, .hw = hw, .out = out};
     kn_parallel_for(c, KN_GRAIN_ROWS, backward_reduce_channels, &r);
 }
@@ -242,7 +242,7 @@ static void backward_totals_channels(void *context, int64_t begin, int64_t end) 
 
 void kn_fused_bn_backward_totals(const float *z, const float *y, const float *scale_shift, const float *dy, int activation,
                                  int n, int c, int hw, double *totals) {
-    channel_args r = {.z = z, .y_mask = y, .scale_shift_mask = scale_shift, .dy = dy, .activation = activation, .n = n, .c = c,
+    channel_args r = {.z = z, .y_mask = y, .saved_scale_shift = scale_shift, .dy = dy, .activation = activation, .n = n, .c = c,
                       .hw = hw, .totals = totals};
     kn_parallel_for(c, KN_GRAIN_ROWS, backward_totals_channels, &r);
 }
@@ -291,7 +291,7 @@ static void backward_input_planes(void *context, int64_t begin, int64_t end) {
 
 void kn_fused_bn_backward_input(const float *z, const float *y, const float *scale_shift, const float *dy, int activation,
                                 const float *gamma, const float *reduced, double count, int n, int c, int hw, float *dz) {
-    channel_args r = {.z = z, .y_mask = y, .scale_shift_mask = scale_shift, .dy = dy, .activation = activation, .gamma = gamma,
+    channel_args r = {.z = z, .y_mask = y, .saved_scale_shift = scale_shift, .dy = dy, .activation = activation, .gamma = gamma,
                       .reduced = reduced, .count = count, .n = n, .c = c, .hw = hw, .out = dz};
     kn_parallel_for((int64_t)n * c, KN_GRAIN_ROWS, backward_input_planes, &r);
 }
