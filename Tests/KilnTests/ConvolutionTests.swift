@@ -94,8 +94,60 @@ struct ConvolutionTests {
         #expect(run(other.floats) == perCall)
         for i in 64..<count { prepared.floats[i] = 0 }
         #expect(run(prepared.floats) != perCall)
-        var strided = Conv2DOp(stride: (2, 2), padding: .symmetric(1)).descriptor(x.shape, w.shape)
+        // A strided conv on a map past channel tiles' 256 pixels prepares nothing.
+        var strided = Conv2DOp(stride: (2, 2), padding: .symmetric(1)).descriptor([3, 64, 40, 42], w.shape)
         #expect(kn_conv2d_geometry(&strided) == 0 && kn_conv2d_prepared_floats(&strided) == 0)
+    }
+
+    /// Small maps with prepared filters take channel tiles (vectors along the output channels):
+    /// bit-equal to the direct path they replace (same k order and KC blocks), within float
+    /// rounding of the naive reference, with the epilogue (residual + ReLU) on the same channels;
+    /// batch 1 splits the panels across the threads, larger batches claim images.
+    static let smallMaps: [Case] = [
+        Case(n: 1, c: 64, h: 7, w: 7, o: 64, k: 3, stride: 1, padding: .symmetric(1)),  // layer4 at batch 1
+        Case(n: 3, c: 40, h: 14, w: 13, o: 96, k: 3, stride: 2, padding: Padding(top: 0, left: 1, bottom: 1, right: 0), bias: false),
+        Case(n: 1, c: 96, h: 9, w: 9, o: 32, k: 1, stride: 2, padding: .zero),  // downsample
+        Case(n: 2, c: 300, h: 10, w: 11, o: 64, k: 1, stride: 1, padding: .zero),  // pointwise, K past KC
+        Case(n: 1, c: 48, h: 16, w: 16, o: 32, k: 3, stride: 1, padding: .symmetric(1), bias: false),  // 256 pixels
+        Case(n: 2, c: 5, h: 17, w: 19, o: 64, k: 5, stride: 3, padding: Padding(top: 1, left: 2, bottom: 0, right: 1)),
+    ]
+
+    @Test(arguments: smallMaps)
+    func channelTilesEqualTheDirectPath(_ t: Case) throws {
+        let x = randomTensor([t.n, t.c, t.h, t.w], seed: 4), w = randomTensor([t.o, t.c, t.k, t.k], seed: 5)
+        let bias = t.bias ? randomTensor([t.o], seed: 6) : nil
+        var d = Conv2DOp(stride: (t.stride, t.stride), padding: t.padding).descriptor(x.shape, w.shape)
+        #expect(kn_conv2d_geometry(&d) == 0 && kn_conv2d_winograd_eligible(&d) == 0)
+        let count = Int(kn_conv2d_prepared_floats(&d))
+        #expect(count > w.count, "\(t)")
+        let prepared = Tensor(zeros: [count])
+        kn_conv2d_prepare_weights(&d, w.floats, prepared.floats)
+        let shape: Shape = [t.n, t.o, Int(d.oh), Int(d.ow)]
+        let residual = randomTensor(shape, seed: 7)
+        func run(_ p: UnsafeMutablePointer<Float>?, activated: Bool) -> [Float] {
+            let y = Tensor(zeros: shape)
+            var ep = kn_conv_epilogue(stats: nil, residual: activated ? residual.floats : nil, activation: activated ? 1 : 0)
+            kn_conv2d_forward_prepared(&d, x.floats, w.floats, p, bias?.floats, y.floats, &ep)
+            return y.scalars
+        }
+        let direct = run(nil, activated: false), tiles = run(prepared.floats, activated: false)
+        #expect(tiles == direct, "\(t)")
+        #expect(run(prepared.floats, activated: true) == run(nil, activated: true), "\(t)")
+        let reference = Tensor(zeros: shape)
+        kn_conv2d_reference(&d, x.floats, w.floats, bias?.floats, reference.floats)
+        #expect(relativeError(tiles, reference.scalars) < 5e-6, "\(t)")
+        // The prepared panels are what it reads: zeroing them changes the output.
+        for i in 16..<count { prepared.floats[i] = 0 }
+        #expect(run(prepared.floats, activated: false) != direct, "\(t)")
+    }
+
+    /// Channel tiles need whole panels of output channels and small maps; elsewhere nothing is
+    /// prepared and the direct path runs.
+    @Test func channelTilesOnlyWhereTheyApply() {
+        var odd = Conv2DOp(padding: .symmetric(1)).descriptor([1, 16, 7, 7], [36, 16, 3, 3])  // 36: no whole panel
+        #expect(kn_conv2d_geometry(&odd) == 0 && kn_conv2d_prepared_floats(&odd) == 0)
+        var wide = Conv2DOp(padding: .symmetric(1)).descriptor([1, 16, 18, 18], [64, 16, 3, 3])  // 324 pixels
+        #expect(kn_conv2d_geometry(&wide) == 0 && kn_conv2d_prepared_floats(&wide) == 0)
     }
 
     /// Batches of 1 take the serial path (threaded sgemm), larger ones the image-parallel path.

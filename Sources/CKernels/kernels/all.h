@@ -13,6 +13,7 @@
 #include "gemm.c"
 #include "gemm_dot.c"
 #include "conv_direct.c"
+#include "conv_channel_tiles.c"
 #include "peak.c"
 #include "optim.c"
 #include "pooling.c"

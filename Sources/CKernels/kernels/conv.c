@@ -111,6 +111,13 @@ static int conv_direct_eligible(const kn_conv2d_desc *d);
 static void conv_direct_forward(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
                                 const kn_conv_epilogue *ep);
 
+// Small maps with prepared filters (conv_channel_tiles.c, after conv_direct.c whose planes it reads).
+static int channel_tiles_eligible(const kn_conv2d_desc *d);
+static int64_t channel_tiles_prepared_floats(const kn_conv2d_desc *d);
+static void channel_tiles_prepare(const kn_conv2d_desc *d, const float *w, float *prepared);
+static int channel_tiles_forward(const kn_conv2d_desc *d, const float *x, const float *prepared, const float *bias,
+                                 float *y, const kn_conv_epilogue *ep);
+
 // The depthwise kernel (depthwise.c), with the epilogue run plane by plane.
 static void depthwise_forward_fused(const kn_conv2d_desc *d, const float *x, const float *w, const float *bias, float *y,
                                     const kn_conv_epilogue *ep);
@@ -188,17 +195,28 @@ static int winograd_taken(const kn_conv2d_desc *d) {
     return kn_conv2d_winograd_eligible(d) && !getenv("KILN_NO_WINOGRAD");
 }
 
+static int direct_taken(const kn_conv2d_desc *d) {
+    return !winograd_taken(d) && conv_direct_eligible(d) && !getenv("KILN_NO_DIRECT_CONV");
+}
+
+static int channel_tiles_taken(const kn_conv2d_desc *d) {
+    return direct_taken(d) && channel_tiles_eligible(d) && !getenv("KILN_NO_CHANNEL_TILES");
+}
+
 int64_t kn_conv2d_prepared_floats(const kn_conv2d_desc *d) {
-    return winograd_taken(d) ? winograd_prepared_floats(d) : 0;
+    return winograd_taken(d) ? winograd_prepared_floats(d) : channel_tiles_taken(d) ? channel_tiles_prepared_floats(d) : 0;
 }
 
 void kn_conv2d_prepare_weights(const kn_conv2d_desc *d, const float *w, float *prepared) {
-    if (winograd_taken(d)) winograd_prepare(d, w, prepared);
+    if (winograd_taken(d))
+        winograd_prepare(d, w, prepared);
+    else if (channel_tiles_taken(d))
+        channel_tiles_prepare(d, w, prepared);
 }
 
 void kn_conv2d_forward_prepared(const kn_conv2d_desc *d, const float *x, const float *w, const float *prepared,
                                 const float *bias, float *y, const kn_conv_epilogue *ep) {
-    if (d->groups == d->c && d->o == d->c && d->groups > 1) {
+    if (conv_is_depthwise(d)) {
         depthwise_forward_fused(d, x, w, bias, y, ep);
         return;
     }
@@ -212,7 +230,8 @@ void kn_conv2d_forward_prepared(const kn_conv2d_desc *d, const float *x, const f
         return;
     }
     const int threads = kn_threads();
-    if (conv_direct_eligible(d) && !getenv("KILN_NO_DIRECT_CONV")) {
+    if (direct_taken(d)) {
+        if (channel_tiles_taken(d) && channel_tiles_forward(d, x, prepared, bias, y, ep)) return;
         conv_direct_forward(d, x, w, bias, y, ep);
         return;
     }
