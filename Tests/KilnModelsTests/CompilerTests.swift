@@ -196,8 +196,10 @@ struct CompilerTests {
 
     /// An executor told its weights are constant folds BN into the convs once and reuses it: the
     /// same logits as folding per run, on every run; a change to the store after the first run is
-    /// (by contract) not seen, which shows the folded filters really are kept. At width 64 on 64²
-    /// inputs the 3×3 convs of layer1–2 take Winograd, whose transformed filters are kept too.
+    /// (by contract) not seen, which shows the folded filters really are kept. At width 8 no conv
+    /// takes Winograd and the kept filters give the same bits. At width 64 on 64² inputs the 3×3
+    /// convs of layer1 take Winograd either way, and layer2's (8×8 maps, 64 tiles at batch 4) only
+    /// with filters prepared once: the logits then agree to float rounding.
     @Test(arguments: [(8, 2, 32), (64, 4, 64)])
     func constantWeightsFoldOnceAndComputeTheSame(_ config: (width: Int, batch: Int, side: Int)) throws {
         let input: Shape = [config.batch, 3, config.side, config.side]
@@ -211,7 +213,11 @@ struct CompilerTests {
             for i in 0..<x.count { x.floats[i] *= scale }
             let a = try folding.run(["input": x])["logits"]!.scalars
             let b = try constant.run(["input": x])["logits"]!.scalars
-            #expect(a == b)
+            if config.width < 64 {
+                #expect(a == b)
+            } else {
+                #expect(a != b && relativeError(b, a.map(Double.init)) < 1e-5)
+            }
         }
         let gamma = store["layer1.0.bn1.weight"]!
         for i in 0..<gamma.count { gamma.floats[i] *= 3 }

@@ -87,9 +87,10 @@ struct FrozenBoundaryTests {
     }
 
     /// A step told its frozen weights stay constant folds and transforms the frozen convs once
-    /// (their 64-channel 3×3 convs take Winograd at this size) and takes the same steps, bit for
-    /// bit, as one deriving them every step, with layer4 frozen or training. A frozen weight
-    /// changed after the first steps is (by contract) not seen: the derived filters are kept.
+    /// (their 64-channel 3×3 convs take Winograd at this size; layer2's and layer3's small maps
+    /// only with filters prepared once) and takes the same steps, to float rounding, as one
+    /// deriving them every step, with layer4 frozen or training. A frozen weight changed after
+    /// the first steps is (by contract) not seen: the derived filters are kept.
     @Test(arguments: [["fc"], ["layer4", "fc"]])
     func constantFrozenWeightsTakeTheSameSteps(_ trainOnly: [String]) throws {
         let shape: Shape = [4, 3, 64, 64]
@@ -110,7 +111,7 @@ struct FrozenBoundaryTests {
             return losses
         }
         let (perStep, kept) = (try losses(constant: false), try losses(constant: true))
-        #expect(perStep.prefix(3) == kept.prefix(3))
-        #expect(perStep[3] != kept[3])
+        #expect(relativeError(Array(kept.prefix(3)), perStep.prefix(3).map(Double.init)) < 1e-5)
+        #expect(abs(perStep[3] - kept[3]) > 1e-3 * abs(perStep[3]))
     }
 }

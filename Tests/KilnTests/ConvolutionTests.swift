@@ -141,6 +141,33 @@ struct ConvolutionTests {
         #expect(run(prepared.floats, activated: false) != direct, "\(t)")
     }
 
+    /// With prepared filters Winograd also takes maps of 49 to 195 2×2 tiles (ResNet's layer3 at
+    /// batch 1), which per-call transforms would not pay for: within Winograd's rounding of the
+    /// reference, the transformed filters really read; without them the direct path runs.
+    @Test func preparedWinogradTakesSmallerMaps() throws {
+        let x = randomTensor([1, 64, 14, 14], seed: 8), w = randomTensor([64, 64, 3, 3], seed: 9)
+        let bias = randomTensor([64], seed: 10)
+        var d = Conv2DOp(padding: .symmetric(1)).descriptor(x.shape, w.shape)
+        #expect(kn_conv2d_geometry(&d) == 0 && kn_conv2d_winograd_eligible(&d) == 0)
+        let count = Int(kn_conv2d_prepared_floats(&d))
+        #expect(count > 4 * w.count)
+        let prepared = Tensor(zeros: [count])
+        kn_conv2d_prepare_weights(&d, w.floats, prepared.floats)
+        func run(_ p: UnsafeMutablePointer<Float>?) -> [Float] {
+            let y = Tensor(zeros: [1, 64, 14, 14])
+            kn_conv2d_forward_prepared(&d, x.floats, w.floats, p, bias.floats, y.floats, nil)
+            return y.scalars
+        }
+        let reference = Tensor(zeros: [1, 64, 14, 14])
+        kn_conv2d_reference(&d, x.floats, w.floats, bias.floats, reference.floats)
+        let winograd = run(prepared.floats), direct = run(nil)
+        #expect(relativeError(winograd, reference.scalars) < 2e-5)
+        #expect(relativeError(direct, reference.scalars) < 5e-6)
+        #expect(winograd != direct)  // another algorithm's rounding: the prepared path ran
+        for i in 16..<count { prepared.floats[i] = 0 }
+        #expect(run(prepared.floats) != winograd)
+    }
+
     /// Channel tiles need whole panels of output channels and small maps; elsewhere nothing is
     /// prepared and the direct path runs.
     @Test func channelTilesOnlyWhereTheyApply() {

@@ -103,8 +103,10 @@ static void conv_chunk_forward(const kn_conv2d_desc *d, const float *x, const fl
 
 
 // Winograd's prepared filters (winograd.c, compiled after this file).
+static int winograd_prepared_eligible(const kn_conv2d_desc *d);
 static int64_t winograd_prepared_floats(const kn_conv2d_desc *d);
 static void winograd_prepare(const kn_conv2d_desc *d, const float *w, float *prepared);
+static const float *prepared_weights(const kn_conv2d_desc *d, const float *prepared);
 
 // The direct path (conv_direct.c, after the GEMM it builds on).
 static int conv_direct_eligible(const kn_conv2d_desc *d);
@@ -195,6 +197,11 @@ static int winograd_taken(const kn_conv2d_desc *d) {
     return kn_conv2d_winograd_eligible(d) && !getenv("KILN_NO_WINOGRAD");
 }
 
+// With its filters prepared, Winograd takes smaller maps too (ResNet's layer3 at batch 1).
+static int winograd_prepared_taken(const kn_conv2d_desc *d) {
+    return winograd_prepared_eligible(d) && !getenv("KILN_NO_WINOGRAD");
+}
+
 static int direct_taken(const kn_conv2d_desc *d) {
     return !winograd_taken(d) && conv_direct_eligible(d) && !getenv("KILN_NO_DIRECT_CONV");
 }
@@ -204,11 +211,13 @@ static int channel_tiles_taken(const kn_conv2d_desc *d) {
 }
 
 int64_t kn_conv2d_prepared_floats(const kn_conv2d_desc *d) {
-    return winograd_taken(d) ? winograd_prepared_floats(d) : channel_tiles_taken(d) ? channel_tiles_prepared_floats(d) : 0;
+    return winograd_prepared_taken(d) ? winograd_prepared_floats(d)
+           : channel_tiles_taken(d)   ? channel_tiles_prepared_floats(d)
+                                      : 0;
 }
 
 void kn_conv2d_prepare_weights(const kn_conv2d_desc *d, const float *w, float *prepared) {
-    if (winograd_taken(d))
+    if (winograd_prepared_taken(d))
         winograd_prepare(d, w, prepared);
     else if (channel_tiles_taken(d))
         channel_tiles_prepare(d, w, prepared);
@@ -220,7 +229,7 @@ void kn_conv2d_forward_prepared(const kn_conv2d_desc *d, const float *x, const f
         depthwise_forward_fused(d, x, w, bias, y, ep);
         return;
     }
-    if (winograd_taken(d)) {
+    if (winograd_taken(d) || (winograd_prepared_taken(d) && prepared_weights(d, prepared))) {
         // F(4×4) in inference too (until 2026-12-03 F(2×2) there, for accuracy): a few times F(2×2)'s
         // rounding error per conv, which the network does not amplify — ResNet-18 (random weights,
         // BN statistics randomised), 16 images at 224², eval logits against PyTorch in float64:

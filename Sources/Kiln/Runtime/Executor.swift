@@ -38,7 +38,9 @@ public final class Executor {
     ///     convs, transform filters) and reuse it on every run. In a training executor: the
     ///     parameters and buffers it does not train (a frozen backbone's) will not change, so the
     ///     nodes that read no trainable parameter derive once. Not for an inference executor that
-    ///     shares its store with training.
+    ///     shares its store with training. Prepared filters can make another algorithm pay (Winograd
+    ///     on small maps at small batches), so results agree with an executor that derives per run
+    ///     to float rounding, not always bit for bit.
     public init(
         graph: Graph, parameters: ParameterStore, mode: Mode = .inference,
         keep: Set<String> = [], seed: UInt64 = 0, verify: Bool = Executor.verifyByDefault, constantWeights: Bool = false
