@@ -122,8 +122,41 @@ static void gemm_pack_b(const float *b, int ldb, int kc, int nc, float *out) {
     }
 }
 
+// A tile of at most VL columns (the tail of a narrow product: Winograd's 16 tiles of a 14×14 map
+// at batch 1): one vector per row, half the work of a full tile, each element summed by the same
+// multiply-adds in the same order (bit-equal to the full tile's columns).
+static void gemm_tile_half(int kc, const float *ap, const float *bp, float *c, int ldc, int mr, int nr, int accumulate) {
+    gemm_vec acc[GEMM_MR];
+    float edge[GEMM_MR * GEMM_VL];
+    const int full = mr == GEMM_MR && nr == GEMM_VL;
+    if (!full) {
+        memset(edge, 0, sizeof edge);
+        if (accumulate)
+            for (int r = 0; r < mr; r++) memcpy(edge + r * GEMM_VL, c + (int64_t)r * ldc, sizeof(float) * nr);
+    }
+    for (int r = 0; r < GEMM_MR; r++) {
+        const float *row = full ? c + (int64_t)r * ldc : edge + r * GEMM_VL;
+        acc[r] = accumulate || !full ? *(const gemm_vec_unaligned *)row : (gemm_vec){0};
+    }
+#pragma unroll 4
+    for (int k = 0; k < kc; k++) {
+        const gemm_vec b0 = *(const gemm_vec *)bp;
+#pragma unroll
+        for (int r = 0; r < GEMM_MR; r++) acc[r] += b0 * ap[r];
+        ap += GEMM_MR;
+        bp += GEMM_NR;
+    }
+    for (int r = 0; r < GEMM_MR; r++) *(gemm_vec_unaligned *)(full ? c + (int64_t)r * ldc : edge + r * GEMM_VL) = acc[r];
+    if (!full)
+        for (int r = 0; r < mr; r++) memcpy(c + (int64_t)r * ldc, edge + r * GEMM_VL, sizeof(float) * nr);
+}
+
 // One MR×NR tile: acc (from C when `accumulate`, else 0) += Σ_k a[:,k]·b[k,:] in k order.
 static void gemm_tile(int kc, const float *ap, const float *bp, float *c, int ldc, int mr, int nr, int accumulate) {
+    if (nr <= GEMM_VL) {
+        gemm_tile_half(kc, ap, bp, c, ldc, mr, nr, accumulate);
+        return;
+    }
     gemm_vec acc[GEMM_MR][2];
     float edge[GEMM_MR * GEMM_NR];
     const int full = mr == GEMM_MR && nr == GEMM_NR;
