@@ -100,6 +100,7 @@ typedef struct {
     float *planes;           // the shared image's planes (batch 1)
     int image;
     kn_counter *next_image;  // images claimed by the workers (a batch at least as large as the threads)
+    kn_counter *next_panel;  // panels of the shared image claimed by the workers (batch 1)
 } channel_tiles;
 
 // Panels [first, end) of one image: each panel's tiles into `product` [pixels][NR] (the panel's
@@ -160,17 +161,20 @@ static void channel_split_phases_task(void *context, int64_t begin, int64_t end)
     split_phases(r->d, r->l, r->x + r->image * xs, r->planes, begin, end);
 }
 
-// A share of one image's panels, and their epilogue (while they are in this core's cache).
-static void channel_panels_task(void *context, int64_t begin, int64_t end) {
+// One image's panels, claimed one at a time from a counter (a core the host slows takes fewer),
+// each with its epilogue while it is in this core's cache.
+static void channel_panels_task(void *context, int worker, int workers) {
+    (void)worker, (void)workers;
     const channel_tiles *r = context;
     const kn_conv2d_desc *d = r->d;
     float *product = kn_scratch(KN_SCRATCH_GATHER, channel_product_floats(d));
     if (!product) return;
     const float *planes = r->planes ? r->planes : r->x + (int64_t)r->image * d->c * d->h * d->w;
-    channel_panels(r, planes, r->image, begin, end, product);
-    if (r->ep)
-        epilogue_channels(d, r->ep, r->image, r->y + (int64_t)r->image * d->o * d->oh * d->ow, (int)begin * GEMM_NR,
-                          (int)end * GEMM_NR);
+    float *y = r->y + (int64_t)r->image * d->o * d->oh * d->ow;
+    for (int64_t p; (p = kn_claim(r->next_panel)) < d->o / GEMM_NR;) {
+        channel_panels(r, planes, r->image, p, p + 1, product);
+        if (r->ep) epilogue_channels(d, r->ep, r->image, y, (int)p * GEMM_NR, (int)(p + 1) * GEMM_NR);
+    }
 }
 
 // Runs the convolution when `prepared` holds this path's panels for d; returns 0 (and does
@@ -184,8 +188,8 @@ static int channel_tiles_forward(const kn_conv2d_desc *d, const float *x, const 
     int32_t *off = (int32_t *)kn_scratch(KN_SCRATCH_WEIGHTS, kdim);
     if (!off) return 1;
     tap_offsets(d, &l, off);
-    kn_counter next_image = {0};
-    channel_tiles r = {d, &l, x, panels, bias, off, y, ep, NULL, 0, &next_image};
+    kn_counter next_image = {0}, next_panel = {0};
+    channel_tiles r = {d, &l, x, panels, bias, off, y, ep, NULL, 0, &next_image, &next_panel};
     if (d->n >= threads) {
         kn_parallel(threads, channel_images_task, &r);
         return 1;
@@ -197,7 +201,9 @@ static int channel_tiles_forward(const kn_conv2d_desc *d, const float *x, const 
     }
     for (r.image = 0; r.image < d->n; r.image++) {
         if (r.planes) kn_parallel_for(d->c, KN_GRAIN_ROWS, channel_split_phases_task, &r);
-        kn_parallel_for(d->o / GEMM_NR, KN_GRAIN_ROWS, channel_panels_task, &r);
+        atomic_store(&next_panel.next, 0);
+        const int64_t panel_count = d->o / GEMM_NR;
+        kn_parallel(panel_count < threads ? (int)panel_count : threads, channel_panels_task, &r);
     }
     return 1;
 }
