@@ -28,6 +28,15 @@ static inline int conv_chunk(const kn_conv2d_desc *d, int threads) {
     return chunk < 1 ? 1 : chunk;
 }
 
+/// The output columns [*lo, *hi) whose input column ox·sw + first lies inside the image.
+static inline void conv_columns_inside(const kn_conv2d_desc *d, int first, int *lo, int *hi) {
+    *lo = first >= 0 ? 0 : (-first + d->sw - 1) / d->sw;
+    *hi = d->w - first <= 0 ? 0 : (d->w - first + d->sw - 1) / d->sw;
+    if (*lo > d->ow) *lo = d->ow;
+    if (*hi > d->ow) *hi = d->ow;
+    if (*hi < *lo) *hi = *lo;
+}
+
 /// col[(c*kh + i)*kw + j][(oy - oy0)*ow + ox] = x[c][oy*sh - pt + i][ox*sw - pl + j] (0 outside)
 /// for output rows oy0 ≤ oy < oy1; rows of col have stride ld (several images side by side).
 static inline void conv_im2col_rows(const kn_conv2d_desc *d, const float *x, int channels, int oy0, int oy1,
@@ -45,11 +54,8 @@ static inline void conv_im2col_rows(const kn_conv2d_desc *d, const float *x, int
                     // the compiler vectorises; zeros left and right (the ResNet stem's im2col was
                     // half of its conv's time with a bounds test per element).
                     const int first = j - d->pl;  // ix of ox = 0
-                    int lo = first >= 0 ? 0 : (-first + d->sw - 1) / d->sw;
-                    int hi = d->w - first <= 0 ? 0 : (d->w - first + d->sw - 1) / d->sw;
-                    if (lo > d->ow) lo = d->ow;
-                    if (hi > d->ow) hi = d->ow;
-                    if (hi < lo) hi = lo;
+                    int lo, hi;
+                    conv_columns_inside(d, first, &lo, &hi);
                     const float *src = xc + (int64_t)iy * d->w;
                     for (int ox = 0; ox < lo; ox++) dst[ox] = 0.0f;
                     if (d->sw == 1) {
@@ -92,11 +98,8 @@ static inline void conv_col2im_add(const kn_conv2d_desc *d, const float *col, in
             for (int j = 0; j < d->kw; j++) {
                 const float *row = col + ((int64_t)(c * d->kh + i) * d->kw + j) * ld;
                 const int first = j - d->pl;  // ix of ox = 0
-                int lo = first >= 0 ? 0 : (-first + d->sw - 1) / d->sw;
-                int hi = d->w - first <= 0 ? 0 : (d->w - first + d->sw - 1) / d->sw;
-                if (lo > d->ow) lo = d->ow;
-                if (hi > d->ow) hi = d->ow;
-                if (hi < lo) hi = lo;
+                int lo, hi;
+                conv_columns_inside(d, first, &lo, &hi);
                 for (int oy = 0; oy < d->oh; oy++) {
                     const int iy = oy * d->sh - d->pt + i;
                     if (iy < 0 || iy >= d->h) continue;
