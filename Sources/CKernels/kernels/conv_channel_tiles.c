@@ -90,16 +90,11 @@ static void channel_tile(int kdim, const float *w, const float *const *src, cons
     }
 }
 
+// The direct path's state for the call (layout, tap offsets, the shared image's planes, the
+// image counter: its phase split runs as is; its filters w are unused), plus the packed panels.
 typedef struct {
-    const kn_conv2d_desc *d;
-    const direct_layout *l;
-    const float *x, *panels, *bias;
-    const int32_t *off;
-    float *y;
-    const kn_conv_epilogue *ep;
-    float *planes;           // the shared image's planes (batch 1)
-    int image;
-    kn_counter *next_image;  // images claimed by the workers (a batch at least as large as the threads)
+    direct_conv base;
+    const float *panels;
     kn_counter *next_panel;  // panels of the shared image claimed by the workers (batch 1)
 } channel_tiles;
 
@@ -107,9 +102,10 @@ typedef struct {
 // filters stay in L2 across the tiles), then transposed into y.
 static void channel_panels(const channel_tiles *r, const float *planes, int image, int64_t first, int64_t end,
                            float *product) {
-    const kn_conv2d_desc *d = r->d;
+    const direct_conv *b = &r->base;
+    const kn_conv2d_desc *d = b->d;
     const int kdim = d->c * d->kh * d->kw, ohw = d->oh * d->ow;
-    float *y = r->y + (int64_t)image * d->o * ohw;
+    float *y = b->y + (int64_t)image * d->o * ohw;
     for (int64_t p = first; p < end; p++) {
         const float *panel = r->panels + p * kdim * GEMM_NR;
         for (int t = 0; t < ohw; t += CHANNEL_MR) {
@@ -117,16 +113,16 @@ static void channel_panels(const channel_tiles *r, const float *planes, int imag
             const float *src[CHANNEL_MR];
             for (int m = 0; m < mr; m++) {
                 const int q = t + m, oy = q / d->ow, ox = q - oy * d->ow;
-                src[m] = planes + (int64_t)oy * r->l->cols + ox;
+                src[m] = planes + (int64_t)oy * b->l->cols + ox;
             }
-            channel_tile(kdim, panel, src, r->off, product + (int64_t)t * GEMM_NR, mr);
+            channel_tile(kdim, panel, src, b->off, product + (int64_t)t * GEMM_NR, mr);
         }
         for (int v = 0; v < GEMM_NR; v++) {
             const int oc = (int)p * GEMM_NR + v;
             float *dst = y + (int64_t)oc * ohw;
-            if (r->bias) {
-                const float b = r->bias[oc];
-                for (int q = 0; q < ohw; q++) dst[q] = product[q * GEMM_NR + v] + b;
+            if (b->bias) {
+                const float bias = b->bias[oc];
+                for (int q = 0; q < ohw; q++) dst[q] = product[q * GEMM_NR + v] + bias;
             } else {
                 for (int q = 0; q < ohw; q++) dst[q] = product[q * GEMM_NR + v];
             }
@@ -141,24 +137,18 @@ static int64_t channel_product_floats(const kn_conv2d_desc *d) {
 static void channel_images_task(void *context, int worker, int workers) {
     (void)worker, (void)workers;
     const channel_tiles *r = context;
-    const kn_conv2d_desc *d = r->d;
-    const int pointwise = conv_is_pointwise(d);
-    float *planes = pointwise ? NULL : kn_scratch(KN_SCRATCH_COLUMNS, r->l->floats);
+    const direct_conv *b = &r->base;
+    const kn_conv2d_desc *d = b->d;
+    float *planes = b->pointwise ? NULL : kn_scratch(KN_SCRATCH_COLUMNS, b->l->floats);
     float *product = kn_scratch(KN_SCRATCH_GATHER, channel_product_floats(d));
-    if ((!planes && !pointwise) || !product) return;
-    if (planes) zero_slack(d, r->l, planes);
+    if ((!planes && !b->pointwise) || !product) return;
+    if (planes) zero_slack(d, b->l, planes);
     const int64_t xs = (int64_t)d->c * d->h * d->w, ys = (int64_t)d->o * d->oh * d->ow;
-    for (int64_t image; (image = kn_claim(r->next_image)) < d->n;) {
-        if (!pointwise) split_phases(d, r->l, r->x + image * xs, planes, 0, d->c);
-        channel_panels(r, pointwise ? r->x + image * xs : planes, (int)image, 0, d->o / GEMM_NR, product);
-        if (r->ep) epilogue_image(d, r->ep, (int)image, r->y + image * ys);
+    for (int64_t image; (image = kn_claim(b->next_image)) < d->n;) {
+        if (planes) split_phases(d, b->l, b->x + image * xs, planes, 0, d->c);
+        channel_panels(r, planes ? planes : b->x + image * xs, (int)image, 0, d->o / GEMM_NR, product);
+        if (b->ep) epilogue_image(d, b->ep, (int)image, b->y + image * ys);
     }
-}
-
-static void channel_split_phases_task(void *context, int64_t begin, int64_t end) {
-    const channel_tiles *r = context;
-    const int64_t xs = (int64_t)r->d->c * r->d->h * r->d->w;
-    split_phases(r->d, r->l, r->x + r->image * xs, r->planes, begin, end);
 }
 
 // One image's panels, claimed one at a time from a counter (a core the host slows takes fewer),
@@ -166,14 +156,15 @@ static void channel_split_phases_task(void *context, int64_t begin, int64_t end)
 static void channel_panels_task(void *context, int worker, int workers) {
     (void)worker, (void)workers;
     const channel_tiles *r = context;
-    const kn_conv2d_desc *d = r->d;
+    const direct_conv *b = &r->base;
+    const kn_conv2d_desc *d = b->d;
     float *product = kn_scratch(KN_SCRATCH_GATHER, channel_product_floats(d));
     if (!product) return;
-    const float *planes = r->planes ? r->planes : r->x + (int64_t)r->image * d->c * d->h * d->w;
-    float *y = r->y + (int64_t)r->image * d->o * d->oh * d->ow;
+    const float *planes = b->planes ? b->planes : b->x + (int64_t)b->image * d->c * d->h * d->w;
+    float *y = b->y + (int64_t)b->image * d->o * d->oh * d->ow;
     for (int64_t p; (p = kn_claim(r->next_panel)) < d->o / GEMM_NR;) {
-        channel_panels(r, planes, r->image, p, p + 1, product);
-        if (r->ep) epilogue_channels(d, r->ep, r->image, y, (int)p * GEMM_NR, (int)(p + 1) * GEMM_NR);
+        channel_panels(r, planes, b->image, p, p + 1, product);
+        if (b->ep) epilogue_channels(d, b->ep, b->image, y, (int)p * GEMM_NR, (int)(p + 1) * GEMM_NR);
     }
 }
 
@@ -189,20 +180,20 @@ static int channel_tiles_forward(const kn_conv2d_desc *d, const float *x, const 
     if (!off) return 1;
     tap_offsets(d, &l, off);
     kn_counter next_image = {0}, next_panel = {0};
-    channel_tiles r = {d, &l, x, panels, bias, off, y, ep, NULL, 0, &next_image, &next_panel};
+    channel_tiles r = {{d, &l, x, NULL, bias, off, y, ep, NULL, 0, conv_is_pointwise(d), &next_image}, panels, &next_panel};
     if (d->n >= threads) {
         kn_parallel(threads, channel_images_task, &r);
         return 1;
     }
-    if (!conv_is_pointwise(d)) {
-        r.planes = kn_scratch(KN_SCRATCH_COLUMNS, l.floats);
-        if (!r.planes) return 1;
-        zero_slack(d, &l, r.planes);
+    if (!r.base.pointwise) {
+        r.base.planes = kn_scratch(KN_SCRATCH_COLUMNS, l.floats);
+        if (!r.base.planes) return 1;
+        zero_slack(d, &l, r.base.planes);
     }
-    for (r.image = 0; r.image < d->n; r.image++) {
-        if (r.planes) kn_parallel_for(d->c, KN_GRAIN_ROWS, channel_split_phases_task, &r);
+    const int64_t panel_count = d->o / GEMM_NR;
+    for (r.base.image = 0; r.base.image < d->n; r.base.image++) {
+        if (r.base.planes) kn_parallel_for(d->c, KN_GRAIN_ROWS, split_phases_task, &r.base);
         atomic_store(&next_panel.next, 0);
-        const int64_t panel_count = d->o / GEMM_NR;
         kn_parallel(panel_count < threads ? (int)panel_count : threads, channel_panels_task, &r);
     }
     return 1;
